@@ -1,0 +1,91 @@
+"""Turn validated :class:`Settings` into the plain, fast objects the span path uses.
+
+The live processor and the offline report both build their pipeline here, so they share
+one attribution.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from otel_overspend.attribution import Attributor
+from otel_overspend.labels import LabelCap
+from otel_overspend.ledger import Ledger
+from otel_overspend.models import ModelResolver
+from otel_overspend.patterns import compile_pattern
+from otel_overspend.pricing import PriceSchedule
+from otel_overspend.step_rules import DEFAULT_RULES, Rule, StepRules
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from otel_overspend.settings import Price, Settings
+
+__all__ = ("Components",)
+
+
+def _schedule(price: Price, source: str) -> PriceSchedule:
+    return PriceSchedule.flat(price.input, price.output, price.cache_read, source=source)
+
+
+def _rules(settings: Settings) -> StepRules:
+    import re  # noqa: PLC0415
+
+    user = tuple(
+        Rule(
+            step=r.step,
+            span_name=None if r.span_name is None else re.compile(r.span_name),
+            attribute=r.attribute,
+            equals=r.equals,
+            matches=None if r.matches is None else re.compile(r.matches),
+        )
+        for r in settings.step_rules
+    )
+    return StepRules(user + (DEFAULT_RULES if settings.default_step_rules else ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    settings: Settings
+    rules: StepRules
+    attributor: Attributor
+    ledger: Ledger
+    caps: tuple[LabelCap, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Components:
+        resolver = ModelResolver(
+            tier_overrides=tuple(
+                (compile_pattern(p, field="model_tiers"), tier) for p, tier in settings.model_tiers.items()
+            ),
+            price_overrides=tuple(
+                (compile_pattern(p, field="model_prices"), _schedule(price, "override"))
+                for p, price in settings.model_prices.items()
+            ),
+            tier_prices={
+                tier: _schedule(price, "tier-default") for tier, price in settings.tier_prices.items()
+            },
+            use_genai_prices=settings.use_genai_prices,
+        )
+        specialize: dict[str, str | None] = {
+            step: None if target == "unchanged" else target for step, target in settings.specialize.items()
+        }
+        default = settings.specialize_default
+        specialize["*"] = None if default == "unchanged" else default
+        caps = (
+            LabelCap("step", settings.max_steps),
+            LabelCap("model", settings.max_models),
+            LabelCap("provider", settings.max_providers),
+        )
+        attributor = Attributor(
+            resolver=resolver,
+            specialize=specialize,
+            use_span_cost=settings.use_span_cost,
+            step_cap=caps[0],
+            model_cap=caps[1],
+            provider_cap=caps[2],
+        )
+        ledger = Ledger(window_seconds=settings.window_seconds, clock=clock)
+        return cls(settings=settings, rules=_rules(settings), attributor=attributor, ledger=ledger, caps=caps)

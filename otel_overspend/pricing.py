@@ -1,0 +1,160 @@
+"""Price schedules: what a call costs, in USD, from its token counts.
+
+A :class:`PriceSchedule` is resolved once per model (from the user's override, from
+genai-prices' bundled data, or from a tier default) and then applied to every call with
+plain float arithmetic. Long-context prices are "cliff" tiers: when a call's input tokens
+exceed a tier's start, every token of the call is charged at that tier's rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = (
+    "DEFAULT_TIER_PRICES",
+    "PriceSchedule",
+    "Rate",
+    "genai_prices_schedule",
+)
+
+_log = logging.getLogger(__name__)
+
+_PER_MTOK: Final = 1_000_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """USD per 1M tokens, with optional cliff tiers keyed on the call's input tokens."""
+
+    base: float
+    #: (start, rate) pairs in ascending start order; the rate applies when input > start.
+    tiers: tuple[tuple[int, float], ...] = ()
+
+    def at(self, input_tokens: int) -> float:
+        for start, rate in reversed(self.tiers):
+            if input_tokens > start:
+                return rate
+        return self.base
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSchedule:
+    """A model's prices. ``cache_read`` defaults to the input rate when a model has none."""
+
+    input: Rate
+    output: Rate
+    cache_read: Rate | None = None
+    #: Where the schedule came from: ``override``, ``genai-prices`` or ``tier-default``.
+    source: str = "override"
+
+    @classmethod
+    def flat(
+        cls,
+        input_usd_per_mtok: float,
+        output_usd_per_mtok: float,
+        cache_read_usd_per_mtok: float | None = None,
+        *,
+        source: str = "override",
+    ) -> PriceSchedule:
+        cache = None if cache_read_usd_per_mtok is None else Rate(cache_read_usd_per_mtok)
+        return cls(Rate(input_usd_per_mtok), Rate(output_usd_per_mtok), cache, source)
+
+    def cost_usd(self, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> float:
+        """Cost of one call; ``input_tokens`` includes ``cache_read_tokens``."""
+        input_rate = self.input.at(input_tokens)
+        cache_rate = input_rate if self.cache_read is None else self.cache_read.at(input_tokens)
+        uncached = input_tokens - cache_read_tokens
+        return (
+            uncached * input_rate
+            + cache_read_tokens * cache_rate
+            + output_tokens * self.output.at(input_tokens)
+        ) / _PER_MTOK
+
+    @property
+    def input_base_usd_per_mtok(self) -> float:
+        return self.input.base
+
+
+#: Tier defaults in USD per 1M tokens (input, output), from the seed's price table.
+DEFAULT_TIER_PRICES: Final[Mapping[str, tuple[float, float]]] = {
+    "frontier": (3.00, 15.00),
+    "mid": (0.30, 1.20),
+    "mini": (0.05, 0.20),
+    "specialist": (0.02, 0.02),
+}
+
+# OpenTelemetry provider names (gen_ai.provider.name / gen_ai.system) -> genai-prices ids.
+_PROVIDER_IDS: Final[Mapping[str, str]] = {
+    "openai": "openai",
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "gemini": "google",
+    "google": "google",
+    "vertex_ai": "google",
+    "aws.bedrock": "aws",
+    "bedrock": "aws",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+    "mistral": "mistral",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "cohere": "cohere",
+    "perplexity": "perplexity",
+}
+
+
+def _rate(value: Any) -> Rate | None:
+    """Convert a genai-prices price (Decimal or TieredPrices) to a :class:`Rate`."""
+    if value is None:
+        return None
+    tiers = getattr(value, "tiers", None)
+    if tiers is None:
+        return Rate(float(value))
+    return Rate(float(value.base), tuple((int(t.start), float(t.price)) for t in tiers))
+
+
+def genai_prices_schedule(model: str, provider: str) -> PriceSchedule | None:
+    """The model's schedule from genai-prices' bundled data (never the network), or ``None``."""
+    try:
+        from genai_prices import data_snapshot  # noqa: PLC0415 - heavy import, only when needed
+    except ImportError:  # pragma: no cover - genai-prices is a dependency
+        return None
+    snapshot = data_snapshot.get_snapshot()
+    provider_id = _PROVIDER_IDS.get(provider)
+    candidates = [(model, provider_id)]
+    if "/" in model:
+        prefix, _, bare = model.partition("/")
+        candidates.append((bare, _PROVIDER_IDS.get(prefix.lower(), provider_id)))
+    for ref, pid in list(candidates):
+        if pid is not None:
+            candidates.append((ref, None))
+    for ref, pid in candidates:
+        try:
+            _, info = snapshot.find_provider_model(ref, None, pid, None)
+            prices = info.get_prices(datetime.now(tz=timezone.utc))
+        except (LookupError, ValueError, TypeError, AttributeError):
+            continue
+        input_rate = _rate(getattr(prices, "input_mtok", None))
+        output_rate = _rate(getattr(prices, "output_mtok", None))
+        if input_rate is None and output_rate is None:
+            continue
+        return PriceSchedule(
+            input=input_rate or Rate(0.0),
+            output=output_rate or Rate(0.0),
+            cache_read=_rate(getattr(prices, "cache_read_mtok", None)),
+            source="genai-prices",
+        )
+    return None

@@ -1,0 +1,229 @@
+"""``OverspendProcessor``: the one line an instrumented app adds.
+
+``on_start`` decides the span's step (the innermost ``step()`` in context, else W3C
+baggage, else the parent span's step, else a rule on the span's name and attributes) and
+remembers it by span id; ``on_end`` reads the span's usage, prices it and records it.
+Neither hook ever raises into the app: failures are counted by reason and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import baggage
+from opentelemetry.sdk.trace import SpanProcessor
+from prometheus_client import REGISTRY
+
+from otel_overspend.components import Components
+from otel_overspend.conventions import read_usage
+from otel_overspend.exposition import OverspendCollector, Status
+from otel_overspend.requests import OpenRequests
+from otel_overspend.server import MetricsServer
+from otel_overspend.settings import Settings
+from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, UNATTRIBUTED, current_step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span
+    from prometheus_client.registry import CollectorRegistry
+
+    from otel_overspend.ledger import Snapshot
+
+__all__ = ("OverspendProcessor",)
+
+_log = logging.getLogger("otel_overspend")
+
+#: Spans open at once whose step we remember; beyond it the oldest is forgotten (counted).
+MAX_OPEN_SPANS = 100_000
+
+
+class OverspendProcessor(SpanProcessor):
+    """Attributes every LLM span's tokens and dollars to a step, a model and a tier.
+
+    With no arguments it reads :class:`Settings` from ``OVERSPEND_*`` environment variables
+    (and ``OVERSPEND_CONFIG``), registers its metrics in prometheus_client's default
+    registry and serves them on ``127.0.0.1:9464``.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        registry: CollectorRegistry | None = None,
+        serve_metrics: bool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        parts = Components.from_settings(self.settings, clock=clock)
+        self._parts = parts
+        self._rules = parts.rules
+        self._attributor = parts.attributor
+        self._ledger = parts.ledger
+        self._stamp = self.settings.stamp_spans
+        self._requests = OpenRequests(
+            max_open=self.settings.max_open_requests,
+            timeout_s=self.settings.request_timeout_seconds,
+            clock=clock,
+        )
+        self._open_steps: dict[int, str] = {}
+        self._dropped: dict[str, int] = {}
+        self._drop_lock = threading.Lock()
+        self._logged: set[str] = set()
+        self._registry = registry if registry is not None else REGISTRY
+        self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=self._extra_metrics)
+        try:
+            self._registry.register(self._collector)
+        except ValueError as exc:
+            msg = (
+                "otel_overspend metrics are already registered in this registry: create one "
+                "OverspendProcessor per process, or pass registry=CollectorRegistry()"
+            )
+            raise ValueError(msg) from exc
+        serve = self.settings.serve_metrics if serve_metrics is None else serve_metrics
+        self.metrics_server = (
+            MetricsServer.start(
+                host=self.settings.metrics_host, port=self.settings.metrics_port, registry=self._registry
+            )
+            if serve
+            else None
+        )
+        _register_fork_reset(self)
+
+    # -- span hooks ------------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            step = current_step()
+            if step is None:
+                step = self._inherited_step(span, parent_context)
+            if step is not None:
+                open_steps = self._open_steps
+                if len(open_steps) >= MAX_OPEN_SPANS:
+                    open_steps.pop(next(iter(open_steps)), None)
+                    self._drop("open_span_table_full")
+                open_steps[span.context.span_id] = step
+                if self._stamp:
+                    span.set_attribute(BAGGAGE_KEY, step)
+        except Exception:
+            self._fail("on_start")
+
+    def _inherited_step(self, span: Span, parent_context: Context | None) -> str | None:
+        carried = baggage.get_baggage(BAGGAGE_KEY, parent_context)
+        if carried is not None:
+            if type(carried) is str and STEP_NAME_PATTERN.fullmatch(carried):
+                return carried
+            self._drop("invalid_baggage_step")
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            step = self._open_steps.get(parent.span_id)
+            if step is not None:
+                return step
+        return self._rules.match(span.name, span.attributes)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self._on_end(span)
+        except Exception:
+            self._fail("on_end")
+
+    def _on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        step = self._open_steps.pop(ctx.span_id, None)
+        parent = span.parent
+        is_local_root = parent is None or parent.is_remote
+        attrs = span.attributes
+        usage = read_usage(attrs) if attrs else None
+        end_ns = span.end_time or 0
+        if usage is not None:
+            if isinstance(usage, str):
+                self._drop(usage)
+            else:
+                if step is None:
+                    step = self._rules.match(span.name, attrs) or UNATTRIBUTED
+                call = self._attributor.attribute(usage, step)
+                if not self._ledger.add_call(call, end_ns / 1e9):
+                    self._drop("too_old")
+                    return
+                start_ns = span.start_time or end_ns
+                self._requests.add(ctx.trace_id, call, end_ns - start_ns)
+        if is_local_root:
+            sample = self._requests.close(ctx.trace_id, end_ns - (span.start_time or end_ns))
+            if sample is not None:
+                self._ledger.add_request(sample, end_ns / 1e9)
+
+    # -- failure accounting -------------------------------------------------------------------
+    def _drop(self, reason: str) -> None:
+        with self._drop_lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def _fail(self, hook: str) -> None:
+        self._drop("internal_error")
+        if hook not in self._logged:
+            self._logged.add(hook)
+            _log.exception("otel_overspend: %s failed; the span was not counted (logged once per hook)", hook)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of everything counted so far (expires stale open requests)."""
+        self._requests.expire()
+        return self._ledger.snapshot()
+
+    def _status_snapshot(self) -> tuple[Snapshot, Status]:
+        snap = self.snapshot()
+        with self._drop_lock:
+            dropped = dict(self._dropped)
+        return snap, Status(
+            dropped=dropped,
+            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps},
+            requests_evicted={
+                "capacity": self._requests.evicted_capacity,
+                "timeout": self._requests.evicted_timeout,
+            },
+        )
+
+    def _extra_metrics(self, snap: Snapshot) -> list[Any]:
+        del snap
+        return []
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        try:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+                self.metrics_server = None
+        except Exception:
+            self._fail("shutdown")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        del timeout_millis
+        return True
+
+    def _after_fork_in_child(self) -> None:
+        # The child starts from zero: its parent keeps and reports its own counts.
+        self._ledger.reset()
+        self._requests.reset()
+        self._open_steps = {}
+        self._drop_lock = threading.Lock()
+        self._dropped = {}
+        self.metrics_server = None
+
+
+def _register_fork_reset(processor: OverspendProcessor) -> None:
+    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
+        return
+    ref = weakref.ref(processor)
+
+    def reset() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_child()  # noqa: SLF001
+
+    os.register_at_fork(after_in_child=reset)

@@ -1,0 +1,199 @@
+"""Marking code as a pipeline step: ``with step("rerank"):`` or ``@step("rerank")``.
+
+The active step lives in a :class:`contextvars.ContextVar`, so it follows the code that
+set it across ``await`` points and never leaks to other threads or asyncio tasks. Names
+are validated here, where they are written; the span processor only reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from typing_extensions import Self
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable, Generator
+    from types import TracebackType
+
+__all__ = (
+    "BAGGAGE_KEY",
+    "STEP_NAME_PATTERN",
+    "UNATTRIBUTED",
+    "current_step",
+    "step",
+    "validate_step_name",
+)
+
+#: The span attribute and W3C baggage entry that carry a step name.
+BAGGAGE_KEY: Final = "overspend.step"
+#: The step of an LLM call nothing could attribute. Never counted as ``generate``.
+UNATTRIBUTED: Final = "unattributed"
+#: What a step name may look like: it becomes a Prometheus label value.
+STEP_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+
+_F = TypeVar("_F", bound="Callable[..., Any]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    name: str
+    outer: _Frame | None
+
+
+_CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
+
+
+def validate_step_name(name: object) -> str:
+    """Return ``name`` if it is a valid step name, else raise :class:`ValueError`."""
+    if not isinstance(name, str) or STEP_NAME_PATTERN.fullmatch(name) is None:
+        msg = (
+            f"invalid step name {name!r}: use 1-63 characters of lowercase letters, digits, "
+            "'_', '.' or '-', starting with a letter (e.g. 'rerank')"
+        )
+        raise ValueError(msg)
+    return name
+
+
+def current_step() -> str | None:
+    """The innermost step active in this context, or ``None``."""
+    frame = _CURRENT.get()
+    return None if frame is None else frame.name
+
+
+class step:  # noqa: N801 - used like a function: ``with step("rerank")``
+    """Mark the enclosed code, or the decorated function, as pipeline step ``name``.
+
+    Works as a context manager and as a decorator of plain, async, generator and async
+    generator functions. Nested steps: the innermost wins. With ``baggage=True`` the step
+    is also written to W3C baggage so that downstream services see it; baggage travels
+    to every service the request reaches, so this is opt-in.
+    """
+
+    __slots__ = ("_tokens", "name")
+
+    def __init__(self, name: str, *, baggage: bool = False) -> None:
+        self.name: Final = validate_step_name(name)
+        # A stack of baggage attach tokens per step object and context (baggage=True only).
+        self._tokens: ContextVar[tuple[object, ...]] | None = (
+            ContextVar(f"overspend_step_{name}", default=()) if baggage else None
+        )
+
+    # -- context manager -------------------------------------------------------------
+    def __enter__(self) -> Self:
+        _CURRENT.set(_Frame(self.name, _CURRENT.get()))
+        if self._tokens is not None:
+            token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
+            self._tokens.set((*self._tokens.get(), token))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tokens is not None:
+            tokens = self._tokens.get()
+            if tokens:
+                self._tokens.set(tokens[:-1])
+                otel_context.detach(cast("Any", tokens[-1]))
+        frame = _CURRENT.get()
+        _CURRENT.set(None if frame is None else frame.outer)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- decorator -------------------------------------------------------------------
+    def __call__(self, fn: _F) -> _F:
+        if inspect.isasyncgenfunction(fn):
+            return cast("_F", self._wrap_async_gen(fn))
+        if inspect.isgeneratorfunction(fn):
+            return cast("_F", self._wrap_gen(fn))
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return await fn(*args, **kwargs)
+
+            return cast("_F", run_async)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return cast("_F", run)
+
+    def _wrap_gen(
+        self, fn: Callable[..., Generator[Any, Any, Any]]
+    ) -> Callable[..., Generator[Any, Any, Any]]:
+        # The step is active only while the generator body runs, never in its consumer.
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            with self:
+                gen = fn(*args, **kwargs)
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                try:
+                    with self:
+                        item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
+                except StopIteration as stop:
+                    return stop.value
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    with self:
+                        gen.close()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return run
+
+    def _wrap_async_gen(
+        self, fn: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            with self:
+                agen = fn(*args, **kwargs)
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                try:
+                    with self:
+                        item = await (agen.asend(to_send) if to_throw is None else agen.athrow(to_throw))
+                except StopAsyncIteration:
+                    return
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    with self:
+                        await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return run
+
+    def __repr__(self) -> str:
+        return f"step({self.name!r})"
