@@ -17,6 +17,7 @@ from otel_overspend.models import ModelResolver
 from otel_overspend.patterns import compile_pattern
 from otel_overspend.pricing import PriceSchedule
 from otel_overspend.step_rules import DEFAULT_RULES, Rule, StepRules
+from otel_overspend.thresholds import BANDS, Band
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,6 +54,7 @@ class Components:
     attributor: Attributor
     ledger: Ledger
     caps: tuple[LabelCap, ...]
+    bands: dict[str, Band]
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Components:
@@ -88,4 +90,15 @@ class Components:
             provider_cap=caps[2],
         )
         ledger = Ledger(window_seconds=settings.window_seconds, clock=clock)
-        return cls(settings=settings, rules=_rules(settings), attributor=attributor, ledger=ledger, caps=caps)
+        bands = {
+            name: Band(band.suspect, band.confirmed, BANDS[name].higher_is_worse)
+            for name, band in settings.bands.items()
+        }
+        return cls(
+            settings=settings,
+            rules=_rules(settings),
+            attributor=attributor,
+            ledger=ledger,
+            caps=caps,
+            bands=bands,
+        )

@@ -98,7 +98,9 @@ def _tokens(value: Any) -> int:
     kind = type(value)
     if kind is int:
         count: int = value
-    elif (kind is float and math.isfinite(value) and value.is_integer()) or (kind is str and value.isdigit() and len(value) <= _MAX_DIGITS):
+    elif kind is float and math.isfinite(value) and value.is_integer():
+        count = int(value)
+    elif kind is str and value.isdigit() and len(value) <= _MAX_DIGITS:
         count = int(value)
     else:
         raise _Invalid("invalid_tokens")

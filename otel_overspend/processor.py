@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from otel_overspend.components import Components
 from otel_overspend.conventions import read_usage
 from otel_overspend.exposition import OverspendCollector, Status
+from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import MetricsServer
 from otel_overspend.settings import Settings
@@ -77,7 +78,10 @@ class OverspendProcessor(SpanProcessor):
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
         self._registry = registry if registry is not None else REGISTRY
-        self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=self._extra_metrics)
+        gauges = GaugeRenderer(
+            labels=self.settings.window_labels, unattributed=self.settings.unattributed, bands=parts.bands
+        )
+        self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=gauges)
         try:
             self._registry.register(self._collector)
         except ValueError as exc:
@@ -188,10 +192,6 @@ class OverspendProcessor(SpanProcessor):
                 "timeout": self._requests.evicted_timeout,
             },
         )
-
-    def _extra_metrics(self, snap: Snapshot) -> list[Any]:
-        del snap
-        return []
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def shutdown(self) -> None:

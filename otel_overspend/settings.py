@@ -208,7 +208,12 @@ class Settings(BaseSettings):
 
     @property
     def window_seconds(self) -> tuple[int, ...]:
-        return tuple(sorted(parse_duration_seconds(part) for part in self.windows.split(",")))
+        return tuple(sorted(self.window_labels))
+
+    @property
+    def window_labels(self) -> dict[int, str]:
+        """Window length in seconds -> its label as written (``"5m"``)."""
+        return {parse_duration_seconds(part): part.strip() for part in self.windows.split(",")}
 
     @classmethod
     def settings_customise_sources(

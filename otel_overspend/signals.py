@@ -1,0 +1,228 @@
+"""The diagnosis, as pure functions of a window of aggregated calls and requests.
+
+The live gauges, the offline report and the tests all call :func:`diagnose`; no ratio is
+computed anywhere else. Everything is over *priced* spend: an unpriced call adds no
+dollars (it is reported by count instead), so it can never pass as $0 in a share.
+
+- Test 1, concentration: spend on the single top frontier-tier model / all spend.
+- Test 2, step shares: spend of each step / all spend (``unattributed`` is a step here).
+- Test 3, the counterfactual: spend now, spend with every step at its specialization-map
+  tier, the headroom between them and the projected reduction.
+- Test 4, specialist-eligible fraction: spend on steps other than ``generate`` / spend,
+  over attributed spend by default (see :data:`UNATTRIBUTED_TREATMENTS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from otel_overspend.ledger import (
+    CALLS,
+    COST,
+    FRONTIER_CALLS,
+    GENERATE_SHARE_N,
+    GENERATE_SHARE_SUM,
+    HEAVY_REQUESTS,
+    INPUT,
+    LLM_TIME_SHARE_N,
+    LLM_TIME_SHARE_SUM,
+    OUTPUT,
+    REQUESTS,
+    SPECIALIZED,
+    TOKENS,
+    UNPRICED,
+)
+from otel_overspend.steps import UNATTRIBUTED
+from otel_overspend.thresholds import BANDS, SPECIALIZATION_CANDIDATE_SHARE, Band, Level
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from otel_overspend.ledger import Key
+
+__all__ = ("UNATTRIBUTED_TREATMENTS", "Diagnosis", "StepLine", "diagnose")
+
+GENERATE: Final = "generate"
+FRONTIER: Final = "frontier"
+#: How ``unattributed`` spend enters the specialist-eligible fraction.
+UNATTRIBUTED_TREATMENTS: Final = ("exclude", "eligible", "generate")
+
+
+@dataclass(frozen=True, slots=True)
+class StepLine:
+    """One step's totals in a window."""
+
+    step: str
+    calls: int
+    tokens: int
+    cost_usd: float
+    specialized_cost_usd: float
+    share: float | None
+
+    @property
+    def savings_usd(self) -> float:
+        return self.cost_usd - self.specialized_cost_usd
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """Every signal of one window. ``None`` means "no data", never zero."""
+
+    calls: int
+    unpriced_calls: int
+    cost_usd: float
+    specialized_cost_usd: float
+    steps: tuple[StepLine, ...]
+    # Test 1
+    model_concentration: float | None
+    top_frontier_model: str | None
+    # Test 2
+    step_shares: Mapping[str, float]
+    generate_share: float | None
+    unattributed_share: float | None
+    heaviest_non_generate_step: str | None
+    heaviest_non_generate_step_share: float | None
+    # Test 3
+    headroom_usd: float | None
+    projected_reduction: float | None
+    next_step_to_specialize: str | None
+    next_step_savings_usd: float | None
+    # Test 4
+    specialist_eligible_fraction: float | None
+    # Per request
+    requests: int
+    frontier_calls_per_request: float | None
+    heavy_request_share: float | None
+    tokens_per_request: float | None
+    generate_share_per_request: float | None
+    llm_time_share_per_request: float | None
+    levels: Mapping[str, Level] = field(default_factory=dict)
+
+    @property
+    def candidates(self) -> tuple[StepLine, ...]:
+        """Non-generate steps above the seed's 10 % candidate share, heaviest first."""
+        return tuple(
+            line
+            for line in self.steps
+            if line.step not in (GENERATE, UNATTRIBUTED)
+            and line.share is not None
+            and line.share > SPECIALIZATION_CANDIDATE_SHARE
+        )
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def _fraction(by_step: Mapping[str, float], total: float, treatment: str) -> float | None:
+    unattributed = by_step.get(UNATTRIBUTED, 0.0)
+    generate = by_step.get(GENERATE, 0.0)
+    attributed = total - unattributed
+    non_generate = attributed - generate
+    if treatment == "exclude":
+        return _ratio(non_generate, attributed)
+    if treatment == "eligible":
+        return _ratio(non_generate + unattributed, total)
+    if treatment == "generate":
+        return _ratio(non_generate, total)
+    raise ValueError(f"unattributed treatment must be one of {UNATTRIBUTED_TREATMENTS}, got {treatment!r}")
+
+
+def diagnose(
+    calls: Mapping[Key, tuple[float, ...]],
+    requests: tuple[float, ...],
+    *,
+    unattributed: str = "exclude",
+    bands: Mapping[str, Band] = BANDS,
+) -> Diagnosis:
+    """All signals for one window of call stats (by series key) and request stats."""
+    cost_by_step: dict[str, float] = {}
+    spec_by_step: dict[str, float] = {}
+    calls_by_step: dict[str, float] = {}
+    tokens_by_step: dict[str, float] = {}
+    frontier_by_model: dict[str, float] = {}
+    n_calls = unpriced = 0.0
+    for (step, model, tier, _provider), stats in calls.items():
+        cost = stats[COST]
+        cost_by_step[step] = cost_by_step.get(step, 0.0) + cost
+        spec_by_step[step] = spec_by_step.get(step, 0.0) + stats[SPECIALIZED]
+        calls_by_step[step] = calls_by_step.get(step, 0.0) + stats[CALLS]
+        tokens_by_step[step] = tokens_by_step.get(step, 0.0) + stats[INPUT] + stats[OUTPUT]
+        if tier == FRONTIER:
+            frontier_by_model[model] = frontier_by_model.get(model, 0.0) + cost
+        n_calls += stats[CALLS]
+        unpriced += stats[UNPRICED]
+    total = sum(cost_by_step.values())
+    specialized = sum(spec_by_step.values())
+    has_cost = total > 0
+
+    lines = sorted(
+        (
+            StepLine(
+                step=step,
+                calls=round(calls_by_step[step]),
+                tokens=round(tokens_by_step[step]),
+                cost_usd=cost_by_step[step],
+                specialized_cost_usd=spec_by_step[step],
+                share=_ratio(cost_by_step[step], total),
+            )
+            for step in cost_by_step
+        ),
+        key=lambda line: (-line.cost_usd, line.step),
+    )
+    shares = {line.step: line.share for line in lines if line.share is not None}
+    non_generate = [line for line in lines if line.step not in (GENERATE, UNATTRIBUTED) and line.cost_usd > 0]
+    heaviest = non_generate[0] if non_generate else None
+    with_savings = [line for line in non_generate if line.savings_usd > 0]
+    best = max(with_savings, key=lambda line: line.savings_usd) if with_savings else None
+
+    top_model, top_cost = None, 0.0
+    for model, cost in sorted(frontier_by_model.items()):
+        if cost > top_cost:
+            top_model, top_cost = model, cost
+
+    n_requests = requests[REQUESTS]
+    fraction = _fraction(cost_by_step, total, unattributed)
+    concentration = _ratio(top_cost, total)
+    generate_share = shares.get(GENERATE, 0.0) if has_cost else None
+    heaviest_share = None if heaviest is None else heaviest.share
+    frontier_per_request = _ratio(requests[FRONTIER_CALLS], n_requests)
+    tokens_per_request = _ratio(requests[TOKENS], n_requests)
+    level_inputs = {
+        "model_concentration": concentration,
+        "specialist_eligible_fraction": fraction,
+        "frontier_calls_per_request": frontier_per_request,
+        # Spend on generate alone has no candidate step: that is the healthy end.
+        "heaviest_non_generate_step_share": heaviest_share
+        if heaviest_share is not None or not has_cost
+        else 0.0,
+        "generate_cost_share": generate_share,
+        "tokens_per_request": tokens_per_request,
+    }
+    return Diagnosis(
+        calls=round(n_calls),
+        unpriced_calls=round(unpriced),
+        cost_usd=total,
+        specialized_cost_usd=specialized,
+        steps=tuple(lines),
+        model_concentration=concentration,
+        top_frontier_model=top_model,
+        step_shares=shares,
+        generate_share=generate_share,
+        unattributed_share=shares.get(UNATTRIBUTED, 0.0) if has_cost else None,
+        heaviest_non_generate_step=None if heaviest is None else heaviest.step,
+        heaviest_non_generate_step_share=heaviest_share,
+        headroom_usd=total - specialized if has_cost else None,
+        projected_reduction=_ratio(total - specialized, total),
+        next_step_to_specialize=None if best is None else best.step,
+        next_step_savings_usd=None if best is None else best.savings_usd,
+        specialist_eligible_fraction=fraction,
+        requests=round(n_requests),
+        frontier_calls_per_request=frontier_per_request,
+        heavy_request_share=_ratio(requests[HEAVY_REQUESTS], n_requests),
+        tokens_per_request=tokens_per_request,
+        generate_share_per_request=_ratio(requests[GENERATE_SHARE_SUM], requests[GENERATE_SHARE_N]),
+        llm_time_share_per_request=_ratio(requests[LLM_TIME_SHARE_SUM], requests[LLM_TIME_SHARE_N]),
+        levels={name: bands[name].level(v) for name, v in level_inputs.items() if v is not None},
+    )

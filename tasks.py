@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The project's two commands, with nothing but Python 3.10+ on the machine.
+
+    python3 tasks.py demo [demo options]   # install into .venv and run the demo
+    python3 tasks.py test [pytest options] # install everything the tests need, run every check
+
+``test`` installs the package with its test extras into ``.venv``, installs Debian's
+``prometheus`` and ``prometheus-alertmanager`` with apt-get when it runs as root on a
+Debian-like system and they are missing, then runs ruff, mypy --strict and pytest.
+With ``CI=true`` the tests refuse to skip anything that needs a real binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+APT_PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager"}
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    result = subprocess.run([str(a) for a in args], check=False, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def _ensure_venv(extras: str) -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"otel_overspend needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed-{extras or 'base'}"
+    sources = [ROOT / "pyproject.toml", ROOT / "constraints.txt"]
+    newest = max(p.stat().st_mtime for p in sources if p.exists())
+    if stamp.exists() and stamp.stat().st_mtime >= newest:
+        return
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    args: list[str | Path] = [PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if (ROOT / "constraints.txt").exists():
+        args += ["-c", ROOT / "constraints.txt"]
+    _run(*args, "-e", target)
+    stamp.touch()
+
+
+def _ensure_binaries() -> None:
+    missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
+    if not missing:
+        return
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if is_root and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run("apt-get", "update", "-qq", env=env)
+        _run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+        return
+    message = f"missing {', '.join(missing)} (install them with your package manager)"
+    if os.environ.get("CI") == "true":
+        sys.exit(f"CI needs the real binaries: {message}")
+    print(f"warning: {message}; the tests that need them will be skipped", flush=True)
+
+
+def demo(argv: list[str]) -> None:
+    _ensure_venv("")
+    os.execv(str(BIN / "otel-overspend"), [str(BIN / "otel-overspend"), "demo", *argv])  # noqa: S606
+
+
+def test(argv: list[str]) -> None:
+    _ensure_venv("test")
+    _ensure_binaries()
+    _run(BIN / "ruff", "check", ROOT)
+    _run(BIN / "ruff", "format", "--check", ROOT)
+    _run(BIN / "mypy", "--config-file", ROOT / "pyproject.toml")
+    _run(PY, "-m", "pytest", *argv)
+
+
+def main() -> None:
+    commands = {"demo": demo, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:  # noqa: PLR2004
+        sys.exit("usage: python3 tasks.py demo|test [args...]")
+    os.chdir(ROOT)
+    commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

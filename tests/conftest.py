@@ -1,0 +1,56 @@
+"""Shared fixtures: a real TracerProvider wired to a fresh OverspendProcessor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+from prometheus_client import CollectorRegistry
+
+from otel_overspend import OverspendProcessor, Settings
+
+
+class FakeClock:
+    """A clock the test moves by hand (seconds since the epoch)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Pipeline:
+    provider: TracerProvider
+    tracer: Tracer
+    processor: OverspendProcessor
+    registry: CollectorRegistry
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return self.registry.get_sample_value(name, labels or {})
+
+
+def make_pipeline(settings: Settings | None = None, **kwargs: object) -> Pipeline:
+    registry = CollectorRegistry()
+    processor = OverspendProcessor(
+        settings=settings or Settings(serve_metrics=False),
+        registry=registry,
+        serve_metrics=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    return Pipeline(provider, provider.get_tracer("tests"), processor, registry)
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    p = make_pipeline()
+    yield p
+    p.provider.shutdown()
