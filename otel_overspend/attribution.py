@@ -7,12 +7,16 @@ counted as unpriced, never as $0.
 
 The specialized cost is what the same tokens would cost if the call's step ran at the
 tier the specialization map gives it — never more than the call costs now.
+
+Everything that depends only on (step, provider, model) — labels, tier, schedules — is
+resolved once per series and cached, so a call costs a dict lookup and a few multiplies.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from otel_overspend.steps import UNATTRIBUTED
 
@@ -26,9 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ("Attributor", "Call")
 
+Key = tuple[str, str, str, str]
 
-@dataclass(frozen=True, slots=True)
-class Call:
+
+class Call(NamedTuple):
+    """One priced LLM call, with its (capped) label values."""
+
     step: str
     model: str
     tier: str
@@ -39,10 +46,8 @@ class Call:
     reasoning_tokens: int
     cost_usd: float | None
     specialized_cost_usd: float | None
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.step, self.model, self.tier, self.provider)
+    #: (step, model, tier, provider): the labels of its series.
+    key: Key
 
     @property
     def tokens(self) -> int:
@@ -50,11 +55,32 @@ class Call:
         return self.input_tokens + self.output_tokens
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    key: Key
+    schedule: PriceSchedule | None
+    overridden: bool
+    #: The specialization target's schedule; ``None`` keeps the call's own cost.
+    target: PriceSchedule | None
+    #: The caps that folded one of this series' labels into ``other``.
+    folded: tuple[LabelCap, ...]
+
+
 class Attributor:
     """Prices and labels calls. Built once from settings; :meth:`attribute` never raises on
     valid :class:`Usage`."""
 
-    __slots__ = ("_model_cap", "_provider_cap", "_resolver", "_specialize", "_step_cap", "_use_span_cost")
+    __slots__ = (
+        "_lock",
+        "_max_series",
+        "_model_cap",
+        "_provider_cap",
+        "_resolver",
+        "_series",
+        "_specialize",
+        "_step_cap",
+        "_use_span_cost",
+    )
 
     def __init__(
         self,
@@ -65,45 +91,69 @@ class Attributor:
         model_cap: LabelCap,
         step_cap: LabelCap,
         provider_cap: LabelCap,
+        max_series: int = 20_000,
     ) -> None:
         self._resolver = resolver
         # step -> target schedule (None: unchanged); "*" is the default target.
         self._specialize: dict[str, PriceSchedule | None] = {
             step: None if tier is None else resolver.tier_schedule(tier) for step, tier in specialize.items()
         }
+        # Nothing is known of unattributed work: its counterfactual is its actual cost.
         self._specialize[UNATTRIBUTED] = None
         self._use_span_cost = use_span_cost
         self._model_cap = model_cap
         self._step_cap = step_cap
         self._provider_cap = provider_cap
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._max_series = max_series
+        self._lock = threading.Lock()
+
+    def _resolve(self, step: str, provider: str, model: str) -> _Series:
+        info = self._resolver.resolve(provider, model)
+        target = self._specialize[step] if step in self._specialize else self._specialize["*"]
+        raw = (step, model or "unknown", provider)
+        caps = (self._step_cap, self._model_cap, self._provider_cap)
+        step_label, model_label, provider_label = (cap(value) for cap, value in zip(caps, raw, strict=True))
+        folded = tuple(
+            cap
+            for cap, value, label in zip(caps, raw, (step_label, model_label, provider_label), strict=True)
+            if label != value
+        )
+        return _Series(
+            key=(step_label, model_label, info.tier, provider_label),
+            schedule=info.schedule,
+            overridden=info.overridden,
+            target=target,
+            folded=folded,
+        )
 
     def attribute(self, usage: Usage, step: str) -> Call:
-        info = self._resolver.resolve(usage.provider, usage.model)
-        schedule = info.schedule
-        tokens_in, tokens_out, cached = usage.input_tokens, usage.output_tokens, usage.cache_read_tokens
+        model, provider, tokens_in, tokens_out, cached, reasoning, span_cost = usage
+        cache_key = (step, provider, model)
+        series = self._series.get(cache_key)
+        if series is None:
+            series = self._resolve(step, provider, model)
+            with self._lock:
+                if len(self._series) >= self._max_series:
+                    self._series.pop(next(iter(self._series)), None)
+                self._series[cache_key] = series
+        for cap in series.folded:
+            cap.count_overflow()
+        schedule = series.schedule
         cost: float | None
-        if info.overridden and schedule is not None:
+        if series.overridden and schedule is not None:
             cost = schedule.cost_usd(tokens_in, tokens_out, cached)
-        elif self._use_span_cost and usage.span_cost_usd is not None:
-            cost = usage.span_cost_usd
+        elif span_cost is not None and self._use_span_cost:
+            cost = span_cost
         elif schedule is not None:
             cost = schedule.cost_usd(tokens_in, tokens_out, cached)
         else:
             cost = None
         specialized = cost
-        if cost is not None:
-            target = self._specialize[step] if step in self._specialize else self._specialize["*"]
-            if target is not None:
-                specialized = min(cost, target.cost_usd(tokens_in, tokens_out, cached))
+        target = series.target
+        if cost is not None and target is not None:
+            specialized = min(cost, target.cost_usd(tokens_in, tokens_out, cached))
+        key = series.key
         return Call(
-            step=self._step_cap(step),
-            model=self._model_cap(usage.model or "unknown"),
-            tier=info.tier,
-            provider=self._provider_cap(usage.provider),
-            input_tokens=tokens_in,
-            output_tokens=tokens_out,
-            cache_read_tokens=cached,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=cost,
-            specialized_cost_usd=specialized,
+            key[0], key[1], key[2], key[3], tokens_in, tokens_out, cached, reasoning, cost, specialized, key
         )

@@ -9,8 +9,7 @@ Reading never raises: a malformed value makes the span a counted drop, by reason
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 __all__ = (
     "MAX_TOKENS_PER_CALL",
     "Usage",
-    "first_present",
     "read_usage",
 )
 
@@ -65,8 +63,7 @@ MAX_COST_PER_CALL_USD: Final = 1_000_000.0
 _MAX_DIGITS: Final = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """The usage one LLM span reports. ``input_tokens`` includes cache reads."""
 
     model: str
@@ -84,18 +81,12 @@ class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes 
         self.reason = reason
 
 
-def first_present(attrs: Mapping[str, Any], present: frozenset[str] | set[str], keys: tuple[str, ...]) -> Any:
-    """The value of the first of ``keys`` that is in ``present`` (a subset of ``attrs``' keys)."""
-    for key in keys:
-        if key in present:
-            return attrs[key]
-    return None
-
-
 def _tokens(value: Any) -> int:
     if value is None:
         return 0
     kind = type(value)
+    if kind is int and 0 <= value <= MAX_TOKENS_PER_CALL:
+        return int(value)
     if kind is int:
         count: int = value
     elif kind is float and math.isfinite(value) and value.is_integer():
@@ -125,6 +116,17 @@ def _cost(value: Any) -> float | None:
     return None
 
 
+# key -> (field, priority): one pass over the span's keys finds the best name of each field.
+_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST = range(7)
+_FIELDS: Final = {
+    key: (field, priority)
+    for field, keys in enumerate(
+        (MODEL_KEYS, PROVIDER_KEYS, INPUT_KEYS, OUTPUT_KEYS, CACHE_READ_KEYS, REASONING_KEYS, COST_KEYS)
+    )
+    for priority, key in enumerate(keys)
+}
+
+
 def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     """Read an LLM call's usage from span attributes.
 
@@ -133,17 +135,23 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     """
     if not attrs or LLM_MARKER_KEYS.isdisjoint(attrs):
         return None
-    present = _ALL_KEYS.intersection(attrs)
+    found: list[Any] = [None] * 7
+    rank = [99] * 7
+    for key in _ALL_KEYS.intersection(attrs):
+        field, priority = _FIELDS[key]
+        if priority < rank[field]:
+            rank[field] = priority
+            found[field] = attrs[key]
     try:
-        input_tokens = _tokens(first_present(attrs, present, INPUT_KEYS))
-        output_tokens = _tokens(first_present(attrs, present, OUTPUT_KEYS))
-        cache_read = _tokens(first_present(attrs, present, CACHE_READ_KEYS))
-        reasoning = _tokens(first_present(attrs, present, REASONING_KEYS))
-        model = _name(first_present(attrs, present, MODEL_KEYS), "invalid_model")
-        provider = _name(first_present(attrs, present, PROVIDER_KEYS), "invalid_provider").lower()
+        input_tokens = _tokens(found[_INPUT])
+        output_tokens = _tokens(found[_OUTPUT])
+        cache_read = _tokens(found[_CACHE])
+        reasoning = _tokens(found[_REASONING])
+        model = _name(found[_MODEL], "invalid_model")
+        provider = _name(found[_PROVIDER], "invalid_provider").lower()
     except _Invalid as invalid:
         return invalid.reason
-    span_cost = _cost(first_present(attrs, present, COST_KEYS))
+    span_cost = None if found[_COST] is None else _cost(found[_COST])
     if input_tokens == output_tokens == 0 and span_cost is None:
         return None
     if cache_read > input_tokens:
@@ -151,12 +159,4 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         input_tokens += cache_read
     if not provider and "/" in model:
         provider = model.split("/", 1)[0].lower()
-    return Usage(
-        model=model,
-        provider=provider or "unknown",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        reasoning_tokens=reasoning,
-        span_cost_usd=span_cost,
-    )
+    return Usage(model, provider or "unknown", input_tokens, output_tokens, cache_read, reasoning, span_cost)

@@ -11,7 +11,10 @@ OTHER: Final = "other"
 
 
 class LabelCap:
-    """Admits at most ``limit`` distinct values; counts every value folded into ``other``."""
+    """Admits at most ``limit`` distinct values; the rest map to ``other``.
+
+    Callers that cache the mapping report each folded call with :meth:`count_overflow`.
+    """
 
     __slots__ = ("_lock", "_seen", "limit", "name", "overflowed")
 
@@ -34,8 +37,12 @@ class LabelCap:
             if len(self._seen) < self.limit:
                 self._seen.add(value)
                 return value
-            self.overflowed += 1
             return OTHER
+
+    def count_overflow(self) -> None:
+        """Count one call whose value this cap folded into ``other``."""
+        with self._lock:
+            self.overflowed += 1
 
     def reset(self) -> None:
         with self._lock:

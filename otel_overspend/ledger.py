@@ -228,6 +228,7 @@ class Ledger:
     def _reset_state(self) -> None:
         self._totals: dict[Key, CallStats] = {}
         self._pending: dict[Key, CallStats] = {}
+        self._pending_req = [0.0] * _N_REQ
         self._pending_epoch = -1
         self._requests_total = 0
         self._frontier_hist = Histogram(FRONTIER_CALL_BUCKETS)
@@ -291,32 +292,44 @@ class Ledger:
         return True
 
     def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        stats = [0.0] * _N_REQ
-        stats[REQUESTS] = 1.0
-        stats[FRONTIER_CALLS] = sample.frontier_calls
-        stats[HEAVY_REQUESTS] = 1.0 if sample.frontier_calls >= HEAVY_FRONTIER_CALLS else 0.0
-        stats[TOKENS] = sample.tokens
-        if sample.generate_share is not None:
-            stats[GENERATE_SHARE_SUM] = sample.generate_share
-            stats[GENERATE_SHARE_N] = 1.0
-        if sample.llm_time_share is not None:
-            stats[LLM_TIME_SHARE_SUM] = sample.llm_time_share
-            stats[LLM_TIME_SHARE_N] = 1.0
+        frontier_calls = sample.frontier_calls
         with self._lock:
             t = self._when(end_time_s)
             if t is None:
                 return
+            epoch = int(t // self._tick)
+            if epoch > self._pending_epoch:
+                self._fold()
+                self._pending_epoch = epoch
+            stats = self._pending_req if epoch == self._pending_epoch else [0.0] * _N_REQ
+            stats[REQUESTS] += 1.0
+            stats[FRONTIER_CALLS] += frontier_calls
+            if frontier_calls >= HEAVY_FRONTIER_CALLS:
+                stats[HEAVY_REQUESTS] += 1.0
+            stats[TOKENS] += sample.tokens
+            if sample.generate_share is not None:
+                stats[GENERATE_SHARE_SUM] += sample.generate_share
+                stats[GENERATE_SHARE_N] += 1.0
+            if sample.llm_time_share is not None:
+                stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share
+                stats[LLM_TIME_SHARE_N] += 1.0
             self._requests_total += 1
-            self._frontier_hist.observe(sample.frontier_calls)
+            self._frontier_hist.observe(frontier_calls)
             self._tokens_hist.observe(sample.tokens)
-            for ring in self._rings:
-                ring.add_request(t, stats)
+            if stats is not self._pending_req:  # a late request: straight into its buckets
+                for ring in self._rings:
+                    ring.add_request(t, stats)
 
     # -- folding ---------------------------------------------------------------------------
     def _fold(self) -> None:
+        t_s = self._pending_epoch * self._tick
         if self._pending:
-            self._fold_into(self._pending_epoch * self._tick, self._pending)
+            self._fold_into(t_s, self._pending)
             self._pending = {}
+        if self._pending_req[REQUESTS]:
+            for ring in self._rings:
+                ring.add_request(t_s, self._pending_req)
+            self._pending_req = [0.0] * _N_REQ
 
     def _fold_into(self, t_s: float, calls: dict[Key, CallStats]) -> None:
         totals = self._totals

@@ -29,9 +29,9 @@ class Rule:
             return False
         if self.attribute is None:
             return True
-        if self.attribute not in attrs:
+        value = attrs.get(self.attribute)
+        if value is None:
             return False
-        value = attrs[self.attribute]
         if self.equals is None and self.matches is None:
             return True
         text = value if type(value) is str else str(value)
@@ -72,10 +72,13 @@ class StepRules:
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
         if not self._rules:
             return None
-        if not self._name_rules and (not attrs or self._keys.isdisjoint(attrs)):
+        present = self._keys.intersection(attrs) if attrs else frozenset()
+        if not present and not self._name_rules:
             return None
         values: Mapping[str, Any] = attrs or {}
         for rule in self._rules:
+            if rule.attribute is not None and rule.attribute not in present:
+                continue
             if rule.test(name, values):
                 return rule.step
         return None
