@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
     from otel_overspend.ledger import Histogram, Snapshot
 
-__all__ = ("OverspendCollector", "Status")
+__all__ = ("TOKEN_KINDS", "OverspendCollector", "Status")
 
 _CALL_LABELS = ["step", "model", "tier", "provider"]
-_TOKEN_KINDS = (("input", INPUT), ("output", OUTPUT), ("cache_read", CACHE_READ), ("reasoning", REASONING))
+TOKEN_KINDS = (("input", INPUT), ("output", OUTPUT), ("cache_read", CACHE_READ), ("reasoning", REASONING))
 
 
 class Status:
@@ -92,7 +92,7 @@ class OverspendCollector(Collector):
         for key, stats in snap.totals.items():
             labels = list(key)
             calls.add_metric(labels, stats[CALLS])
-            for kind, index in _TOKEN_KINDS:
+            for kind, index in TOKEN_KINDS:
                 tokens.add_metric([*labels, kind], stats[index])
             cost.add_metric(labels, stats[COST])
             specialized.add_metric(labels, stats[SPECIALIZED])

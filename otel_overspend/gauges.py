@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from otel_overspend.ledger import Snapshot
     from otel_overspend.thresholds import Band
 
-__all__ = ("GaugeRenderer", "diagnoses")
+__all__ = ("SCALARS", "GaugeRenderer", "diagnoses")
 
 # name, help, how to read the value from a diagnosis
-_SCALARS: tuple[tuple[str, str, Callable[[Diagnosis], float | None]], ...] = (
+SCALARS: tuple[tuple[str, str, Callable[[Diagnosis], float | None]], ...] = (
     (
         "overspend_specialist_eligible_fraction",
         "Spend on steps other than generate / spend (Test 4), over the window.",
@@ -88,7 +88,7 @@ class GaugeRenderer:
     def __call__(self, snap: Snapshot) -> list[Metric]:
         per_window = diagnoses(snap, labels=self.labels, unattributed=self.unattributed, bands=self.bands)
         families: list[Metric] = []
-        for name, doc, read in _SCALARS:
+        for name, doc, read in SCALARS:
             family = GaugeMetricFamily(name, doc, labels=["window"])
             for window, d in per_window:
                 value = read(d)

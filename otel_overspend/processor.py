@@ -23,6 +23,7 @@ from otel_overspend.components import Components
 from otel_overspend.conventions import read_usage
 from otel_overspend.exposition import OverspendCollector, Status
 from otel_overspend.gauges import GaugeRenderer
+from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import MetricsServer
 from otel_overspend.settings import Settings
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from opentelemetry.context import Context
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.trace import ReadableSpan, Span
     from prometheus_client.registry import CollectorRegistry
 
@@ -59,6 +61,7 @@ class OverspendProcessor(SpanProcessor):
         settings: Settings | None = None,
         registry: CollectorRegistry | None = None,
         serve_metrics: bool | None = None,
+        meter_provider: MeterProvider | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
@@ -90,6 +93,17 @@ class OverspendProcessor(SpanProcessor):
                 "OverspendProcessor per process, or pass registry=CollectorRegistry()"
             )
             raise ValueError(msg) from exc
+        self.otel_metrics = (
+            OtelMetrics(
+                meter_provider=meter_provider or default_meter_provider(),
+                snapshot=self.snapshot,
+                window_labels=self.settings.window_labels,
+                unattributed=self.settings.unattributed,
+                bands=parts.bands,
+            )
+            if meter_provider is not None or self.settings.otlp_metrics
+            else None
+        )
         serve = self.settings.serve_metrics if serve_metrics is None else serve_metrics
         self.metrics_server = (
             MetricsServer.start(
