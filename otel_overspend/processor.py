@@ -20,14 +20,14 @@ from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
 from otel_overspend.components import Components
-from otel_overspend.conventions import read_usage
 from otel_overspend.exposition import OverspendCollector, Status
 from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
+from otel_overspend.recorder import Recorder
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import MetricsServer
 from otel_overspend.settings import Settings
-from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, UNATTRIBUTED, current_step
+from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, current_step
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,7 +68,6 @@ class OverspendProcessor(SpanProcessor):
         parts = Components.from_settings(self.settings, clock=clock)
         self._parts = parts
         self._rules = parts.rules
-        self._attributor = parts.attributor
         self._ledger = parts.ledger
         self._stamp = self.settings.stamp_spans
         self._requests = OpenRequests(
@@ -77,6 +76,13 @@ class OverspendProcessor(SpanProcessor):
             clock=clock,
         )
         self._open_steps: dict[int, str] = {}
+        self._recorder = Recorder(
+            attributor=parts.attributor,
+            rules=parts.rules,
+            ledger=parts.ledger,
+            requests=self._requests,
+            drop=self._drop,
+        )
         self._dropped: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -154,28 +160,19 @@ class OverspendProcessor(SpanProcessor):
         ctx = span.context
         if ctx is None:
             return
-        step = self._open_steps.pop(ctx.span_id, None)
+        span_id = ctx.span_id
         parent = span.parent
-        is_local_root = parent is None or parent.is_remote
-        attrs = span.attributes
-        usage = read_usage(attrs) if attrs else None
         end_ns = span.end_time or 0
-        if usage is not None:
-            if isinstance(usage, str):
-                self._drop(usage)
-            else:
-                if step is None:
-                    step = self._rules.match(span.name, attrs) or UNATTRIBUTED
-                call = self._attributor.attribute(usage, step)
-                if not self._ledger.add_call(call, end_ns / 1e9):
-                    self._drop("too_old")
-                    return
-                start_ns = span.start_time or end_ns
-                self._requests.add(ctx.trace_id, call, end_ns - start_ns)
-        if is_local_root:
-            sample = self._requests.close(ctx.trace_id, end_ns - (span.start_time or end_ns))
-            if sample is not None:
-                self._ledger.add_request(sample, end_ns / 1e9)
+        self._recorder.record(
+            trace_id=ctx.trace_id,
+            span_id=span_id,
+            parent_id=None if parent is None or parent.is_remote else parent.span_id,
+            name=span.name,
+            attrs=span.attributes,
+            start_ns=span.start_time or end_ns,
+            end_ns=end_ns,
+            step=self._open_steps.pop(span_id, None),
+        )
 
     # -- failure accounting -------------------------------------------------------------------
     def _drop(self, reason: str) -> None:
@@ -224,6 +221,7 @@ class OverspendProcessor(SpanProcessor):
         # The child starts from zero: its parent keeps and reports its own counts.
         self._ledger.reset()
         self._requests.reset()
+        self._recorder.reset()
         self._open_steps = {}
         self._drop_lock = threading.Lock()
         self._dropped = {}

@@ -1,0 +1,114 @@
+"""Recording one finished span: the logic the live processor and the offline report share.
+
+For each span, in end order: read its usage; if it is an LLM call, name its step, price
+it, add it to the ledger and to its request; when a local root ends, close its request.
+
+One call, counted once: when LLM spans are nested (a framework span such as LangChain's
+or LlamaIndex's over the client library's span, or two instrumentations wrapping the same
+client), only the innermost is counted — it is closest to the wire and carries the
+response model. A span learns that an LLM call was counted below it from its children,
+which end first; the mark climbs through non-LLM spans to every ancestor. Skipped spans
+are counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from otel_overspend.conventions import read_usage
+from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, UNATTRIBUTED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from otel_overspend.attribution import Attributor, Call
+    from otel_overspend.ledger import Ledger
+    from otel_overspend.requests import OpenRequests
+    from otel_overspend.step_rules import StepRules
+
+__all__ = ("Recorder",)
+
+#: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
+MAX_MARKED_SPANS: Final = 100_000
+_NS_PER_S: Final = 1e9
+
+
+class Recorder:
+    __slots__ = ("_attributor", "_drop", "_ledger", "_marked", "_requests", "_rules")
+
+    def __init__(
+        self,
+        *,
+        attributor: Attributor,
+        rules: StepRules,
+        ledger: Ledger,
+        requests: OpenRequests,
+        drop: Callable[[str], None],
+    ) -> None:
+        self._attributor = attributor
+        self._rules = rules
+        self._ledger = ledger
+        self._requests = requests
+        self._drop = drop
+        self._marked: dict[int, None] = {}
+
+    def reset(self) -> None:
+        self._marked = {}
+
+    def record(
+        self,
+        *,
+        trace_id: int,
+        span_id: int,
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        start_ns: int,
+        end_ns: int,
+        step: str | None,
+    ) -> Call | None:
+        """Record one ended span; ``parent_id`` is ``None`` for a local root. Returns the
+        counted call, if the span was one."""
+        below = self._marked.pop(span_id, False) is None
+        usage = read_usage(attrs) if attrs else None
+        call = None
+        if usage is not None:
+            if isinstance(usage, str):
+                self._drop(usage)
+            elif below:
+                self._drop("duplicate_llm_span")
+            else:
+                call = self._count(
+                    usage_step(attrs, step, self._rules, name), usage, trace_id, start_ns, end_ns
+                )
+            below = True
+        if parent_id is None:
+            sample = self._requests.close(trace_id, end_ns - start_ns)
+            if sample is not None:
+                self._ledger.add_request(sample, end_ns / _NS_PER_S)
+        elif below:
+            marked = self._marked
+            if len(marked) >= MAX_MARKED_SPANS:
+                marked.pop(next(iter(marked)), None)
+            marked[parent_id] = None
+        return call
+
+    def _count(self, step: str, usage: Any, trace_id: int, start_ns: int, end_ns: int) -> Call | None:
+        call = self._attributor.attribute(usage, step)
+        if not self._ledger.add_call(call, end_ns / _NS_PER_S):
+            self._drop("too_old")
+            return None
+        self._requests.add(trace_id, call, end_ns - start_ns)
+        return call
+
+
+def usage_step(attrs: Mapping[str, Any] | None, step: str | None, rules: StepRules, name: str) -> str:
+    """An LLM span's step: its own ``overspend.step`` attribute, else the step decided at
+    its start, else a rule on its final name and attributes, else ``unattributed``."""
+    if attrs:
+        explicit = attrs.get(BAGGAGE_KEY)
+        if type(explicit) is str and STEP_NAME_PATTERN.fullmatch(explicit):
+            return explicit
+    if step is not None:
+        return step
+    return rules.match(name, attrs) or UNATTRIBUTED
