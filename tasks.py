@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
-APT_PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager"}
+APT_PACKAGES = {
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+}
 
 
 def _run(*args: str | Path, env: dict[str, str] | None = None) -> None:
@@ -34,7 +39,7 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 
 def _ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script runs on whatever python3 the user has
         sys.exit(f"otel_overspend needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
@@ -84,7 +89,7 @@ def test(argv: list[str]) -> None:
 
 def main() -> None:
     commands = {"demo": demo, "test": test}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:  # noqa: PLR2004
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit("usage: python3 tasks.py demo|test [args...]")
     os.chdir(ROOT)
     commands[sys.argv[1]](sys.argv[2:])

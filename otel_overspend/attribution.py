@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.steps import UNATTRIBUTED
 
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = ("Attributor", "Call")
 
 Key = tuple[str, str, str, str]
+
+#: Steps the signals read by name: the step cap never folds them into ``other`` (else
+#: generate spend would count as specialist-eligible).
+_UNCAPPED_STEPS: Final = frozenset({"generate", UNATTRIBUTED})
 
 
 class Call(NamedTuple):
@@ -113,7 +117,10 @@ class Attributor:
         target = self._specialize[step] if step in self._specialize else self._specialize["*"]
         raw = (step, model or "unknown", provider)
         caps = (self._step_cap, self._model_cap, self._provider_cap)
-        step_label, model_label, provider_label = (cap(value) for cap, value in zip(caps, raw, strict=True))
+        step_label, model_label, provider_label = (
+            value if value in _UNCAPPED_STEPS and cap is self._step_cap else cap(value)
+            for cap, value in zip(caps, raw, strict=True)
+        )
         folded = tuple(
             cap
             for cap, value, label in zip(caps, raw, (step_label, model_label, provider_label), strict=True)

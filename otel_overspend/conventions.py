@@ -91,7 +91,8 @@ def _tokens(value: Any) -> int:
         count: int = value
     elif kind is float and math.isfinite(value) and value.is_integer():
         count = int(value)
-    elif kind is str and value.isdigit() and len(value) <= _MAX_DIGITS:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as '²'.
+    elif kind is str and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
         count = int(value)
     else:
         raise _Invalid("invalid_tokens")
@@ -109,6 +110,8 @@ def _name(value: Any, reason: str) -> str:
 
 
 def _cost(value: Any) -> float | None:
+    if type(value) is int and not 0 <= value <= MAX_COST_PER_CALL_USD:
+        return None  # checked before float(), which raises on a huge int
     if type(value) is int or type(value) is float:
         cost = float(value)
         if math.isfinite(cost) and 0.0 <= cost <= MAX_COST_PER_CALL_USD:

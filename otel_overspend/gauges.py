@@ -85,8 +85,11 @@ class GaugeRenderer:
     unattributed: str
     bands: Mapping[str, Band]
 
+    def diagnoses(self, snap: Snapshot) -> list[tuple[str, Diagnosis]]:
+        return diagnoses(snap, labels=self.labels, unattributed=self.unattributed, bands=self.bands)
+
     def __call__(self, snap: Snapshot) -> list[Metric]:
-        per_window = diagnoses(snap, labels=self.labels, unattributed=self.unattributed, bands=self.bands)
+        per_window = self.diagnoses(snap)
         families: list[Metric] = []
         for name, doc, read in SCALARS:
             family = GaugeMetricFamily(name, doc, labels=["window"])

@@ -32,6 +32,9 @@ __all__ = (
     "RequestSample",
     "Snapshot",
     "WindowView",
+    "accumulate_call",
+    "accumulate_request",
+    "new_request_stats",
 )
 
 Key = tuple[str, str, str, str]  # step, model, tier, provider
@@ -121,6 +124,44 @@ class Snapshot:
     frontier_calls_hist: Histogram
     tokens_hist: Histogram
     windows: tuple[WindowView, ...]
+
+
+def new_request_stats() -> list[float]:
+    return [0.0] * _N_REQ
+
+
+def accumulate_call(target: dict[Key, CallStats], call: Call) -> None:
+    """Add one call to the stats of its series in ``target``."""
+    key = call.key
+    acc = target.get(key)
+    if acc is None:
+        acc = target[key] = [0.0] * _N_CALL
+    acc[CALLS] += 1.0
+    acc[INPUT] += call.input_tokens
+    acc[OUTPUT] += call.output_tokens
+    acc[CACHE_READ] += call.cache_read_tokens
+    acc[REASONING] += call.reasoning_tokens
+    cost = call.cost_usd
+    if cost is None:
+        acc[UNPRICED] += 1.0
+    else:
+        acc[COST] += cost
+        acc[SPECIALIZED] += call.specialized_cost_usd or 0.0
+
+
+def accumulate_request(stats: list[float], sample: RequestSample) -> None:
+    """Add one finished request to a request-stats vector."""
+    stats[REQUESTS] += 1.0
+    stats[FRONTIER_CALLS] += sample.frontier_calls
+    if sample.frontier_calls >= HEAVY_FRONTIER_CALLS:
+        stats[HEAVY_REQUESTS] += 1.0
+    stats[TOKENS] += sample.tokens
+    if sample.generate_share is not None:
+        stats[GENERATE_SHARE_SUM] += sample.generate_share
+        stats[GENERATE_SHARE_N] += 1.0
+    if sample.llm_time_share is not None:
+        stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share
+        stats[LLM_TIME_SHARE_N] += 1.0
 
 
 class _Ring:
@@ -228,7 +269,7 @@ class Ledger:
     def _reset_state(self) -> None:
         self._totals: dict[Key, CallStats] = {}
         self._pending: dict[Key, CallStats] = {}
-        self._pending_req = [0.0] * _N_REQ
+        self._pending_req = new_request_stats()
         self._pending_epoch = -1
         self._requests_total = 0
         self._frontier_hist = Histogram(FRONTIER_CALL_BUCKETS)
@@ -259,7 +300,6 @@ class Ledger:
     # -- hot path -----------------------------------------------------------------------
     def add_call(self, call: Call, end_time_s: float) -> bool:
         """Record a call that ended at ``end_time_s``; ``False`` if it was too old to keep."""
-        cost = call.cost_usd
         with self._lock:
             t = self._when(end_time_s)
             if t is None:
@@ -273,26 +313,12 @@ class Ledger:
                 target = self._pending
             else:  # a late span: straight into its buckets
                 target = {}
-            key = call.key
-            acc = target.get(key)
-            if acc is None:
-                acc = target[key] = [0.0] * _N_CALL
-            acc[CALLS] += 1.0
-            acc[INPUT] += call.input_tokens
-            acc[OUTPUT] += call.output_tokens
-            acc[CACHE_READ] += call.cache_read_tokens
-            acc[REASONING] += call.reasoning_tokens
-            if cost is None:
-                acc[UNPRICED] += 1.0
-            else:
-                acc[COST] += cost
-                acc[SPECIALIZED] += call.specialized_cost_usd or 0.0
+            accumulate_call(target, call)
             if target is not self._pending:
                 self._fold_into(t, target)
         return True
 
     def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        frontier_calls = sample.frontier_calls
         with self._lock:
             t = self._when(end_time_s)
             if t is None:
@@ -301,20 +327,10 @@ class Ledger:
             if epoch > self._pending_epoch:
                 self._fold()
                 self._pending_epoch = epoch
-            stats = self._pending_req if epoch == self._pending_epoch else [0.0] * _N_REQ
-            stats[REQUESTS] += 1.0
-            stats[FRONTIER_CALLS] += frontier_calls
-            if frontier_calls >= HEAVY_FRONTIER_CALLS:
-                stats[HEAVY_REQUESTS] += 1.0
-            stats[TOKENS] += sample.tokens
-            if sample.generate_share is not None:
-                stats[GENERATE_SHARE_SUM] += sample.generate_share
-                stats[GENERATE_SHARE_N] += 1.0
-            if sample.llm_time_share is not None:
-                stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share
-                stats[LLM_TIME_SHARE_N] += 1.0
+            stats = self._pending_req if epoch == self._pending_epoch else new_request_stats()
+            accumulate_request(stats, sample)
             self._requests_total += 1
-            self._frontier_hist.observe(frontier_calls)
+            self._frontier_hist.observe(sample.frontier_calls)
             self._tokens_hist.observe(sample.tokens)
             if stats is not self._pending_req:  # a late request: straight into its buckets
                 for ring in self._rings:
@@ -329,7 +345,7 @@ class Ledger:
         if self._pending_req[REQUESTS]:
             for ring in self._rings:
                 ring.add_request(t_s, self._pending_req)
-            self._pending_req = [0.0] * _N_REQ
+            self._pending_req = new_request_stats()
 
     def _fold_into(self, t_s: float, calls: dict[Key, CallStats]) -> None:
         totals = self._totals

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from otel_overspend.ledger import Snapshot
+    from otel_overspend.signals import Diagnosis
 
 __all__ = ("OverspendProcessor",)
 
@@ -90,6 +91,7 @@ class OverspendProcessor(SpanProcessor):
         gauges = GaugeRenderer(
             labels=self.settings.window_labels, unattributed=self.settings.unattributed, bands=parts.bands
         )
+        self._gauges = gauges
         self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=gauges)
         try:
             self._registry.register(self._collector)
@@ -190,6 +192,10 @@ class OverspendProcessor(SpanProcessor):
         """A consistent copy of everything counted so far (expires stale open requests)."""
         self._requests.expire()
         return self._ledger.snapshot()
+
+    def diagnoses(self) -> list[tuple[str, Diagnosis]]:
+        """(window label, :class:`~otel_overspend.signals.Diagnosis`) for each window, shortest first."""
+        return self._gauges.diagnoses(self.snapshot())
 
     def _status_snapshot(self) -> tuple[Snapshot, Status]:
         snap = self.snapshot()

@@ -140,6 +140,7 @@ def diagnose(
     cost_by_step: dict[str, float] = {}
     spec_by_step: dict[str, float] = {}
     calls_by_step: dict[str, float] = {}
+    priced_by_step: dict[str, float] = {}
     tokens_by_step: dict[str, float] = {}
     frontier_by_model: dict[str, float] = {}
     n_calls = unpriced = 0.0
@@ -148,6 +149,7 @@ def diagnose(
         cost_by_step[step] = cost_by_step.get(step, 0.0) + cost
         spec_by_step[step] = spec_by_step.get(step, 0.0) + stats[SPECIALIZED]
         calls_by_step[step] = calls_by_step.get(step, 0.0) + stats[CALLS]
+        priced_by_step[step] = priced_by_step.get(step, 0.0) + stats[CALLS] - stats[UNPRICED]
         tokens_by_step[step] = tokens_by_step.get(step, 0.0) + stats[INPUT] + stats[OUTPUT]
         if tier == FRONTIER:
             frontier_by_model[model] = frontier_by_model.get(model, 0.0) + cost
@@ -165,7 +167,8 @@ def diagnose(
                 tokens=round(tokens_by_step[step]),
                 cost_usd=cost_by_step[step],
                 specialized_cost_usd=spec_by_step[step],
-                share=_ratio(cost_by_step[step], total),
+                # A step with no priced call has no share: 0 would pass its calls off as $0.
+                share=_ratio(cost_by_step[step], total) if priced_by_step[step] > 0 else None,
             )
             for step in cost_by_step
         ),

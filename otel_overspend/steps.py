@@ -140,6 +140,28 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
 
         return cast("_F", run)
 
+    # -- generators ----------------------------------------------------------------------
+    # A generator body runs in its consumer's context, so a step it holds across a yield
+    # (``with step("score"): yield x``) would leak into the consumer, and popping only this
+    # step's frame after each resume would lose it. Instead the body keeps its own step stack:
+    # it is swapped in for each resume and swapped out, whole, when the body yields.
+    def _resume(self, body: _Frame | None) -> tuple[_Frame | None, object]:
+        """Enter the body's step stack (a new one with this step on first resume)."""
+        outer = _CURRENT.get()
+        _CURRENT.set(body if body is not None else _Frame(self.name, outer))
+        token = (
+            None if self._tokens is None else otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
+        )
+        return outer, token
+
+    def _suspend(self, outer: _Frame | None, token: object) -> _Frame | None:
+        """Leave the body's step stack, restore the consumer's, return the body's."""
+        if token is not None:
+            otel_context.detach(cast("Any", token))
+        body = _CURRENT.get()
+        _CURRENT.set(outer)
+        return body
+
     def _wrap_gen(
         self, fn: Callable[..., Generator[Any, Any, Any]]
     ) -> Callable[..., Generator[Any, Any, Any]]:
@@ -148,20 +170,26 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
         def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             with self:
                 gen = fn(*args, **kwargs)
+            body: _Frame | None = None
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
+                outer, token = self._resume(body)
                 try:
-                    with self:
-                        item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
+                    item = gen.send(to_send) if to_throw is None else gen.throw(to_throw)
                 except StopIteration as stop:
                     return stop.value
+                finally:
+                    body = self._suspend(outer, token)
                 to_send, to_throw = None, None
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    with self:
+                    outer, token = self._resume(body)
+                    try:
                         gen.close()
+                    finally:
+                        self._suspend(outer, token)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -175,20 +203,26 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
         async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             with self:
                 agen = fn(*args, **kwargs)
+            body: _Frame | None = None
             to_send: Any = None
             to_throw: BaseException | None = None
             while True:
+                outer, token = self._resume(body)
                 try:
-                    with self:
-                        item = await (agen.asend(to_send) if to_throw is None else agen.athrow(to_throw))
+                    item = await (agen.asend(to_send) if to_throw is None else agen.athrow(to_throw))
                 except StopAsyncIteration:
                     return
+                finally:
+                    body = self._suspend(outer, token)
                 to_send, to_throw = None, None
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    with self:
+                    outer, token = self._resume(body)
+                    try:
                         await agen.aclose()
+                    finally:
+                        self._suspend(outer, token)
                     raise
                 except BaseException as exc:
                     to_throw = exc

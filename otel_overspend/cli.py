@@ -1,0 +1,81 @@
+"""The ``otel-overspend`` command: ``demo`` and ``rules`` (``report`` will join them).
+
+Subcommands import their modules inside the functions that use them, so a module that is
+missing or broken fails only the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ("build_parser", "main")
+
+_RULES_HELP = (
+    "print Prometheus recording and alerting rules; every argument after 'rules' goes to "
+    "'python -m otel_overspend.alerting' (see 'otel-overspend rules --help')"
+)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from otel_overspend import demo  # noqa: PLC0415 - loads the OpenTelemetry SDK
+
+    return demo.run(args)
+
+
+def _rules(argv: Sequence[str]) -> int:
+    try:
+        from otel_overspend import alerting  # noqa: PLC0415 - optional until it ships
+    except ModuleNotFoundError as exc:
+        if exc.name != "otel_overspend.alerting":
+            raise
+        print("otel-overspend: the 'rules' subcommand is not available in this installation", file=sys.stderr)
+        return 2
+    return alerting.main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-overspend",
+        description="Attribute LLM spend to pipeline steps, model tiers and dollars "
+        "from OpenTelemetry spans.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a synthetic RAG service and watch its spend move when a step is specialized",
+        description="Run a synthetic RAG service through a real TracerProvider with OverspendProcessor, "
+        "serve its metrics and print the diagnosis of the shortest window every few seconds.",
+    )
+    from otel_overspend.demo import add_arguments  # noqa: PLC0415
+
+    add_arguments(demo)
+    demo.set_defaults(handler=_demo)
+
+    # Listed for --help only: main() hands 'rules' and everything after it to the alerting module.
+    commands.add_parser("rules", help=_RULES_HELP, add_help=False)
+
+    # Future subcommand 'report' goes here: offline, it reads trace files and prints the same
+    # diagnosis as the live gauges (through otel_overspend.signals). Register it with
+    # add_parser("report") and point set_defaults(handler=...) at a function that imports
+    # its module lazily and returns an exit code, like _demo above.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (the console script passes it to ``sys.exit``)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["rules"]:
+        return _rules(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return handler(args)
