@@ -13,7 +13,7 @@ are counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otel_overspend.conventions import read_usage
 from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, UNATTRIBUTED
@@ -22,15 +22,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from otel_overspend.attribution import Attributor, Call
-    from otel_overspend.ledger import Ledger
+    from otel_overspend.ledger import RequestSample
     from otel_overspend.requests import OpenRequests
     from otel_overspend.step_rules import StepRules
 
-__all__ = ("Recorder",)
+__all__ = ("Recorder", "Sink")
 
 #: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
 MAX_MARKED_SPANS: Final = 100_000
 _NS_PER_S: Final = 1e9
+
+
+class Sink(Protocol):
+    """Where recorded calls and requests go: the live :class:`~otel_overspend.ledger.Ledger`,
+    or the offline report's per-period aggregate."""
+
+    def add_call(self, call: Call, end_time_s: float) -> bool: ...
+
+    def add_request(self, sample: RequestSample, end_time_s: float) -> None: ...
 
 
 class Recorder:
@@ -41,7 +50,7 @@ class Recorder:
         *,
         attributor: Attributor,
         rules: StepRules,
-        ledger: Ledger,
+        ledger: Sink,
         requests: OpenRequests,
         drop: Callable[[str], None],
     ) -> None:
