@@ -54,6 +54,7 @@ _N_CALL: Final = 8
     LLM_TIME_SHARE_N,
 ) = range(8)
 _N_REQ: Final = 8
+_HALF: Final = 0.5
 
 #: A request with at least this many frontier calls counts as heavy (the seed's "3+").
 HEAVY_FRONTIER_CALLS: Final = 3
@@ -196,8 +197,11 @@ class _Ring:
             acc = sums[key]
             for i in range(_N_CALL):
                 acc[i] -= stats[i]
-            if acc[CALLS] <= 0.5:
+            if acc[CALLS] < _HALF:  # calls are whole numbers, exact in a float
                 del sums[key]
+            elif acc[CALLS] - acc[UNPRICED] < _HALF:  # no priced call left in the window
+                # Dollars are not exact in a float: clear the residue of the subtraction.
+                acc[COST] = acc[SPECIALIZED] = 0.0
         self.calls[slot] = {}
         req = self.req[slot]
         for i in range(_N_REQ):
@@ -262,7 +266,7 @@ class Ledger:
             _Ring(max(self._tick, (w // buckets_per_window) // self._tick * self._tick), buckets_per_window)
             for w in self._window_seconds
         )
-        self._horizon_s = max(r.width * (r.n - 1) for r in self._rings)
+        self._horizon_s = self._window_seconds[-1]
         self._lock = threading.Lock()
         self._reset_state()
 
