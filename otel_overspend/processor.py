@@ -37,10 +37,11 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, Span
     from prometheus_client.registry import CollectorRegistry
 
+    from otel_overspend.attribution import Call
     from otel_overspend.ledger import Snapshot
     from otel_overspend.signals import Diagnosis
 
-__all__ = ("OverspendProcessor",)
+__all__ = ("OverspendProcessor", "latest_processor")
 
 _log = logging.getLogger("otel_overspend")
 
@@ -77,6 +78,7 @@ class OverspendProcessor(SpanProcessor):
             clock=clock,
         )
         self._open_steps: dict[int, str] = {}
+        self._annotations: dict[int, Call | str] | None = None
         self._recorder = Recorder(
             attributor=parts.attributor,
             rules=parts.rules,
@@ -121,6 +123,8 @@ class OverspendProcessor(SpanProcessor):
             else None
         )
         _register_fork_reset(self)
+        global _LATEST  # noqa: PLW0603 - the exporter wrapper's default processor
+        _LATEST = weakref.ref(self)
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -165,7 +169,7 @@ class OverspendProcessor(SpanProcessor):
         span_id = ctx.span_id
         parent = span.parent
         end_ns = span.end_time or 0
-        self._recorder.record(
+        result = self._recorder.record(
             trace_id=ctx.trace_id,
             span_id=span_id,
             parent_id=None if parent is None or parent.is_remote else parent.span_id,
@@ -175,6 +179,33 @@ class OverspendProcessor(SpanProcessor):
             end_ns=end_ns,
             step=self._open_steps.pop(span_id, None),
         )
+        if self._annotations is not None and result is not None:
+            annotations = self._annotations
+            if len(annotations) >= MAX_OPEN_SPANS:
+                annotations.pop(next(iter(annotations)), None)
+            annotations[span_id] = result
+
+    # -- attribution for exported spans (see otel_overspend.export) -------------------------
+    def keep_annotations(self) -> None:
+        """Keep each ended LLM span's attribution until an exporter wrapper asks for it."""
+        if self._annotations is None:
+            self._annotations = {}
+
+    def annotation(self, span: ReadableSpan) -> Call | None:
+        """The attribution of an LLM span (``None`` if it was not counted, or is no LLM call)."""
+        ctx = span.context
+        if ctx is None:
+            return None
+        found = self._annotations.pop(ctx.span_id, None) if self._annotations is not None else None
+        if found is None:
+            # Exported before this processor saw it end (a processor registered earlier).
+            return self._recorder.peek(
+                span_id=ctx.span_id,
+                name=span.name,
+                attrs=span.attributes,
+                step=self._open_steps.get(ctx.span_id),
+            )
+        return found if not isinstance(found, str) else None
 
     # -- failure accounting -------------------------------------------------------------------
     def _drop(self, reason: str) -> None:
@@ -232,6 +263,14 @@ class OverspendProcessor(SpanProcessor):
         self._drop_lock = threading.Lock()
         self._dropped = {}
         self.metrics_server = None
+
+
+_LATEST: weakref.ref[OverspendProcessor] | None = None
+
+
+def latest_processor() -> OverspendProcessor | None:
+    """The most recently created processor still alive, if any."""
+    return None if _LATEST is None else _LATEST()
 
 
 def _register_fork_reset(processor: OverspendProcessor) -> None:

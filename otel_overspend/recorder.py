@@ -75,21 +75,26 @@ class Recorder:
         start_ns: int,
         end_ns: int,
         step: str | None,
-    ) -> Call | None:
-        """Record one ended span; ``parent_id`` is ``None`` for a local root. Returns the
-        counted call, if the span was one."""
+    ) -> Call | str | None:
+        """Record one ended span; ``parent_id`` is ``None`` for a local root.
+
+        Returns the counted call; for an LLM span that was not counted, the reason (a
+        duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
+        """
         below = self._marked.pop(span_id, False) is None
         usage = read_usage(attrs) if attrs else None
-        call = None
+        result: Call | str | None = None
         if usage is not None:
             if isinstance(usage, str):
-                self._drop(usage)
+                result = usage
             elif below:
-                self._drop("duplicate_llm_span")
+                result = "duplicate_llm_span"
             else:
-                call = self._count(
+                result = self._count(
                     usage_step(attrs, step, self._rules, name), usage, trace_id, start_ns, end_ns
                 )
+            if isinstance(result, str):
+                self._drop(result)
             below = True
         if parent_id is None:
             sample = self._requests.close(trace_id, end_ns - start_ns)
@@ -100,13 +105,23 @@ class Recorder:
             if len(marked) >= MAX_MARKED_SPANS:
                 marked.pop(next(iter(marked)), None)
             marked[parent_id] = None
-        return call
+        return result
 
-    def _count(self, step: str, usage: Any, trace_id: int, start_ns: int, end_ns: int) -> Call | None:
+    def peek(
+        self, *, span_id: int, name: str, attrs: Mapping[str, Any] | None, step: str | None
+    ) -> Call | None:
+        """The call a span would be counted as, without recording it (``None``: not counted)."""
+        if span_id in self._marked:
+            return None
+        usage = read_usage(attrs) if attrs else None
+        if usage is None or isinstance(usage, str):
+            return None
+        return self._attributor.attribute(usage, usage_step(attrs, step, self._rules, name))
+
+    def _count(self, step: str, usage: Any, trace_id: int, start_ns: int, end_ns: int) -> Call | str:
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
-            self._drop("too_old")
-            return None
+            return "too_old"
         self._requests.add(trace_id, call, end_ns - start_ns)
         return call
 
