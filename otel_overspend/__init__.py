@@ -9,8 +9,9 @@ and mark pipeline steps with ``with step("rerank"):`` or ``@step("rerank")``.
 
 from __future__ import annotations
 
+from otel_overspend.export import OverspendSpanExporter
 from otel_overspend.processor import OverspendProcessor
 from otel_overspend.settings import Settings
 from otel_overspend.steps import current_step, step
 
-__all__ = ("OverspendProcessor", "Settings", "current_step", "step")
+__all__ = ("OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
