@@ -74,6 +74,8 @@ class Usage(NamedTuple):
     reasoning_tokens: int
     #: A cost the instrumentation already computed, in USD, if any.
     span_cost_usd: float | None
+    #: The span's own ``overspend.step`` attribute, unvalidated, if any.
+    step: Any = None
 
 
 class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -101,12 +103,23 @@ def _tokens(value: Any) -> int:
     return count
 
 
+# Names already seen valid -> their cleaned form; bounded, most spans repeat a few names.
+_CLEAN_NAMES: dict[str, str] = {}
+_MAX_CLEAN_NAMES: Final = 4_096
+
+
 def _name(value: Any, reason: str) -> str:
     if value is None:
         return ""
+    clean = _CLEAN_NAMES.get(value) if type(value) is str else None
+    if clean is not None:
+        return clean
     if type(value) is not str or len(value) > MAX_NAME_LENGTH or not value.isprintable():
         raise _Invalid(reason)
-    return value.strip()
+    clean = value.strip()
+    if len(_CLEAN_NAMES) < _MAX_CLEAN_NAMES:
+        _CLEAN_NAMES[value] = clean
+    return clean
 
 
 def _cost(value: Any) -> float | None:
@@ -119,15 +132,34 @@ def _cost(value: Any) -> float | None:
     return None
 
 
-# key -> (field, priority): one pass over the span's keys finds the best name of each field.
-_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST = range(7)
-_FIELDS: Final = {
-    key: (field, priority)
-    for field, keys in enumerate(
-        (MODEL_KEYS, PROVIDER_KEYS, INPUT_KEYS, OUTPUT_KEYS, CACHE_READ_KEYS, REASONING_KEYS, COST_KEYS)
+STEP_KEY: Final = "overspend.step"
+_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP = range(8)
+_FIELD_KEYS: Final = (
+    MODEL_KEYS,
+    PROVIDER_KEYS,
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    CACHE_READ_KEYS,
+    REASONING_KEYS,
+    COST_KEYS,
+    (STEP_KEY,),
+)
+_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY}
+# The keys a span carries -> which key to read for each field: instrumentations emit the
+# same few key sets over and over, so the choice is made once per key set.
+_PLANS: dict[frozenset[str], tuple[tuple[int, str], ...]] = {}
+_MAX_PLANS: Final = 1_024
+
+
+def _plan(present: frozenset[str]) -> tuple[tuple[int, str], ...]:
+    plan = tuple(
+        (field, next(key for key in keys if key in present))
+        for field, keys in enumerate(_FIELD_KEYS)
+        if not present.isdisjoint(keys)
     )
-    for priority, key in enumerate(keys)
-}
+    if len(_PLANS) < _MAX_PLANS:
+        _PLANS[present] = plan
+    return plan
 
 
 def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
@@ -136,20 +168,20 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     Returns ``None`` for a span that is not an LLM call, a drop reason (``str``) for an LLM
     span whose attributes are malformed, else the :class:`Usage`.
     """
-    if not attrs or LLM_MARKER_KEYS.isdisjoint(attrs):
+    if LLM_MARKER_KEYS.isdisjoint(attrs):
         return None
-    found: list[Any] = [None] * 7
-    rank = [99] * 7
-    for key in _ALL_KEYS.intersection(attrs):
-        field, priority = _FIELDS[key]
-        if priority < rank[field]:
-            rank[field] = priority
-            found[field] = attrs[key]
+    present = _READ_KEYS.intersection(attrs)
+    plan = _PLANS.get(present) or _plan(present)
+    found: list[Any] = [None] * 8
+    for field, key in plan:
+        found[field] = attrs[key]
     try:
-        input_tokens = _tokens(found[_INPUT])
-        output_tokens = _tokens(found[_OUTPUT])
-        cache_read = _tokens(found[_CACHE])
-        reasoning = _tokens(found[_REASONING])
+        value = found[_INPUT]
+        input_tokens = value if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL else _tokens(value)
+        value = found[_OUTPUT]
+        output_tokens = value if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL else _tokens(value)
+        cache_read = 0 if found[_CACHE] is None else _tokens(found[_CACHE])
+        reasoning = 0 if found[_REASONING] is None else _tokens(found[_REASONING])
         model = _name(found[_MODEL], "invalid_model")
         provider = _name(found[_PROVIDER], "invalid_provider").lower()
     except _Invalid as invalid:
@@ -162,4 +194,13 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         input_tokens += cache_read
     if not provider and "/" in model:
         provider = model.split("/", 1)[0].lower()
-    return Usage(model, provider or "unknown", input_tokens, output_tokens, cache_read, reasoning, span_cost)
+    return Usage(
+        model,
+        provider or "unknown",
+        input_tokens,
+        output_tokens,
+        cache_read,
+        reasoning,
+        span_cost,
+        found[_STEP],
+    )

@@ -9,7 +9,7 @@ exceed a tier's start, every token of the call is charged at that tier's rate.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,6 +52,15 @@ class PriceSchedule:
     cache_read: Rate | None = None
     #: Where the schedule came from: ``override``, ``genai-prices`` or ``tier-default``.
     source: str = "override"
+    #: (input, cache read, output) USD per 1M when no rate has tiers: the common, fast case.
+    _flat: tuple[float, float, float] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cache = self.cache_read if self.cache_read is not None else self.input
+        flat = None
+        if not (self.input.tiers or self.output.tiers or cache.tiers):
+            flat = (self.input.base, cache.base, self.output.base)
+        object.__setattr__(self, "_flat", flat)
 
     @classmethod
     def flat(
@@ -67,13 +76,16 @@ class PriceSchedule:
 
     def cost_usd(self, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> float:
         """Cost of one call; ``input_tokens`` includes ``cache_read_tokens``."""
-        input_rate = self.input.at(input_tokens)
-        cache_rate = input_rate if self.cache_read is None else self.cache_read.at(input_tokens)
+        flat = self._flat
+        if flat is not None:
+            input_rate, cache_rate, output_rate = flat
+        else:
+            input_rate = self.input.at(input_tokens)
+            cache_rate = input_rate if self.cache_read is None else self.cache_read.at(input_tokens)
+            output_rate = self.output.at(input_tokens)
         uncached = input_tokens - cache_read_tokens
         return (
-            uncached * input_rate
-            + cache_read_tokens * cache_rate
-            + output_tokens * self.output.at(input_tokens)
+            uncached * input_rate + cache_read_tokens * cache_rate + output_tokens * output_rate
         ) / _PER_MTOK
 
     @property

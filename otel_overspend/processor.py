@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
 from otel_overspend.components import Components
+from otel_overspend.conventions import LLM_MARKER_KEYS
 from otel_overspend.exposition import OverspendCollector, Status
 from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
@@ -27,7 +28,7 @@ from otel_overspend.recorder import Recorder
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import MetricsServer
 from otel_overspend.settings import Settings
-from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, current_step
+from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, STEP_NAME_PATTERN
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -129,9 +130,8 @@ class OverspendProcessor(SpanProcessor):
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            step = current_step()
-            if step is None:
-                step = self._inherited_step(span, parent_context)
+            frame = CURRENT_STEP.get()
+            step = frame.name if frame is not None else self._inherited_step(span, parent_context)
             if step is not None:
                 open_steps = self._open_steps
                 if len(open_steps) >= MAX_OPEN_SPANS:
@@ -167,17 +167,26 @@ class OverspendProcessor(SpanProcessor):
         if ctx is None:
             return
         span_id = ctx.span_id
+        step = self._open_steps.pop(span_id, None)
         parent = span.parent
+        attrs = span.attributes
+        if (
+            parent is not None
+            and not parent.is_remote
+            and (attrs is None or LLM_MARKER_KEYS.isdisjoint(attrs))
+            and not self._recorder.has_llm_below(span_id)
+        ):
+            return  # the common case: a plain span inside a request
         end_ns = span.end_time or 0
         result = self._recorder.record(
             trace_id=ctx.trace_id,
             span_id=span_id,
             parent_id=None if parent is None or parent.is_remote else parent.span_id,
             name=span.name,
-            attrs=span.attributes,
+            attrs=attrs,
             start_ns=span.start_time or end_ns,
             end_ns=end_ns,
-            step=self._open_steps.pop(span_id, None),
+            step=step,
         )
         if self._annotations is not None and result is not None:
             annotations = self._annotations

@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otel_overspend.conventions import read_usage
-from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN, UNATTRIBUTED
+from otel_overspend.steps import STEP_NAME_PATTERN, UNATTRIBUTED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from otel_overspend.attribution import Attributor, Call
+    from otel_overspend.conventions import Usage
     from otel_overspend.ledger import RequestSample
     from otel_overspend.requests import OpenRequests
     from otel_overspend.step_rules import StepRules
@@ -64,6 +65,10 @@ class Recorder:
     def reset(self) -> None:
         self._marked = {}
 
+    def has_llm_below(self, span_id: int) -> bool:
+        """Whether an LLM call below this (still open) span was already seen."""
+        return span_id in self._marked
+
     def record(
         self,
         *,
@@ -82,7 +87,7 @@ class Recorder:
         duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
         """
         below = self._marked.pop(span_id, False) is None
-        usage = read_usage(attrs) if attrs else None
+        usage = read_usage(attrs) if attrs is not None else None
         result: Call | str | None = None
         if usage is not None:
             if isinstance(usage, str):
@@ -91,7 +96,7 @@ class Recorder:
                 result = "duplicate_llm_span"
             else:
                 result = self._count(
-                    usage_step(attrs, step, self._rules, name), usage, trace_id, start_ns, end_ns
+                    usage_step(usage, step, self._rules, name, attrs), usage, trace_id, start_ns, end_ns
                 )
             if isinstance(result, str):
                 self._drop(result)
@@ -116,9 +121,9 @@ class Recorder:
         usage = read_usage(attrs) if attrs else None
         if usage is None or isinstance(usage, str):
             return None
-        return self._attributor.attribute(usage, usage_step(attrs, step, self._rules, name))
+        return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
 
-    def _count(self, step: str, usage: Any, trace_id: int, start_ns: int, end_ns: int) -> Call | str:
+    def _count(self, step: str, usage: Usage, trace_id: int, start_ns: int, end_ns: int) -> Call | str:
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
             return "too_old"
@@ -126,13 +131,14 @@ class Recorder:
         return call
 
 
-def usage_step(attrs: Mapping[str, Any] | None, step: str | None, rules: StepRules, name: str) -> str:
+def usage_step(
+    usage: Usage, step: str | None, rules: StepRules, name: str, attrs: Mapping[str, Any] | None
+) -> str:
     """An LLM span's step: its own ``overspend.step`` attribute, else the step decided at
     its start, else a rule on its final name and attributes, else ``unattributed``."""
-    if attrs:
-        explicit = attrs.get(BAGGAGE_KEY)
-        if type(explicit) is str and STEP_NAME_PATTERN.fullmatch(explicit):
-            return explicit
+    explicit = usage.step
+    if explicit is not None and type(explicit) is str and STEP_NAME_PATTERN.fullmatch(explicit):
+        return explicit
     if step is not None:
         return step
     return rules.match(name, attrs) or UNATTRIBUTED

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "BAGGAGE_KEY",
+    "CURRENT_STEP",
     "STEP_NAME_PATTERN",
     "UNATTRIBUTED",
     "current_step",
@@ -48,6 +49,8 @@ class _Frame:
 
 
 _CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
+#: The innermost step frame (``.name``) of this context: read directly on the span path.
+CURRENT_STEP: Final = _CURRENT
 
 
 def validate_step_name(name: object) -> str:
