@@ -9,20 +9,21 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from harness import Row, interleaved, per_unit_us
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
-from harness import Row, interleaved, per_unit_us
 from otel_overspend import OverspendProcessor, Settings, step
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Tracer
 
-LLM_ATTRS = {
+Attrs = dict[str, "str | int"]
+LLM_ATTRS: Attrs = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "anthropic",
     "gen_ai.request.model": "claude-sonnet-4-5",
@@ -30,7 +31,7 @@ LLM_ATTRS = {
     "gen_ai.usage.input_tokens": 12_000,
     "gen_ai.usage.output_tokens": 200,
 }
-PLAIN_ATTRS = {"http.request.method": "GET", "url.path": "/search", "db.system": "postgresql"}
+PLAIN_ATTRS: Attrs = {"http.request.method": "GET", "url.path": "/search", "db.system": "postgresql"}
 SPANS_PER_ROUND = 2_000
 CHILDREN = 8
 
@@ -47,17 +48,23 @@ def pipeline(*, with_processor: bool) -> tuple[TracerProvider, Tracer, Overspend
     if with_processor:
         processor = OverspendProcessor(settings=Settings(serve_metrics=False), registry=CollectorRegistry())
         provider.add_span_processor(processor)
-    provider.add_span_processor(BatchSpanProcessor(_Noop(), max_queue_size=1 << 20, schedule_delay_millis=200))
+    provider.add_span_processor(
+        BatchSpanProcessor(_Noop(), max_queue_size=1 << 20, schedule_delay_millis=200)
+    )
     return provider, provider.get_tracer("bench"), processor
 
 
-def emit(tracer: Tracer, attrs: dict[str, str | int], n: int) -> None:
+def emit(tracer: Tracer, attrs: Attrs, n: int) -> None:
     with step("rerank"):
         for _ in range(n // CHILDREN):
             with tracer.start_as_current_span("request"):
                 for _ in range(CHILDREN - 1):
                     with tracer.start_as_current_span("call", attributes=attrs):
                         pass
+
+
+def _round(tracer: Tracer, attrs: Attrs) -> Callable[[], float]:
+    return lambda: per_unit_us(lambda: emit(tracer, attrs, SPANS_PER_ROUND), SPANS_PER_ROUND)
 
 
 def measure(repeats: int = 15) -> list[Row]:
@@ -68,11 +75,7 @@ def measure(repeats: int = 15) -> list[Row]:
     rows = []
     for label, attrs, budget in (("LLM span", LLM_ATTRS, 0.15), ("non-LLM span", PLAIN_ATTRS, 0.03)):
         medians = interleaved(
-            {
-                "sdk": lambda a=attrs: per_unit_us(lambda: emit(base[1], a, SPANS_PER_ROUND), SPANS_PER_ROUND),
-                "ours": lambda a=attrs: per_unit_us(lambda: emit(ours[1], a, SPANS_PER_ROUND), SPANS_PER_ROUND),
-            },
-            repeats=repeats,
+            {"sdk": _round(base[1], attrs), "ours": _round(ours[1], attrs)}, repeats=repeats
         )
         added = medians["ours"] / medians["sdk"] - 1
         rows.append(

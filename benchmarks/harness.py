@@ -9,6 +9,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,10 +42,9 @@ def per_unit_us(fn: Callable[[], object], units: int) -> float:
 
 def rss_bytes() -> int:
     """Resident set size of this process, from /proc (Linux)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
