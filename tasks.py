@@ -3,6 +3,7 @@
 
     python3 tasks.py demo [demo options]   # install into .venv and run the demo
     python3 tasks.py test [pytest options] # install everything the tests need, run every check
+    python3 tasks.py bench                 # the performance figures next to their budgets
 
 ``test`` installs the package with its test extras into ``.venv``, installs Debian's
 ``prometheus`` and ``prometheus-alertmanager`` with apt-get when it runs as root on a
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+OPENLIT_VENV = ROOT / ".venv-openlit"
 APT_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
@@ -57,6 +59,46 @@ def _ensure_venv(extras: str) -> None:
     stamp.touch()
 
 
+def _install_once(python: Path, name: str, constraints: Path, *targets: str | Path) -> None:
+    """``pip install -c constraints targets`` into ``python``'s environment, unless done since
+    the constraints or pyproject.toml last changed. Outside CI a failure only warns: the tests
+    that need it skip, saying why."""
+    stamp = python.parent.parent / f".installed-{name}"
+    newest = max(p.stat().st_mtime for p in (ROOT / "pyproject.toml", constraints))
+    if stamp.exists() and stamp.stat().st_mtime >= newest:
+        return
+    args: list[str | Path] = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if (ROOT / "constraints.txt").exists() and python == PY:
+        args += ["-c", ROOT / "constraints.txt"]
+    args += ["-c", constraints, *targets]
+    print("+", " ".join(str(a) for a in args), flush=True)
+    if subprocess.run([str(a) for a in args], check=False).returncode == 0:
+        stamp.touch()
+        return
+    message = f"could not install the {name} test environment ({python.parent.parent.name})"
+    if os.environ.get("CI") == "true":
+        sys.exit(f"CI needs it: {message}")
+    print(f"warning: {message}; the tests that need it will be skipped", flush=True)
+
+
+def _ensure_instrumentations() -> None:
+    """The real LLM clients and instrumentations the instrumentation tests drive: the
+    ``instrumentations`` extra in ``.venv``, and OpenLIT, which pins older clients, in its own
+    ``.venv-openlit``."""
+    _install_once(
+        PY, "instrumentations", ROOT / "constraints-instrumentations.txt", "-e", f"{ROOT}[instrumentations]"
+    )
+    openlit_py = OPENLIT_VENV / BIN.name / "python"
+    if not openlit_py.exists():
+        print(f"creating {OPENLIT_VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(OPENLIT_VENV)
+        # Keeps git and ruff out of it (the venv module writes this itself only from Python 3.13).
+        (OPENLIT_VENV / ".gitignore").write_text("*\n")
+    _install_once(
+        openlit_py, "openlit", ROOT / "constraints-openlit.txt", "openlit", "openai", "anthropic", "-e", ROOT
+    )
+
+
 def _ensure_binaries() -> None:
     missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
     if not missing:
@@ -80,6 +122,7 @@ def demo(argv: list[str]) -> None:
 
 def test(argv: list[str]) -> None:
     _ensure_venv("test")
+    _ensure_instrumentations()
     _ensure_binaries()
     _run(BIN / "ruff", "check", ROOT)
     _run(BIN / "ruff", "format", "--check", ROOT)
@@ -87,10 +130,15 @@ def test(argv: list[str]) -> None:
     _run(PY, "-m", "pytest", *argv)
 
 
+def bench(argv: list[str]) -> None:
+    _ensure_venv("bench")
+    _run(PY, ROOT / "benchmarks" / "run.py", *argv)
+
+
 def main() -> None:
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python3 tasks.py demo|test [args...]")
+        sys.exit("usage: python3 tasks.py demo|test|bench [args...]")
     os.chdir(ROOT)
     commands[sys.argv[1]](sys.argv[2:])
 
