@@ -48,6 +48,9 @@ REASONING_KEYS: Final = (
     "llm.token_count.completion_details.reasoning",
 )
 COST_KEYS: Final = ("gen_ai.usage.cost", "llm.cost.total", "gen_ai.cost.total_cost")
+#: Read only on OpenLIT's spans (see :func:`read_usage`).
+SDK_NAME_KEY: Final = "telemetry.sdk.name"
+CACHE_WRITE_KEY: Final = "gen_ai.usage.cache_creation.input_tokens"
 
 #: A span carrying any of these is an LLM call.
 LLM_MARKER_KEYS: Final = frozenset(INPUT_KEYS + OUTPUT_KEYS + COST_KEYS)
@@ -101,6 +104,13 @@ def _tokens(value: Any) -> int:
     if not 0 <= count <= MAX_TOKENS_PER_CALL:
         raise _Invalid("invalid_tokens")
     return count
+
+
+def _tokens_or_zero(value: Any) -> int:
+    try:
+        return _tokens(value)
+    except _Invalid:
+        return 0
 
 
 # Names already seen valid -> their cleaned form; bounded, most spans repeat a few names.
@@ -187,6 +197,14 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     except _Invalid as invalid:
         return invalid.reason
     span_cost = None if found[_COST] is None else _cost(found[_COST])
+    if (span_cost == 0.0 or provider == "anthropic") and attrs.get(SDK_NAME_KEY) == "openlit":
+        # OpenLIT reports Anthropic's input tokens as Anthropic does, net of cache reads and
+        # writes; and it writes a cost of 0 for any model its price list lacks (for every
+        # model when it could not download the list): a 0 from it is no price.
+        if provider == "anthropic":
+            input_tokens += cache_read + _tokens_or_zero(attrs.get(CACHE_WRITE_KEY))
+        if span_cost == 0.0:
+            span_cost = None
     if input_tokens == output_tokens == 0 and span_cost is None:
         return None
     if cache_read > input_tokens:
