@@ -135,7 +135,7 @@ class Attributor:
         )
 
     def attribute(self, usage: Usage, step: str) -> Call:
-        model, provider, tokens_in, tokens_out, cached, reasoning, span_cost, _ = usage
+        model, provider, tokens_in, tokens_out, cached, reasoning, span_cost, _, _ = usage
         cache_key = (step, provider, model)
         series = self._series.get(cache_key)
         if series is None:

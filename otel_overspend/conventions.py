@@ -79,6 +79,8 @@ class Usage(NamedTuple):
     span_cost_usd: float | None
     #: The span's own ``overspend.step`` attribute, unvalidated, if any.
     step: Any = None
+    #: The provider's id of the response (``gen_ai.response.id``), if any.
+    response_id: Any = None
 
 
 class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -143,7 +145,8 @@ def _cost(value: Any) -> float | None:
 
 
 STEP_KEY: Final = "overspend.step"
-_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP = range(8)
+RESPONSE_ID_KEY: Final = "gen_ai.response.id"
+_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP, _RESPONSE_ID = range(9)
 _FIELD_KEYS: Final = (
     MODEL_KEYS,
     PROVIDER_KEYS,
@@ -153,8 +156,9 @@ _FIELD_KEYS: Final = (
     REASONING_KEYS,
     COST_KEYS,
     (STEP_KEY,),
+    (RESPONSE_ID_KEY,),
 )
-_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY}
+_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY, RESPONSE_ID_KEY}
 # The keys a span carries -> which key to read for each field: instrumentations emit the
 # same few key sets over and over, so the choice is made once per key set.
 _PLANS: dict[frozenset[str], tuple[tuple[int, str], ...]] = {}
@@ -182,7 +186,7 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         return None
     present = _READ_KEYS.intersection(attrs)
     plan = _PLANS.get(present) or _plan(present)
-    found: list[Any] = [None] * 8
+    found: list[Any] = [None] * 9
     for field, key in plan:
         found[field] = attrs[key]
     try:
@@ -221,4 +225,5 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         reasoning,
         span_cost,
         found[_STEP],
+        found[_RESPONSE_ID],
     )

@@ -7,8 +7,12 @@ One call, counted once: when LLM spans are nested (a framework span such as Lang
 or LlamaIndex's over the client library's span, or two instrumentations wrapping the same
 client), only the innermost is counted — it is closest to the wire and carries the
 response model. A span learns that an LLM call was counted below it from its children,
-which end first; the mark climbs through non-LLM spans to every ancestor. Skipped spans
-are counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
+which end first; the mark climbs through non-LLM spans to every ancestor. When the two
+spans of one call are siblings instead (two client instrumentations that do not nest, such
+as OpenLLMetry's and the anthropic SDK's own), the second to end is recognised within its
+trace: the same ``gen_ai.response.id``, or — when a span has none — a span from another
+instrumentation scope with the same token counts overlapping it in time. Skipped spans are
+counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otel_overspend.conventions import read_usage
+from otel_overspend.requests import Signature
 from otel_overspend.steps import STEP_NAME_PATTERN, UNATTRIBUTED
 
 if TYPE_CHECKING:
@@ -80,6 +85,7 @@ class Recorder:
         start_ns: int,
         end_ns: int,
         step: str | None,
+        scope: str = "",
     ) -> Call | str | None:
         """Record one ended span; ``parent_id`` is ``None`` for a local root.
 
@@ -95,9 +101,10 @@ class Recorder:
             elif below:
                 result = "duplicate_llm_span"
             else:
-                result = self._count(
-                    usage_step(usage, step, self._rules, name, attrs), usage, trace_id, start_ns, end_ns
+                sig = Signature(
+                    scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns
                 )
+                result = self._count(usage_step(usage, step, self._rules, name, attrs), usage, trace_id, sig)
             if isinstance(result, str):
                 self._drop(result)
             below = True
@@ -123,11 +130,13 @@ class Recorder:
             return None
         return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
 
-    def _count(self, step: str, usage: Usage, trace_id: int, start_ns: int, end_ns: int) -> Call | str:
+    def _count(self, step: str, usage: Usage, trace_id: int, sig: Signature) -> Call | str:
+        if self._requests.is_duplicate(trace_id, sig):
+            return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
-        if not self._ledger.add_call(call, end_ns / _NS_PER_S):
+        if not self._ledger.add_call(call, sig.end_ns / _NS_PER_S):
             return "too_old"
-        self._requests.add(trace_id, call, end_ns - start_ns)
+        self._requests.add(trace_id, call, sig.end_ns - sig.start_ns, sig)
         return call
 
 

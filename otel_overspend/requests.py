@@ -8,8 +8,8 @@ the time-out is evicted too. Both are counted.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 from otel_overspend.ledger import RequestSample
 
@@ -18,10 +18,41 @@ if TYPE_CHECKING:
 
     from otel_overspend.attribution import Call
 
-__all__ = ("OpenRequests",)
+__all__ = ("OpenRequests", "Signature", "same_call")
 
 _GENERATE = "generate"
 _FRONTIER = "frontier"
+
+
+#: The most recent calls of a trace kept for recognising a second span of the same call.
+MAX_RECENT_CALLS = 16
+
+
+class Signature(NamedTuple):
+    """What tells two LLM spans of one trace apart."""
+
+    scope: str
+    response_id: object
+    input_tokens: int
+    output_tokens: int
+    start_ns: int
+    end_ns: int
+
+
+def same_call(a: Signature, b: Signature) -> bool:
+    """Two spans of the same call: the same response id when both have one; otherwise spans
+    from different instrumentations (scopes) with the same input tokens, output tokens within
+    one (one instrumentation's streaming count is off by one), overlapping in time. Parallel
+    calls from one instrumentation are never merged, however alike."""
+    if a.response_id is not None and b.response_id is not None:
+        return bool(a.response_id == b.response_id)
+    return (
+        a.scope != b.scope
+        and a.input_tokens == b.input_tokens
+        and abs(a.output_tokens - b.output_tokens) <= 1
+        and a.start_ns <= b.end_ns
+        and b.start_ns <= a.end_ns
+    )
 
 
 @dataclass(slots=True)
@@ -32,6 +63,7 @@ class _Open:
     cost: float = 0.0
     generate_cost: float = 0.0
     llm_time_ns: int = 0
+    recent: list[Signature] = field(default_factory=list)
 
 
 class OpenRequests:
@@ -46,7 +78,14 @@ class OpenRequests:
         self.evicted_capacity = 0
         self.evicted_timeout = 0
 
-    def add(self, trace_id: int, call: Call, duration_ns: int) -> None:
+    def is_duplicate(self, trace_id: int, sig: Signature) -> bool:
+        """Whether a call of this trace already counted is the same call as ``sig``."""
+        entry = self._open.get(trace_id)
+        if entry is None:
+            return False
+        return any(same_call(sig, seen) for seen in entry.recent)
+
+    def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
         with self._lock:
             entry = self._open.get(trace_id)
             if entry is None:
@@ -62,6 +101,11 @@ class OpenRequests:
                 if call.step == _GENERATE:
                     entry.generate_cost += call.cost_usd
             entry.llm_time_ns += max(0, duration_ns)
+            if sig is not None:
+                recent = entry.recent
+                if len(recent) >= MAX_RECENT_CALLS:
+                    del recent[0]
+                recent.append(sig)
 
     def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
         """End the request of ``trace_id``; ``None`` if it made no LLM call."""
@@ -90,5 +134,8 @@ class OpenRequests:
         return len(self._open)
 
     def reset(self) -> None:
+        """Forget every open request and eviction (used in a forked child)."""
         self._lock = threading.Lock()
-        self._open.clear()
+        self._open = {}
+        self.evicted_capacity = 0
+        self.evicted_timeout = 0

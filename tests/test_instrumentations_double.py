@@ -86,7 +86,7 @@ def test_the_two_spans_of_one_call_are_siblings_here(run: str, case: str) -> Non
     assert [span["parent"] for span in spans] == [root, root]
 
 
-@pytest.mark.xfail(strict=True, reason=_SIBLINGS_REASON)
+
 @pytest.mark.parametrize(("run", "case"), SIBLINGS, ids=[f"{r}-{c}" for r, c in SIBLINGS])
 def test_sibling_spans_of_one_call_count_it_once(run: str, case: str) -> None:
     assert_counted_once(run, case, duplicates=1)

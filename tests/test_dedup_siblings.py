@@ -1,0 +1,69 @@
+"""Two sibling spans of one call (two instrumentations that do not nest) count it once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from otel_overspend import Settings, step
+
+from conftest import make_pipeline
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+SETTINGS = Settings(serve_metrics=False, model_tiers={"acme-*": "frontier"}, use_genai_prices=False)
+LABELS = {"step": "rerank", "model": "acme-frontier", "tier": "frontier", "provider": "unknown"}
+T0 = 1_900_000_000_000_000_000
+
+
+def _call(
+    tracer: Tracer, start: int, end: int, tokens_out: int = 100, response_id: str | None = None
+) -> None:
+    attrs: dict[str, str | int] = {
+        "gen_ai.request.model": "acme-frontier",
+        "gen_ai.usage.input_tokens": 1_000,
+        "gen_ai.usage.output_tokens": tokens_out,
+    }
+    if response_id is not None:
+        attrs["gen_ai.response.id"] = response_id
+    tracer.start_span("chat", attributes=attrs, start_time=start).end(end_time=end)
+
+
+def test_siblings_from_two_instrumentations_count_once() -> None:
+    p = make_pipeline(SETTINGS)
+    client, native = p.provider.get_tracer("client-instr"), p.provider.get_tracer("sdk-own-tracing")
+    with step("rerank"), p.tracer.start_as_current_span("request"):
+        _call(client, T0, T0 + 900)
+        _call(native, T0 + 10, T0 + 1_000, tokens_out=101)  # one instrumentation counts one more
+    assert p.sample("overspend_llm_calls_total", LABELS) == 1
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1
+    # 1,000 x $3/M + 100 x $15/M = $0.0045, counted once.
+    assert p.sample("overspend_llm_cost_usd_total", LABELS) == 0.0045
+
+
+def test_parallel_identical_calls_of_one_instrumentation_all_count() -> None:
+    p = make_pipeline(SETTINGS)
+    with step("rerank"), p.tracer.start_as_current_span("request"):
+        for _ in range(3):
+            _call(p.tracer, T0, T0 + 1_000)
+    assert p.sample("overspend_llm_calls_total", LABELS) == 3
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) is None
+
+
+def test_response_ids_decide_when_both_spans_have_one() -> None:
+    p = make_pipeline(SETTINGS)
+    a, b = p.provider.get_tracer("a"), p.provider.get_tracer("b")
+    with step("rerank"), p.tracer.start_as_current_span("request"):
+        _call(a, T0, T0 + 1_000, response_id="resp-1")
+        _call(b, T0, T0 + 1_000, response_id="resp-1")  # the same response: one call
+        _call(b, T0, T0 + 1_000, response_id="resp-2")  # alike, but another response
+    assert p.sample("overspend_llm_calls_total", LABELS) == 2
+
+
+def test_siblings_that_do_not_overlap_in_time_are_two_calls() -> None:
+    p = make_pipeline(SETTINGS)
+    a, b = p.provider.get_tracer("a"), p.provider.get_tracer("b")
+    with step("rerank"), p.tracer.start_as_current_span("request"):
+        _call(a, T0, T0 + 1_000)
+        _call(b, T0 + 2_000, T0 + 3_000)
+    assert p.sample("overspend_llm_calls_total", LABELS) == 2
