@@ -187,6 +187,7 @@ class OverspendProcessor(SpanProcessor):
             start_ns=span.start_time or end_ns,
             end_ns=end_ns,
             step=step,
+            scope=_scope_name(span),
         )
         if self._annotations is not None and result is not None:
             annotations = self._annotations
@@ -272,6 +273,11 @@ class OverspendProcessor(SpanProcessor):
         self._drop_lock = threading.Lock()
         self._dropped = {}
         self.metrics_server = None
+
+
+def _scope_name(span: ReadableSpan) -> str:
+    scope = span.instrumentation_scope
+    return "" if scope is None else scope.name
 
 
 _LATEST: weakref.ref[OverspendProcessor] | None = None
