@@ -3,28 +3,54 @@
 Counters come from the ledger's cumulative totals, so ``sum(rate(...))`` across replicas
 is the fleet-wide truth. The snapshot is taken under the ledger's lock; rendering happens
 outside it.
+
+Two renderings of the same families: :meth:`OverspendCollector.collect` yields
+prometheus_client metric families (for any registry and any exposition format), and
+:meth:`OverspendCollector.render_text` writes the text format directly, with each series'
+label string built once and cached: the per-series counters are most of a scrape, and
+prometheus_client spends several microseconds a sample formatting them. The endpoint this
+package serves uses the fast path; an app that serves the registry itself gets the same
+samples through ``collect``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from otel_overspend.ledger import CACHE_READ, CALLS, COST, INPUT, OUTPUT, REASONING, SPECIALIZED, UNPRICED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from prometheus_client.metrics_core import Metric
 
     from otel_overspend.ledger import Histogram, Snapshot
 
-__all__ = ("TOKEN_KINDS", "OverspendCollector", "Status")
+__all__ = ("TOKEN_KINDS", "OverspendCollector", "Status", "render_registry")
 
 _CALL_LABELS = ["step", "model", "tier", "provider"]
 TOKEN_KINDS = (("input", INPUT), ("output", OUTPUT), ("cache_read", CACHE_READ), ("reasoning", REASONING))
+# The per-series counters: (name, help, index into the stats); tokens are one family by kind.
+_CALL_COUNTERS: Final = (
+    ("overspend_llm_calls", "LLM calls, by pipeline step, model, tier and provider.", CALLS),
+    ("overspend_llm_cost_usd", "LLM spend in USD (priced calls only).", COST),
+    (
+        "overspend_llm_specialized_cost_usd",
+        "What the same calls would cost in USD with each step at its specialization-map tier.",
+        SPECIALIZED,
+    ),
+)
+_TOKENS_NAME: Final = "overspend_llm_tokens"
+_TOKENS_HELP: Final = (
+    "LLM tokens by kind: input (cache reads included), output (reasoning included), cache_read, reasoning."
+)
+_MAX_CACHED_LABELS: Final = 100_000
 
 
 class Status:
@@ -51,6 +77,25 @@ def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.total)
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _header(name: str, doc: str, kind: str) -> str:
+    doc = doc.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+
+
+class _Families:
+    """Adapter so that prometheus_client's text writer renders a list of families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
 class OverspendCollector(Collector):
     """Renders counters from a snapshot, plus whatever extra families ``extra`` yields."""
 
@@ -62,47 +107,73 @@ class OverspendCollector(Collector):
     ) -> None:
         self._snapshot = snapshot
         self._extra = extra
+        self._muted = threading.local()
+        # series key -> '{model="...",provider="...",step="...",tier="..."' (no closing brace)
+        self._labels: dict[tuple[str, str, str, str], str] = {}
 
     def describe(self) -> Iterator[Metric]:
         # Names only, so that registering two collectors with one name fails at once.
         yield CounterMetricFamily("overspend_llm_calls", "", labels=_CALL_LABELS)
 
+    @contextmanager
+    def muted(self) -> Generator[None, None, None]:
+        """While active in this thread, :meth:`collect` yields nothing (see :meth:`render_text`)."""
+        self._muted.on = True
+        try:
+            yield
+        finally:
+            self._muted.on = False
+
     def collect(self) -> Iterator[Metric]:
+        if getattr(self._muted, "on", False):
+            return
         snap, status = self._snapshot()
-        calls = CounterMetricFamily(
-            "overspend_llm_calls",
-            "LLM calls, by pipeline step, model, tier and provider.",
-            labels=_CALL_LABELS,
-        )
-        tokens = CounterMetricFamily(
-            "overspend_llm_tokens",
-            "LLM tokens by kind: input (cache reads included), output (reasoning included), "
-            "cache_read, reasoning.",
-            labels=[*_CALL_LABELS, "kind"],
-        )
-        cost = CounterMetricFamily(
-            "overspend_llm_cost_usd", "LLM spend in USD (priced calls only).", labels=_CALL_LABELS
-        )
-        specialized = CounterMetricFamily(
-            "overspend_llm_specialized_cost_usd",
-            "What the same calls would cost in USD with each step at its specialization-map tier.",
-            labels=_CALL_LABELS,
-        )
+        for name, doc, index in _CALL_COUNTERS:
+            family = CounterMetricFamily(name, doc, labels=_CALL_LABELS)
+            for key, stats in snap.totals.items():
+                family.add_metric(list(key), stats[index])
+            yield family
+        tokens = CounterMetricFamily(_TOKENS_NAME, _TOKENS_HELP, labels=[*_CALL_LABELS, "kind"])
+        for key, stats in snap.totals.items():
+            for kind, index in TOKEN_KINDS:
+                tokens.add_metric([*key, kind], stats[index])
+        yield tokens
+        yield from self._others(snap, status)
+
+    def render_text(self) -> bytes:
+        """The text exposition format (0.0.4) of everything :meth:`collect` yields."""
+        snap, status = self._snapshot()
+        totals = snap.totals
+        labels = self._labels
+        if len(labels) > _MAX_CACHED_LABELS:
+            labels.clear()
+        series = []
+        for key, stats in totals.items():
+            label = labels.get(key)
+            if label is None:
+                step, model, tier, provider = key
+                label = labels[key] = (
+                    f'{{model="{_escape(model)}",provider="{_escape(provider)}",'
+                    f'step="{_escape(step)}",tier="{_escape(tier)}"'
+                )
+            series.append((label, stats))
+        out: list[str] = []
+        for name, doc, index in _CALL_COUNTERS:
+            total = f"{name}_total"
+            out.append(_header(total, doc, "counter"))
+            # Stats are finite, non-negative floats: repr is the text format's float.
+            out.extend(f"{total}{label}}} {stats[index]!r}\n" for label, stats in series)
+        total = f"{_TOKENS_NAME}_total"
+        out.append(_header(total, _TOKENS_HELP, "counter"))
+        for kind, index in TOKEN_KINDS:
+            out.extend(f'{total}{label},kind="{kind}"}} {stats[index]!r}\n' for label, stats in series)
+        return "".join(out).encode() + generate_latest(_Families(list(self._others(snap, status))))
+
+    def _others(self, snap: Snapshot, status: Status) -> Iterator[Metric]:
         unpriced_by_model: dict[str, float] = {}
         for key, stats in snap.totals.items():
-            labels = list(key)
-            calls.add_metric(labels, stats[CALLS])
-            for kind, index in TOKEN_KINDS:
-                tokens.add_metric([*labels, kind], stats[index])
-            cost.add_metric(labels, stats[COST])
-            specialized.add_metric(labels, stats[SPECIALIZED])
             if stats[UNPRICED]:
                 unpriced_by_model[key[1]] = unpriced_by_model.get(key[1], 0.0) + stats[UNPRICED]
-        yield calls
-        yield tokens
-        yield cost
-        yield specialized
-
         unpriced = CounterMetricFamily(
             "overspend_unpriced_llm_calls",
             "LLM calls no price source could price; their spend is missing from every cost metric.",
@@ -144,3 +215,11 @@ def _by_label(name: str, doc: str, label: str, values: dict[str, int]) -> Counte
     for value, count in sorted(values.items()):
         family.add_metric([value], count)
     return family
+
+
+def render_registry(registry: Collector, collector: OverspendCollector) -> bytes:
+    """The text format of ``registry``, which holds ``collector``: its own families through
+    the fast path, every other collector's through prometheus_client."""
+    with collector.muted():
+        others = generate_latest(registry)
+    return others + collector.render_text()

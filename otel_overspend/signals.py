@@ -137,40 +137,40 @@ def diagnose(
     bands: Mapping[str, Band] = BANDS,
 ) -> Diagnosis:
     """All signals for one window of call stats (by series key) and request stats."""
-    cost_by_step: dict[str, float] = {}
-    spec_by_step: dict[str, float] = {}
-    calls_by_step: dict[str, float] = {}
-    priced_by_step: dict[str, float] = {}
-    tokens_by_step: dict[str, float] = {}
+    # step -> [cost, specialized cost, calls, priced calls, tokens]
+    by_step: dict[str, list[float]] = {}
     frontier_by_model: dict[str, float] = {}
-    n_calls = unpriced = 0.0
     for (step, model, tier, _provider), stats in calls.items():
+        acc = by_step.get(step)
+        if acc is None:
+            acc = by_step[step] = [0.0, 0.0, 0.0, 0.0, 0.0]
         cost = stats[COST]
-        cost_by_step[step] = cost_by_step.get(step, 0.0) + cost
-        spec_by_step[step] = spec_by_step.get(step, 0.0) + stats[SPECIALIZED]
-        calls_by_step[step] = calls_by_step.get(step, 0.0) + stats[CALLS]
-        priced_by_step[step] = priced_by_step.get(step, 0.0) + stats[CALLS] - stats[UNPRICED]
-        tokens_by_step[step] = tokens_by_step.get(step, 0.0) + stats[INPUT] + stats[OUTPUT]
+        acc[0] += cost
+        acc[1] += stats[SPECIALIZED]
+        acc[2] += stats[CALLS]
+        acc[3] += stats[CALLS] - stats[UNPRICED]
+        acc[4] += stats[INPUT] + stats[OUTPUT]
         if tier == FRONTIER:
             frontier_by_model[model] = frontier_by_model.get(model, 0.0) + cost
-        n_calls += stats[CALLS]
-        unpriced += stats[UNPRICED]
+    cost_by_step = {step: acc[0] for step, acc in by_step.items()}
+    n_calls = sum(acc[2] for acc in by_step.values())
+    unpriced = n_calls - sum(acc[3] for acc in by_step.values())
     total = sum(cost_by_step.values())
-    specialized = sum(spec_by_step.values())
+    specialized = sum(acc[1] for acc in by_step.values())
     has_cost = total > 0
 
     lines = sorted(
         (
             StepLine(
                 step=step,
-                calls=round(calls_by_step[step]),
-                tokens=round(tokens_by_step[step]),
-                cost_usd=cost_by_step[step],
-                specialized_cost_usd=spec_by_step[step],
+                calls=round(acc[2]),
+                tokens=round(acc[4]),
+                cost_usd=acc[0],
+                specialized_cost_usd=acc[1],
                 # A step with no priced call has no share: 0 would pass its calls off as $0.
-                share=_ratio(cost_by_step[step], total) if priced_by_step[step] > 0 else None,
+                share=_ratio(acc[0], total) if acc[3] > 0 else None,
             )
-            for step in cost_by_step
+            for step, acc in by_step.items()
         ),
         key=lambda line: (-line.cost_usd, line.step),
     )
