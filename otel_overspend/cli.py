@@ -1,4 +1,4 @@
-"""The ``otel-overspend`` command: ``demo`` and ``rules`` (``report`` will join them).
+"""The ``otel-overspend`` command: ``demo``, ``rules`` and ``report``.
 
 Subcommands import their modules inside the functions that use them, so a module that is
 missing or broken fails only the subcommand that needs it.
@@ -25,6 +25,12 @@ def _demo(args: argparse.Namespace) -> int:
     from otel_overspend import demo  # noqa: PLC0415 - loads the OpenTelemetry SDK
 
     return demo.run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from otel_overspend import report_cli  # noqa: PLC0415 - loads pydantic and the attribution
+
+    return report_cli.run(args)
 
 
 def _rules(argv: Sequence[str]) -> int:
@@ -60,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands 'rules' and everything after it to the alerting module.
     commands.add_parser("rules", help=_RULES_HELP, add_help=False)
 
-    # Future subcommand 'report' goes here: offline, it reads trace files and prints the same
-    # diagnosis as the live gauges (through otel_overspend.signals). Register it with
-    # add_parser("report") and point set_defaults(handler=...) at a function that imports
-    # its module lazily and returns an exit code, like _demo above.
+    report = commands.add_parser(
+        "report",
+        help="diagnose trace files offline: the live processor's four tests, per step and per period",
+        description="Read OpenTelemetry trace files (the collector's file exporter output) and print the "
+        "same diagnosis as the live processor: model concentration, spend by step, the specialized "
+        "counterfactual, the specialist-eligible fraction and what to specialize next.",
+    )
+    from otel_overspend.report_cli import add_arguments as add_report_arguments  # noqa: PLC0415
+
+    add_report_arguments(report)
+    report.set_defaults(handler=_report)
     return parser
 
 
