@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from otel_overspend.bounded import make_room
 from otel_overspend.steps import UNATTRIBUTED
 
 if TYPE_CHECKING:
@@ -141,8 +142,7 @@ class Attributor:
         if series is None:
             series = self._resolve(step, provider, model)
             with self._lock:
-                if len(self._series) >= self._max_series:
-                    self._series.pop(next(iter(self._series)), None)
+                make_room(self._series, self._max_series)
                 self._series[cache_key] = series
         for cap in series.folded:
             cap.count_overflow()

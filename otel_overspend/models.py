@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from otel_overspend.bounded import make_room
 from otel_overspend.catalog import UNKNOWN_TIER, catalog_tier
 from otel_overspend.pricing import PriceSchedule, genai_prices_schedule
 
@@ -70,9 +71,7 @@ class ModelResolver:
             return info
         info = self._resolve(provider, model)
         with self._lock:
-            if len(self._cache) >= self._max_cached:
-                # Evict the oldest entry; the next call for it resolves again.
-                self._cache.pop(next(iter(self._cache)), None)
+            make_room(self._cache, self._max_cached)  # an evicted model resolves again
             self._cache[key] = info
         return info
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from otel_overspend.bounded import make_room
 from otel_overspend.conventions import read_usage
 from otel_overspend.requests import Signature
 from otel_overspend.steps import STEP_NAME_PATTERN, UNATTRIBUTED
@@ -115,7 +116,7 @@ class Recorder:
         elif below:
             marked = self._marked
             if len(marked) >= MAX_MARKED_SPANS:
-                marked.pop(next(iter(marked)), None)
+                make_room(marked, MAX_MARKED_SPANS)
             marked[parent_id] = None
         return result
 

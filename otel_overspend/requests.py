@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from otel_overspend.bounded import make_room
 from otel_overspend.ledger import RequestSample
 
 if TYPE_CHECKING:
@@ -90,8 +91,7 @@ class OpenRequests:
             entry = self._open.get(trace_id)
             if entry is None:
                 if len(self._open) >= self.max_open:
-                    del self._open[next(iter(self._open))]
-                    self.evicted_capacity += 1
+                    self.evicted_capacity += make_room(self._open, self.max_open)
                 entry = self._open[trace_id] = _Open(opened_s=self._clock())
             if call.tier == _FRONTIER:
                 entry.frontier_calls += 1
