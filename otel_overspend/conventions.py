@@ -146,7 +146,9 @@ def _cost(value: Any) -> float | None:
 
 STEP_KEY: Final = "overspend.step"
 RESPONSE_ID_KEY: Final = "gen_ai.response.id"
-_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP, _RESPONSE_ID = range(9)
+(_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP, _RESPONSE_ID, _SDK, _CACHE_WRITE) = (
+    range(11)
+)
 _FIELD_KEYS: Final = (
     MODEL_KEYS,
     PROVIDER_KEYS,
@@ -157,8 +159,10 @@ _FIELD_KEYS: Final = (
     COST_KEYS,
     (STEP_KEY,),
     (RESPONSE_ID_KEY,),
+    (SDK_NAME_KEY,),
+    (CACHE_WRITE_KEY,),
 )
-_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY, RESPONSE_ID_KEY}
+_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY, RESPONSE_ID_KEY, SDK_NAME_KEY, CACHE_WRITE_KEY}
 # The keys a span carries -> which key to read for each field: instrumentations emit the
 # same few key sets over and over, so the choice is made once per key set.
 _PLANS: dict[frozenset[str], tuple[tuple[int, str], ...]] = {}
@@ -186,7 +190,7 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         return None
     present = _READ_KEYS.intersection(attrs)
     plan = _PLANS.get(present) or _plan(present)
-    found: list[Any] = [None] * 9
+    found: list[Any] = [None] * 11
     for field, key in plan:
         found[field] = attrs[key]
     try:
@@ -201,12 +205,12 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     except _Invalid as invalid:
         return invalid.reason
     span_cost = None if found[_COST] is None else _cost(found[_COST])
-    if (span_cost == 0.0 or provider == "anthropic") and attrs.get(SDK_NAME_KEY) == "openlit":
+    if found[_SDK] == "openlit" and (span_cost == 0.0 or provider == "anthropic"):
         # OpenLIT reports Anthropic's input tokens as Anthropic does, net of cache reads and
         # writes; and it writes a cost of 0 for any model its price list lacks (for every
         # model when it could not download the list): a 0 from it is no price.
         if provider == "anthropic":
-            input_tokens += cache_read + _tokens_or_zero(attrs.get(CACHE_WRITE_KEY))
+            input_tokens += cache_read + _tokens_or_zero(found[_CACHE_WRITE])
         if span_cost == 0.0:
             span_cost = None
     if input_tokens == output_tokens == 0 and span_cost is None:

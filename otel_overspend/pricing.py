@@ -52,15 +52,16 @@ class PriceSchedule:
     cache_read: Rate | None = None
     #: Where the schedule came from: ``override``, ``genai-prices`` or ``tier-default``.
     source: str = "override"
-    #: (input, cache read, output) USD per 1M when no rate has tiers: the common, fast case.
-    _flat: tuple[float, float, float] | None = field(init=False, repr=False, compare=False)
+    #: (input, cache read, output) base rates, USD per 1M tokens...
+    _base: tuple[float, float, float] = field(init=False, repr=False, compare=False)
+    #: ...which apply to every call with at most this many input tokens: the fast case.
+    _base_up_to: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         cache = self.cache_read if self.cache_read is not None else self.input
-        flat = None
-        if not (self.input.tiers or self.output.tiers or cache.tiers):
-            flat = (self.input.base, cache.base, self.output.base)
-        object.__setattr__(self, "_flat", flat)
+        starts = [start for rate in (self.input, self.output, cache) for start, _ in rate.tiers]
+        object.__setattr__(self, "_base", (self.input.base, cache.base, self.output.base))
+        object.__setattr__(self, "_base_up_to", min(starts) if starts else float("inf"))
 
     @classmethod
     def flat(
@@ -76,9 +77,8 @@ class PriceSchedule:
 
     def cost_usd(self, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> float:
         """Cost of one call; ``input_tokens`` includes ``cache_read_tokens``."""
-        flat = self._flat
-        if flat is not None:
-            input_rate, cache_rate, output_rate = flat
+        if input_tokens <= self._base_up_to:
+            input_rate, cache_rate, output_rate = self._base
         else:
             input_rate = self.input.at(input_tokens)
             cache_rate = input_rate if self.cache_read is None else self.cache_read.at(input_tokens)

@@ -102,10 +102,12 @@ class Recorder:
             elif below:
                 result = "duplicate_llm_span"
             else:
+                if usage.step is not None or step is None:
+                    step = usage_step(usage, step, self._rules, name, attrs)
                 sig = Signature(
                     scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns
                 )
-                result = self._count(usage_step(usage, step, self._rules, name, attrs), usage, trace_id, sig)
+                result = self._count(step, usage, trace_id, sig)
             if isinstance(result, str):
                 self._drop(result)
             below = True

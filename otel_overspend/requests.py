@@ -84,7 +84,12 @@ class OpenRequests:
         entry = self._open.get(trace_id)
         if entry is None:
             return False
-        return any(same_call(sig, seen) for seen in entry.recent)
+        tokens = sig.input_tokens
+        for seen in entry.recent:
+            # Cheap pre-test: same_call needs equal input tokens or two response ids.
+            if (seen.input_tokens == tokens or seen.response_id is not None) and same_call(sig, seen):
+                return True
+        return False
 
     def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
         with self._lock:
