@@ -1,10 +1,12 @@
 """The ledger: cumulative totals (the counters) and rolling windows (the gauges).
 
-Hot path: :meth:`Ledger.add_call` adds one call into the *pending* bucket (one short
-``tick`` of time) under one lock: a dict lookup and a few float additions, whatever the
-number of windows. When time moves past the pending tick the bucket is folded into the
-totals and into one ring of buckets per window, whose running sums are kept up to date,
-so a snapshot costs time in the number of series, never in the number of spans.
+Hot path: :meth:`Ledger.add_call` appends the call to a queue, without a lock; every 64
+calls, the thread that finds the queue full applies them under the lock (or leaves them to
+a thread already doing so), each into the *pending* bucket of one short ``tick`` of time: a
+dict lookup and a few float additions, whatever the number of windows. When time moves past
+the pending tick the bucket is folded into the totals and into one ring of buckets per
+window, whose running sums are kept up to date, so a snapshot costs time in the number of
+series (and at most one batch of queued calls), never in the number of spans.
 
 Windows are by span end time. A window of length W is kept as ``buckets_per_window``
 buckets of W/``buckets_per_window``; it covers the last W, give or take one bucket.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -55,6 +58,9 @@ _N_CALL: Final = 8
 ) = range(8)
 _N_REQ: Final = 8
 _HALF: Final = 0.5
+#: Queued calls and requests that make a batch, and how far the queue may fall behind.
+_BATCH: Final = 64
+_MAX_QUEUED: Final = 65_536
 
 #: A request with at least this many frontier calls counts as heavy (the seed's "3+").
 HEAVY_FRONTIER_CALLS: Final = 3
@@ -271,6 +277,7 @@ class Ledger:
         self._reset_state()
 
     def _reset_state(self) -> None:
+        self._queue: deque[tuple[float, Call | None, RequestSample | None]] = deque()
         self._totals: dict[Key, CallStats] = {}
         self._pending: dict[Key, CallStats] = {}
         self._pending_req = new_request_stats()
@@ -291,54 +298,87 @@ class Ledger:
     def window_seconds(self) -> tuple[int, ...]:
         return self._window_seconds
 
-    def _when(self, end_time_s: float) -> float | None:
+    # -- hot path -----------------------------------------------------------------------
+    # Recording a call only appends to a queue (atomic, no lock). Whoever finds the queue
+    # holding a batch drains it under the lock, unless another thread is already draining:
+    # the lock is taken once per batch, never contended on every span, which keeps threads
+    # from queueing behind each other (a lock convoy) under the GIL.
+
+    def _at(self, end_time_s: float) -> float | None:
         """Clamp a future time to now; ``None`` (and counted) for one older than every window."""
         now = self._clock()
         if not math.isfinite(end_time_s) or end_time_s > now:
             return now
         if end_time_s < now - self._horizon_s:
-            self.too_old += 1
+            with self._lock:
+                self.too_old += 1
             return None
         return end_time_s
 
-    # -- hot path -----------------------------------------------------------------------
     def add_call(self, call: Call, end_time_s: float) -> bool:
         """Record a call that ended at ``end_time_s``; ``False`` if it was too old to keep."""
-        with self._lock:
-            t = self._when(end_time_s)
-            if t is None:
-                return False
-            epoch = int(t // self._tick)
-            if epoch == self._pending_epoch:
-                target = self._pending
-            elif epoch > self._pending_epoch:
-                self._fold()
-                self._pending_epoch = epoch
-                target = self._pending
-            else:  # a late span: straight into its buckets
-                target = {}
-            accumulate_call(target, call)
-            if target is not self._pending:
-                self._fold_into(t, target)
+        t = self._at(end_time_s)
+        if t is None:
+            return False
+        queue = self._queue
+        queue.append((t, call, None))
+        if len(queue) >= _BATCH:
+            self._drain_when_free(queue)
         return True
 
     def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        with self._lock:
-            t = self._when(end_time_s)
-            if t is None:
-                return
-            epoch = int(t // self._tick)
-            if epoch > self._pending_epoch:
-                self._fold()
-                self._pending_epoch = epoch
-            stats = self._pending_req if epoch == self._pending_epoch else new_request_stats()
-            accumulate_request(stats, sample)
-            self._requests_total += 1
-            self._frontier_hist.observe(sample.frontier_calls)
-            self._tokens_hist.observe(sample.tokens)
-            if stats is not self._pending_req:  # a late request: straight into its buckets
-                for ring in self._rings:
-                    ring.add_request(t, stats)
+        t = self._at(end_time_s)
+        if t is None:
+            return
+        queue = self._queue
+        queue.append((t, None, sample))
+        if len(queue) >= _BATCH:
+            self._drain_when_free(queue)
+
+    def _drain_when_free(self, queue: deque[tuple[float, Call | None, RequestSample | None]]) -> None:
+        # Wait for the lock only when the queue is far behind: that bounds its memory.
+        if self._lock.acquire(blocking=len(queue) >= _MAX_QUEUED):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _drain(self) -> None:
+        """Apply every queued call and request (the lock is held)."""
+        queue = self._queue
+        for _ in range(len(queue)):
+            t, call, sample = queue.popleft()
+            if call is not None:
+                self._apply_call(call, t)
+            elif sample is not None:
+                self._apply_request(sample, t)
+
+    def _apply_call(self, call: Call, t: float) -> None:
+        epoch = int(t // self._tick)
+        if epoch == self._pending_epoch:
+            accumulate_call(self._pending, call)
+        elif epoch > self._pending_epoch:
+            self._fold()
+            self._pending_epoch = epoch
+            accumulate_call(self._pending, call)
+        else:  # a late span: straight into its buckets
+            late: dict[Key, CallStats] = {}
+            accumulate_call(late, call)
+            self._fold_into(t, late)
+
+    def _apply_request(self, sample: RequestSample, t: float) -> None:
+        epoch = int(t // self._tick)
+        if epoch > self._pending_epoch:
+            self._fold()
+            self._pending_epoch = epoch
+        stats = self._pending_req if epoch == self._pending_epoch else new_request_stats()
+        accumulate_request(stats, sample)
+        self._requests_total += 1
+        self._frontier_hist.observe(sample.frontier_calls)
+        self._tokens_hist.observe(sample.tokens)
+        if stats is not self._pending_req:  # a late request: straight into its buckets
+            for ring in self._rings:
+                ring.add_request(t, stats)
 
     # -- folding ---------------------------------------------------------------------------
     def _fold(self) -> None:
@@ -366,6 +406,7 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self._lock:
+            self._drain()
             now = self._clock()
             self._fold()
             self._pending_epoch = max(self._pending_epoch, int(now // self._tick))
