@@ -88,7 +88,7 @@ def measure(repeats: int = 21) -> list[Row]:
             "  ... via prometheus_client alone",
             f"{medians['registry']:.2f} ms",
             "(an app serving the registry)",
-            True,
+            ok=True,
         ),
     ]
 

@@ -108,7 +108,8 @@ class OverspendCollector(Collector):
         self._snapshot = snapshot
         self._extra = extra
         self._muted = threading.local()
-        # series key -> '{model="...",provider="...",step="...",tier="..."' (no closing brace)
+        # series key -> 'model="...",provider="...",step="...",tier="..."}': labels sorted by
+        # name as prometheus_client writes them, opening brace left to the line (kind sorts first)
         self._labels: dict[tuple[str, str, str, str], str] = {}
 
     def describe(self) -> Iterator[Metric]:
@@ -153,8 +154,8 @@ class OverspendCollector(Collector):
             if label is None:
                 step, model, tier, provider = key
                 label = labels[key] = (
-                    f'{{model="{_escape(model)}",provider="{_escape(provider)}",'
-                    f'step="{_escape(step)}",tier="{_escape(tier)}"'
+                    f'model="{_escape(model)}",provider="{_escape(provider)}",'
+                    f'step="{_escape(step)}",tier="{_escape(tier)}"}}'
                 )
             series.append((label, stats))
         out: list[str] = []
@@ -162,11 +163,11 @@ class OverspendCollector(Collector):
             total = f"{name}_total"
             out.append(_header(total, doc, "counter"))
             # Stats are finite, non-negative floats: repr is the text format's float.
-            out.extend(f"{total}{label}}} {stats[index]!r}\n" for label, stats in series)
+            out.extend(f"{total}{{{label} {stats[index]!r}\n" for label, stats in series)
         total = f"{_TOKENS_NAME}_total"
         out.append(_header(total, _TOKENS_HELP, "counter"))
         for kind, index in TOKEN_KINDS:
-            out.extend(f'{total}{label},kind="{kind}"}} {stats[index]!r}\n' for label, stats in series)
+            out.extend(f'{total}{{kind="{kind}",{label} {stats[index]!r}\n' for label, stats in series)
         return "".join(out).encode() + generate_latest(_Families(list(self._others(snap, status))))
 
     def _others(self, snap: Snapshot, status: Status) -> Iterator[Metric]:

@@ -48,3 +48,11 @@ class LabelCap:
         with self._lock:
             self._seen.clear()
             self.overflowed = 0
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and no overflow yet (the parent reports its own).
+
+        The admitted values are kept, so that every worker labels a model the same way.
+        """
+        self._lock = threading.Lock()
+        self.overflowed = 0

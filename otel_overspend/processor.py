@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import weakref
+from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry import baggage
@@ -21,12 +22,12 @@ from prometheus_client import REGISTRY
 
 from otel_overspend.components import Components
 from otel_overspend.conventions import LLM_MARKER_KEYS
-from otel_overspend.exposition import OverspendCollector, Status
+from otel_overspend.exposition import OverspendCollector, Status, render_registry
 from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
 from otel_overspend.recorder import Recorder
 from otel_overspend.requests import OpenRequests
-from otel_overspend.server import MetricsServer
+from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, STEP_NAME_PATTERN
 
@@ -115,14 +116,12 @@ class OverspendProcessor(SpanProcessor):
             if meter_provider is not None or self.settings.otlp_metrics
             else None
         )
-        serve = self.settings.serve_metrics if serve_metrics is None else serve_metrics
-        self.metrics_server = (
-            MetricsServer.start(
-                host=self.settings.metrics_host, port=self.settings.metrics_port, registry=self._registry
-            )
-            if serve
-            else None
-        )
+        #: Whether this processor serves ``/metrics`` (in a forked child: once told where).
+        self.serves_metrics = self.settings.serve_metrics if serve_metrics is None else serve_metrics
+        self.metrics_server: MetricsServer | None = None
+        self._server_lock = threading.Lock()
+        if self.serves_metrics:
+            self.start_metrics_server()
         _register_fork_reset(self)
         global _LATEST  # noqa: PLW0603 - the exporter wrapper's default processor
         _LATEST = weakref.ref(self)
@@ -252,27 +251,61 @@ class OverspendProcessor(SpanProcessor):
         )
 
     # -- lifecycle -----------------------------------------------------------------------------------
+    def start_metrics_server(self, *, port: int | None = None) -> MetricsServer | None:
+        """Serve ``/metrics`` on the configured endpoint, replacing the server this processor runs.
+
+        ``port`` overrides the configured port and its range (a forked worker's own port: see
+        :mod:`otel_overspend.gunicorn`). A busy port logs one warning and returns ``None``; a
+        TLS file that cannot be loaded raises :class:`ValueError`.
+        """
+        endpoint = Endpoint.from_settings(self.settings, port=port)
+        with self._server_lock:
+            old, self.metrics_server = self.metrics_server, None
+            if old is not None:
+                old.stop()
+            self.metrics_server = MetricsServer.start(
+                endpoint,
+                registry=self._registry,
+                render=partial(render_registry, self._registry, self._collector),
+            )
+            return self.metrics_server
+
     def shutdown(self) -> None:
+        with self._server_lock:
+            server, self.metrics_server = self.metrics_server, None
         try:
-            if self.metrics_server is not None:
-                self.metrics_server.stop()
-                self.metrics_server = None
+            if server is not None:
+                server.stop()
         except Exception:
             self._fail("shutdown")
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing to flush: every span is counted before ``on_end`` returns."""
         del timeout_millis
         return True
 
     def _after_fork_in_child(self) -> None:
-        # The child starts from zero: its parent keeps and reports its own counts.
-        self._ledger.reset()
-        self._requests.reset()
-        self._recorder.reset()
-        self._open_steps = {}
-        self._drop_lock = threading.Lock()
-        self._dropped = {}
-        self.metrics_server = None
+        # The child starts from zero: its parent keeps and reports its own counts. Locks are
+        # new: another thread of the parent may have held one at the fork.
+        try:
+            self._ledger.reset()
+            self._requests.reset()
+            self._recorder.reset()
+            for cap in self._parts.caps:
+                cap.after_fork()
+            self._open_steps = {}
+            if self._annotations is not None:
+                self._annotations = {}
+            self._drop_lock = threading.Lock()
+            self._dropped = {}
+            self._server_lock = threading.Lock()
+            # The server's thread did not survive the fork and its port is the parent's: a
+            # worker serves its own /metrics once told where (otel_overspend.gunicorn.post_fork).
+            server, self.metrics_server = self.metrics_server, None
+            if server is not None:
+                server.close_inherited()
+        except Exception:
+            self._fail("after_fork")
 
 
 def _scope_name(span: ReadableSpan) -> str:

@@ -2,8 +2,9 @@
 variables and an optional TOML file named by ``OVERSPEND_CONFIG`` (in that precedence).
 
 Every mistake (an unknown tier, a bad regex, a negative price, an unknown step in the
-specialization map) fails here with a message naming the field and the value; nothing
-in this module runs on the span path.
+specialization map, a TLS key without its certificate, an unreadable config file) fails
+here with a message naming the field and the value; nothing in this module runs on the
+span path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +32,10 @@ __all__ = ("Price", "Settings", "StepRule", "parse_duration_seconds")
 
 Tier = Literal["frontier", "mid", "mini", "specialist"]
 SpecializeTarget = Literal["frontier", "mid", "mini", "specialist", "unchanged"]
+
+#: No model costs more than this per 1M tokens; a larger price is a typo (and would let one
+#: call's cost overflow a float).
+MAX_USD_PER_MTOK = 1_000_000.0
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -51,9 +56,9 @@ class _Strict(BaseModel):
 class Price(_Strict):
     """USD per 1M tokens."""
 
-    input: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    output: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    cache_read: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    input: Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
+    output: Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
+    cache_read: Annotated[float | None, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)] = None
 
 
 class StepRule(_Strict):
@@ -119,6 +124,18 @@ class Settings(BaseSettings):
     serve_metrics: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    #: How many ports, from ``metrics_port`` on, a process may try: it serves on the first
+    #: free one. Set it to the worker count when every worker of a server that imports the
+    #: app once per worker (``uvicorn --workers N``) should serve its own ``/metrics``.
+    metrics_port_range: Annotated[int, Field(ge=1, le=1_000)] = 1
+    #: TLS: the server certificate (PEM; it may hold the key too) and its private key.
+    metrics_certfile: FilePath | None = None
+    metrics_keyfile: FilePath | None = None
+    #: Require a client certificate signed by this CA (PEM); needs ``metrics_certfile``.
+    metrics_client_cafile: FilePath | None = None
+    #: HTTP basic auth on ``/metrics``: both or neither.
+    metrics_basic_auth_username: str | None = None
+    metrics_basic_auth_password: SecretStr | None = None
 
     # -- label caps --------------------------------------------------------------------
     max_models: Annotated[int, Field(ge=1, le=10_000)] = 50
@@ -199,6 +216,34 @@ class Settings(BaseSettings):
         return merged
 
     @model_validator(mode="after")
+    def _valid_endpoint(self) -> Settings:
+        if self.metrics_keyfile is not None and self.metrics_certfile is None:
+            raise ValueError(
+                f"metrics_keyfile {str(self.metrics_keyfile)!r} is set but metrics_certfile is not: "
+                "TLS needs the certificate too"
+            )
+        if self.metrics_client_cafile is not None and self.metrics_certfile is None:
+            raise ValueError(
+                f"metrics_client_cafile {str(self.metrics_client_cafile)!r} is set but metrics_certfile "
+                "is not: client certificates need TLS"
+            )
+        user, password = self.metrics_basic_auth_username, self.metrics_basic_auth_password
+        if (user is None) != (password is None):
+            missing = "metrics_basic_auth_password" if password is None else "metrics_basic_auth_username"
+            raise ValueError(f"basic auth needs both a username and a password: {missing} is not set")
+        if user is not None and (not user or ":" in user or not user.isprintable()):
+            raise ValueError(f"metrics_basic_auth_username {user!r}: use printable characters and no ':'")
+        if password is not None and not password.get_secret_value():
+            raise ValueError("metrics_basic_auth_password is empty")
+        last = self.metrics_port + self.metrics_port_range - 1
+        if self.metrics_port != 0 and last > 65535:
+            raise ValueError(
+                f"metrics_port {self.metrics_port} + metrics_port_range {self.metrics_port_range} "
+                f"goes past port 65535"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _complete_tier_prices(self) -> Settings:
         missing = [tier for tier in TIERS if tier not in self.tier_prices]
         if missing:
@@ -231,5 +276,8 @@ class Settings(BaseSettings):
             path = Path(config_path)
             if not path.is_file():
                 raise ValueError(f"OVERSPEND_CONFIG: no such file {config_path!r}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            except (ValueError, OSError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+                raise ValueError(f"OVERSPEND_CONFIG: cannot read {config_path!r} as TOML: {exc}") from None
         return tuple(sources)

@@ -1,0 +1,218 @@
+"""Bounded: label values stay within their caps (the rest under ``other``, counted), the
+open-request and open-span tables stay within their bounds (evictions counted), and RSS
+stays flat over 150,000 spans (30,000 of warm-up) with distinct models and traces."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from opentelemetry import trace
+
+from otel_overspend import Settings, step
+from otel_overspend import processor as processor_module
+from otel_overspend import recorder as recorder_module
+from otel_overspend.models import ModelResolver
+from otel_overspend.pricing import PriceSchedule
+
+from conftest import FakeClock, Pipeline, make_pipeline
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
+
+DISTINCT = 10_000
+
+
+def _labels(p: Pipeline, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in p.registry.collect():
+        for sample in family.samples:
+            if sample.name == "overspend_llm_calls_total":
+                value = sample.labels[label]
+                out[value] = out.get(value, 0.0) + sample.value
+    return out
+
+
+def _call(p: Pipeline, model: str, name: str = "chat", context: object = None) -> None:
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.request.model": model,
+        "gen_ai.provider.name": "acme",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 1,
+    }
+    with p.tracer.start_as_current_span(name, attributes=attributes, context=context):  # type: ignore[arg-type]
+        pass
+
+
+def test_ten_thousand_models_and_steps_stay_within_the_caps() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, max_models=50, max_steps=20))
+    for i in range(DISTINCT):
+        with step(f"s{i}"):
+            _call(p, f"acme-{i}")
+    models = _labels(p, "model")
+    steps = _labels(p, "step")
+    assert len(models) == 51
+    assert models["other"] == DISTINCT - 50
+    assert len(steps) == 21
+    assert steps["other"] == DISTINCT - 20
+    assert sum(models.values()) == DISTINCT  # nothing lost to the caps
+    assert p.sample("overspend_label_overflow_total", {"label": "model"}) == DISTINCT - 50
+    assert p.sample("overspend_label_overflow_total", {"label": "step"}) == DISTINCT - 20
+    assert len(p.processor.snapshot().totals) <= 21 * 51
+    p.provider.shutdown()
+
+
+def test_generate_and_unattributed_are_never_folded_into_other() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, max_steps=1))
+    for i in range(50):
+        with step(f"s{i}"):
+            _call(p, "acme")
+    with step("generate"):
+        _call(p, "acme")
+    _call(p, "acme")  # no step: unattributed
+    assert _labels(p, "step") == {"s0": 1, "other": 49, "generate": 1, "unattributed": 1}
+
+
+def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
+    clock = FakeClock(start=__import__("time").time())
+    p = make_pipeline(
+        Settings(
+            serve_metrics=False, use_genai_prices=False, max_open_requests=100, request_timeout_seconds=60
+        ),
+        clock=clock,
+    )
+    roots: list[Span] = []
+    for i in range(1_000):
+        root = p.tracer.start_span(f"request {i}")
+        roots.append(root)
+        _call(p, "acme", context=trace.set_span_in_context(root))
+    requests = p.processor._requests
+    assert len(requests) == 100
+    assert p.sample("overspend_open_requests_evicted_total", {"reason": "capacity"}) == 900
+    for root in roots:
+        root.end()
+    assert p.processor.snapshot().requests_total == 100  # the 900 evicted ones are not requests
+    # Open requests older than the time-out are evicted too, and counted.
+    for i in range(10):
+        root = p.tracer.start_span(f"late {i}")
+        roots.append(root)
+        _call(p, "acme", context=trace.set_span_in_context(root))
+    clock.advance(61)
+    assert p.sample("overspend_open_requests_evicted_total", {"reason": "timeout"}) == 10
+    assert len(requests) == 0
+
+
+def test_the_open_span_tables_are_bounded_and_overflows_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 100)
+    monkeypatch.setattr(recorder_module, "MAX_MARKED_SPANS", 100)
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    open_spans: list[Span] = []
+    with step("rerank"):
+        for i in range(1_000):
+            span = p.tracer.start_span(f"open {i}")
+            open_spans.append(span)
+            # An LLM call under each open span marks it (the de-duplication table).
+            _call(p, "acme", context=trace.set_span_in_context(span))
+    assert len(p.processor._open_steps) <= 100
+    assert len(p.processor._recorder._marked) <= 100
+    # Each open span beyond the first 100 pushed out an older one's step: counted.
+    assert (p.sample("overspend_spans_dropped_total", {"reason": "open_span_table_full"}) or 0) >= 900
+    for span in open_spans:
+        span.end()
+    assert _labels(p, "step") == {"rerank": 1_000}  # every call still counted, under its step
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="recorder.Recorder forgets the oldest 'LLM call below' mark when MAX_MARKED_SPANS is "
+    "reached without counting it, so a framework LLM span over a counted client span is counted "
+    "a second time once its mark is gone",
+)
+def test_a_full_deduplication_table_never_counts_a_call_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "MAX_MARKED_SPANS", 100)
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    usage: dict[str, AttributeValue] = {
+        "gen_ai.request.model": "acme",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 1,
+    }
+    outer_spans: list[Span] = []
+    for _ in range(1_000):
+        outer = p.tracer.start_span("framework llm span", attributes=usage)  # e.g. LangChain's
+        outer_spans.append(outer)
+        _call(p, "acme", context=trace.set_span_in_context(outer))  # the client library's span
+    for outer in outer_spans:
+        outer.end()
+    assert sum(_labels(p, "step").values()) == 1_000  # one call each, not two
+
+
+def _rss_mib() -> float:
+    with Path("/proc/self/status").open(encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status VmRSS on this system")
+
+
+WARM_UP = 30_000  # beyond every cache's bound (20,000 series, 10,000 open requests)
+MEASURED = 120_000
+
+
+def test_rss_stays_flat_over_150k_spans_with_distinct_models_and_traces() -> None:
+    # genai-prices off: its own lookup caches grow with distinct model names (see the xfail below).
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, max_open_requests=10_000))
+    tracer = p.tracer
+
+    def run(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            attributes: dict[str, AttributeValue] = {
+                "gen_ai.request.model": f"acme-{i}",
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 10,
+            }
+            if i % 10:  # a call that is its own trace
+                tracer.start_span("chat", attributes=attributes).end()
+            else:  # a request whose root never ends: its table entry must be evicted
+                root = trace.set_span_in_context(tracer.start_span("request"))
+                tracer.start_span("chat", attributes=attributes, context=root).end()
+            if i % 20_000 == 0:
+                p.registry.collect()
+
+    run(0, WARM_UP)  # fills every bounded cache and table to its bound
+    gc.collect()
+    before = _rss_mib()
+    run(WARM_UP, MEASURED)
+    gc.collect()
+    growth = _rss_mib() - before
+    assert growth < 30, f"RSS grew {growth:.1f} MiB over {MEASURED} spans after warm-up"
+    assert len(p.processor._requests) <= 10_000
+    opened = (WARM_UP + MEASURED) // 10
+    assert (p.sample("overspend_open_requests_evicted_total", {"reason": "capacity"}) or 0) >= opened - 10_000
+    assert sum(_labels(p, "model").values()) == WARM_UP + MEASURED
+    p.provider.shutdown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="genai-prices caches every model name it is asked about, without bound "
+    "(DataSnapshot._provider_cache, _provider_misses, _lookup_cache): ModelResolver bounds its own "
+    "cache but each distinct name resolved grows genai-prices' caches (about 350 bytes a name)",
+)
+def test_price_lookups_of_distinct_model_names_stay_bounded() -> None:
+    resolver = ModelResolver(tier_prices={"frontier": PriceSchedule.flat(3, 15)}, max_cached=100)
+    for i in range(200):
+        resolver.resolve("openai", f"warm-{i}")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(1_000):
+            resolver.resolve("openai", f"ft:acme-{i}")
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.size_diff > 0)
+    assert grown < 50_000, f"{grown} bytes kept for 1,000 model names by a resolver that caches 100"
