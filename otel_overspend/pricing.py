@@ -138,6 +138,19 @@ def _rate(value: Any) -> Rate | None:
     return Rate(float(value.base), tuple((int(t.start), float(t.price)) for t in tiers))
 
 
+#: genai-prices memoises every model name it is asked about; past this many, start over.
+_MAX_LOOKUP_CACHE = 4_096
+
+
+def _bound_lookup_caches(snapshot: object) -> None:
+    # Our ModelResolver caches what we need; genai-prices' own memo of lookups (private,
+    # unbounded) would otherwise grow with every distinct model name an app sends.
+    for name in ("_lookup_cache", "_provider_cache", "_provider_misses"):
+        cache = getattr(snapshot, name, None)
+        if isinstance(cache, (dict, set)) and len(cache) > _MAX_LOOKUP_CACHE:
+            cache.clear()
+
+
 def genai_prices_schedule(model: str, provider: str) -> PriceSchedule | None:
     """The model's schedule from genai-prices' bundled data (never the network), or ``None``."""
     try:
@@ -145,6 +158,7 @@ def genai_prices_schedule(model: str, provider: str) -> PriceSchedule | None:
     except ImportError:  # pragma: no cover - genai-prices is a dependency
         return None
     snapshot = data_snapshot.get_snapshot()
+    _bound_lookup_caches(snapshot)
     provider_id = _PROVIDER_IDS.get(provider)
     candidates = [(model, provider_id)]
     if "/" in model:
