@@ -134,7 +134,7 @@ class Recorder:
         return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
 
     def _count(self, step: str, usage: Usage, trace_id: int, sig: Signature) -> Call | str:
-        if self._requests.is_duplicate(trace_id, sig):
+        if self._requests.is_duplicate(trace_id, sig):  # sibling spans of one call
             return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, sig.end_ns / _NS_PER_S):

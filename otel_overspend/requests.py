@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from otel_overspend.attribution import Call
 
-__all__ = ("OpenRequests", "Signature", "same_call")
+__all__ = ("OpenRequests", "Signature")
 
 _GENERATE = "generate"
 _FRONTIER = "frontier"
@@ -40,22 +40,6 @@ class Signature(NamedTuple):
     output_tokens: int
     start_ns: int
     end_ns: int
-
-
-def same_call(a: Signature, b: Signature) -> bool:
-    """Two spans of the same call: the same response id when both have one; otherwise spans
-    from different instrumentations (scopes) with the same input tokens, output tokens within
-    one (one instrumentation's streaming count is off by one), overlapping in time. Parallel
-    calls from one instrumentation are never merged, however alike."""
-    if a.response_id is not None and b.response_id is not None:
-        return bool(a.response_id == b.response_id)
-    return (
-        a.scope != b.scope
-        and a.input_tokens == b.input_tokens
-        and abs(a.output_tokens - b.output_tokens) <= 1
-        and a.start_ns <= b.end_ns
-        and b.start_ns <= a.end_ns
-    )
 
 
 @dataclass(slots=True)
@@ -94,14 +78,29 @@ class OpenRequests:
         self.evicted_timeout = 0
 
     def is_duplicate(self, trace_id: int, sig: Signature) -> bool:
-        """Whether a call of this trace already counted is the same call as ``sig``."""
+        """Whether a call of this trace already counted is the same call as ``sig``.
+
+        Two spans are one call when both carry a response id and the ids are equal;
+        otherwise when they come from different instrumentations (scopes), have the same
+        input tokens, output tokens within one (one instrumentation's streaming count is
+        off by one) and overlap in time. Parallel calls from one instrumentation are never
+        merged, however alike.
+        """
         entry = self._open.get(trace_id)
         if entry is None:
             return False
-        tokens = sig.input_tokens
+        response_id, scope, tokens_in = sig.response_id, sig.scope, sig.input_tokens
         for seen in entry.recent:
-            # Cheap pre-test: same_call needs equal input tokens or two response ids.
-            if (seen.input_tokens == tokens or seen.response_id is not None) and same_call(sig, seen):
+            if response_id is not None and seen.response_id is not None:
+                if seen.response_id == response_id:
+                    return True
+            elif (
+                seen.scope != scope
+                and seen.input_tokens == tokens_in
+                and abs(seen.output_tokens - sig.output_tokens) <= 1
+                and seen.start_ns <= sig.end_ns
+                and sig.start_ns <= seen.end_ns
+            ):
                 return True
         return False
 
