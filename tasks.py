@@ -5,10 +5,12 @@
     python3 tasks.py test [pytest options] # install everything the tests need, run every check
     python3 tasks.py bench                 # the performance figures next to their budgets
 
-``test`` installs the package with its test extras into ``.venv``, installs Debian's
-``prometheus`` and ``prometheus-alertmanager`` with apt-get when it runs as root on a
-Debian-like system and they are missing, then runs ruff, mypy --strict and pytest.
-With ``CI=true`` the tests refuse to skip anything that needs a real binary.
+``test`` installs the package with its test extras into ``.venv``, the pinned client
+instrumentations (``constraints-instrumentations.txt``) into it too and OpenLIT into its own
+``.venv-openlit`` (``constraints-openlit.txt``), installs Debian's ``prometheus`` and
+``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
+they are missing, then runs ruff, mypy --strict and pytest. With ``CI=true`` the tests
+refuse to skip anything that needs a real binary or environment.
 """
 
 from __future__ import annotations
