@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
+from prometheus_client import utils as _client_utils
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -51,6 +52,8 @@ _TOKENS_HELP: Final = (
     "LLM tokens by kind: input (cache reads included), output (reasoning included), cache_read, reasoning."
 )
 _MAX_CACHED_LABELS: Final = 100_000
+# prometheus_client's float formatting (+Inf, NaN, Go's exponent style), typed.
+_go_float = cast("Callable[[float], str]", _client_utils.floatToGoString)
 
 
 class Status:
@@ -86,14 +89,18 @@ def _header(name: str, doc: str, kind: str) -> str:
     return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
 
 
-class _Families:
-    """Adapter so that prometheus_client's text writer renders a list of families."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Metric]:
-        return self._families
+def _family_text(family: Metric) -> str:
+    """One of this package's families in the text format: no exemplars, no timestamps."""
+    name = f"{family.name}_total" if family.type == "counter" else family.name
+    lines = [_header(name, family.documentation, family.type)]
+    for sample in family.samples:
+        value = _go_float(sample.value)
+        if sample.labels:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
+            lines.append(f"{sample.name}{{{labels}}} {value}\n")
+        else:
+            lines.append(f"{sample.name} {value}\n")
+    return "".join(lines)
 
 
 class OverspendCollector(Collector):
@@ -168,7 +175,8 @@ class OverspendCollector(Collector):
         out.append(_header(total, _TOKENS_HELP, "counter"))
         for kind, index in TOKEN_KINDS:
             out.extend(f'{total}{{kind="{kind}",{label} {stats[index]!r}\n' for label, stats in series)
-        return "".join(out).encode() + generate_latest(_Families(list(self._others(snap, status))))
+        out.extend(_family_text(family) for family in self._others(snap, status))
+        return "".join(out).encode()
 
     def _others(self, snap: Snapshot, status: Status) -> Iterator[Metric]:
         unpriced_by_model: dict[str, float] = {}
