@@ -14,6 +14,7 @@ import json
 import struct
 from typing import TYPE_CHECKING, Any
 
+from diag_workloads import FRONTIER, MINI, MODEL_TIERS, RERANKER, TIER_PRICES, UNKNOWN
 from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type hints
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -21,7 +22,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from otel_overspend import Settings, step
-from otel_overspend.settings import Price, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -131,12 +131,6 @@ def seed_requests(tracer: Tracer, n: int) -> None:
                     pass
 
 
-FRONTIER = "acme-frontier"
-MINI = "acme-mini"
-RERANKER = "zerank-2"
-UNKNOWN = "mystery-model"
-
-
 def _llm(tracer: Tracer, name: str, model: str, tokens_in: int, tokens_out: int, **extra: Any) -> None:
     with tracer.start_as_current_span(name, attributes=llm_attributes(model, tokens_in, tokens_out, **extra)):
         pass
@@ -202,14 +196,6 @@ def late_child_request(tracer: Tracer) -> None:
     child.end()
 
 
-#: USD per 1M tokens, pinned so that every expected figure can be worked out by hand.
-TIER_PRICES: dict[Tier, Price] = {
-    "frontier": Price(input=3.0, output=15.0),
-    "mid": Price(input=0.30, output=1.20),
-    "mini": Price(input=0.05, output=0.20),
-    "specialist": Price(input=0.02, output=0.02),
-}
-MODEL_TIERS: dict[str, Tier] = {MINI: "mini", "zerank-*": "specialist", "acme-*": "frontier"}
 #: A time (seconds since the epoch) for spans with explicit times.
 T0 = 1_800_000_000.0
 

@@ -16,8 +16,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from diag_workloads import FRONTIER
 from report_support import (
-    FRONTIER,
     T0,
     CollectorFileExporter,
     export_to,
