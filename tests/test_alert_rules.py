@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,8 @@ import yaml
 
 from otel_overspend import alerting
 from otel_overspend.thresholds import ALERTS, AlertThreshold
+
+from conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "overspend.rules.yml"
@@ -38,24 +38,14 @@ SEED_RECORDS = (
 )
 
 
-def _binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not found on PATH (Debian/Ubuntu: apt-get install {package})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return _binary("promtool", "prometheus")
+    return require_binary("promtool", "prometheus")
 
 
 @pytest.fixture(scope="module")
 def amtool() -> str:
-    return _binary("amtool", "prometheus-alertmanager")
+    return require_binary("amtool", "prometheus-alertmanager")
 
 
 def _load(path: Path) -> dict[str, Any]:

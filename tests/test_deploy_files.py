@@ -23,12 +23,13 @@ import jsonschema
 import pytest
 import yaml
 from e2e_support import grafana
-from e2e_support.fleet import require_binary
 from prometheus_client import CollectorRegistry
 
 from otel_overspend import OverspendProcessor, Settings
 from otel_overspend.alerting import DEFAULT_ALERT_WINDOW, DEFAULT_WINDOWS, alertmanager_inhibit_rules
 from otel_overspend.thresholds import ALERTS, BANDS
+
+from conftest import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -54,7 +54,6 @@ from e2e_support.fleet import (
     WebhookReceiver,
     free_port,
     is_ready,
-    require_binary,
     scrape,
     wait_until,
 )
@@ -62,6 +61,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_overspend.alerting import DEFAULT_RUNBOOK_BASE_URL, alertmanager_inhibit_rules, runbook_anchors
 from otel_overspend.demo import LLM_STEPS
+
+from conftest import require_binary
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from conftest import unavailable
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -110,10 +112,7 @@ async def app(scope, receive, send):
 def _binary(name: str) -> str:
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        reason = f"{name} is not installed: pip install {name} (the tests' extra should carry it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"{name} is not installed: pip install {name} (the tests' extra should carry it)")
     return found
 
 

@@ -6,8 +6,6 @@ Everything listens on 127.0.0.1 and every wait is bounded.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,17 +29,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 5.0
-
-
-def require_binary(name: str, package: str) -> str:
-    """The binary's path; without it, fail under ``CI=true`` and skip elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} not found on PATH (Debian/Ubuntu: apt-get install {package})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def free_port() -> int:

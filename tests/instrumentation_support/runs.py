@@ -24,6 +24,8 @@ from typing import Any, Final
 
 import pytest
 
+from conftest import unavailable
+
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parents[1]
 SCENARIOS: Final = HERE / "scenarios.py"
@@ -150,12 +152,6 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run the instrumentation tests, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def start_for(session: pytest.Session) -> None:
     """Start every run that the session's selected tests use (a test module lists its runs
     in ``RUNS_USED``), so that they all overlap."""
@@ -196,7 +192,7 @@ def result(name: str) -> dict[str, Any]:
         return _results[name]
     reason = RUNS[name].missing()
     if reason is not None:
-        _unavailable(f"run {name!r}: {reason}")
+        unavailable(f"the instrumentation run {name!r} failed: {reason}")
     start(name)
     process, out = _started[name]
     try:
