@@ -19,7 +19,7 @@ from otel_overspend import recorder as recorder_module
 from otel_overspend.models import ModelResolver
 from otel_overspend.pricing import PriceSchedule
 
-from conftest import FakeClock, Pipeline, make_pipeline
+from conftest import FakeClock, Pipeline, make_pipeline, unavailable
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -156,7 +156,7 @@ def _rss_mib() -> float:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    pytest.skip("no /proc/self/status VmRSS on this system")
+    return unavailable("no /proc/self/status VmRSS on this system")
 
 
 WARM_UP = 30_000  # beyond every cache's bound (20,000 series, 10,000 open requests)
