@@ -25,7 +25,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, cast
+from typing import IO, TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +44,8 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 #: A record longer than this is a corrupt length prefix, not an export.
 MAX_RECORD_BYTES: Final = 1 << 30
+#: Bytes read at a time from a file of JSON lines.
+_CHUNK_BYTES: Final = 1 << 20
 #: The timestamp the collector's rotation puts before a rotated file's extension.
 _ROTATED: Final = re.compile(r"-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)(?:\.[^.]*)*$")
 
@@ -132,9 +134,9 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"no such file or directory: {path}")
 
 
-def _open_decompressed(raw: IO[bytes], head: bytes) -> IO[bytes]:
+def _open_decompressed(raw: io.BufferedReader, head: bytes) -> io.BufferedIOBase:
     if head.startswith(GZIP_MAGIC):
-        return cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb"))
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if head.startswith(ZSTD_MAGIC):
         zstd = _zstandard()
         reader = zstd.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
@@ -160,13 +162,38 @@ def _corrupt_stream_errors() -> tuple[type[Exception], ...]:
     return (EOFError, zlib.error, gzip.BadGzipFile) + ((zstd.ZstdError,) if zstd is not None else ())
 
 
-def _json_lines(stream: IO[bytes]) -> Iterator[Record]:
-    for number, line in enumerate(stream, 1):
-        if line.strip():
-            yield Record(line, is_json=True, number=number, unterminated=not line.endswith(b"\n"))
+def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
+    """Lines cut out of large reads: a collector line is one export, often megabytes, that
+    iterating the stream line by line would copy several times. ``read1`` returns what the
+    stream has decoded so far, so the lines before a cut in a compressed stream are read."""
+    number = 0
+    #: The start of a line that goes on in the next read.
+    pending: list[bytes] = []
+    read = stream.read1
+    while chunk := read(_CHUNK_BYTES):
+        start = 0
+        end = chunk.find(b"\n") + 1
+        while end:
+            if pending:
+                pending.append(chunk[start:end])
+                line = b"".join(pending)
+                pending = []
+            else:
+                line = chunk[start:end]
+            number += 1
+            if not line.isspace():
+                yield Record(line, is_json=True, number=number)
+            start = end
+            end = chunk.find(b"\n", start) + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        line = b"".join(pending)
+        if not line.isspace():
+            yield Record(line, is_json=True, number=number + 1, unterminated=True)
 
 
-def _framed(stream: IO[bytes]) -> Iterator[Record]:
+def _framed(stream: io.BufferedIOBase) -> Iterator[Record]:
     number = 0
     while True:
         prefix = stream.read(4)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from report_support import CollectorFileExporter, export_to, seed_requests
 
-from otel_overspend import Settings
+from otel_overspend import Settings, trace_files
 from otel_overspend.report import build_report
 from otel_overspend.trace_files import Problems, find_files
 
@@ -225,6 +225,29 @@ def test_unreadable_and_cut_files(tmp_path: Path, lines: list[bytes]) -> None:
     assert f"{tmp_path / 'c.json.gz'}: truncated file: " in errors
     assert report.inputs.skipped == {"file": {"truncated_file": 1, "unreadable_file": 1}}
     assert report.inputs.files == 3
+
+
+def test_lines_before_a_cut_in_a_compressed_file_are_read(tmp_path: Path, lines: list[bytes]) -> None:
+    cut = gzip.compress(b"".join(lines[:4]))
+    path = tmp_path / "traces.json.gz"
+    path.write_bytes(cut[: len(cut) - 30])  # into the fourth line
+    report, errors = report_on(path)
+    assert f"{path}: truncated file: " in errors
+    assert (report.inputs.records, report.inputs.skipped) == (3, {"file": {"truncated_file": 1}})
+
+
+def test_lines_longer_than_a_read(
+    tmp_path: Path, lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace_files, "_CHUNK_BYTES", 1000)
+    path = tmp_path / "traces.json"
+    blank = [b"\n", b" \t\r\n"]
+    path.write_bytes(b"".join([*blank, *lines, *blank, lines[3][:1500]]))
+    report, errors = report_on(path)
+    assert f"{path}:{len(lines) + 5}: truncated line: " in errors
+    assert report.inputs.skipped == {"line": {"truncated_line": 1}}
+    assert report.inputs.records == len(lines) + 1
+    assert_seed_figures(report)
 
 
 def test_only_the_first_problems_of_each_kind_are_printed(tmp_path: Path, lines: list[bytes]) -> None:
