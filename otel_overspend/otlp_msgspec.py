@@ -115,6 +115,7 @@ def decode_line(
     out: list[SpanRecord] = []
     append = out.append
     last_trace_hex, last_trace_id = "", 0
+    last_parent_hex, last_parent_id = "", 0
     for rs in doc.resourceSpans:
         process = _process(rs.resource, processes)
         for ss in rs.scopeSpans:
@@ -137,21 +138,25 @@ def decode_line(
                 trace_hex, span_hex, parent_hex = sp.traceId, sp.spanId, sp.parentSpanId
                 try:
                     # Hex, as the collector writes them, inline; anything else the slow way.
-                    # A trace's spans mostly come together: its id is parsed once.
-                    if trace_hex == last_trace_hex:
-                        trace_id = last_trace_id
-                    else:
-                        trace_id = int(trace_hex, 16) if len(trace_hex) == 32 else decode_id(trace_hex, 16)
-                        last_trace_hex, last_trace_id = trace_hex, trace_id
+                    # A trace's spans mostly come together, and siblings one after another:
+                    # a trace's (or a parent's) id is parsed once for them.
+                    if trace_hex != last_trace_hex:
+                        last_trace_id = (
+                            int(trace_hex, 16) if len(trace_hex) == 32 else decode_id(trace_hex, 16)
+                        )
+                        last_trace_hex = trace_hex
                     span_id = int(span_hex, 16) if len(span_hex) == 16 else decode_id(span_hex, 8)
-                    parent_id = (
-                        (int(parent_hex, 16) if len(parent_hex) == 16 else decode_id(parent_hex, 8))
-                        if parent_hex
-                        else 0
-                    )
+                    if parent_hex != last_parent_hex:
+                        last_parent_id = (
+                            (int(parent_hex, 16) if len(parent_hex) == 16 else decode_id(parent_hex, 8))
+                            if parent_hex
+                            else 0
+                        )
+                        last_parent_hex = parent_hex
                 except ValueError as exc:
                     bad_span(f"span {sp.name!r}: {exc}")
                     continue
+                trace_id, parent_id = last_trace_id, last_parent_id
                 if not trace_id or not span_id:
                     bad_span(f"span {sp.name!r}: id is all zeros")
                     continue
