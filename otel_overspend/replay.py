@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.ledger import accumulate_call, accumulate_request, new_request_stats
 from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN
@@ -222,9 +222,9 @@ class Replayer:
             self._next_expiry_ns = now_ns + self._timeout_ns // 4
 
     # -- steps ---------------------------------------------------------------------------------
-    def _own_step(self, span: SpanRecord) -> str | None:
-        """The span's own valid ``overspend.step`` attribute, if any."""
-        own = span.attrs.get(BAGGAGE_KEY)
+    def _own_step(self, attrs: dict[str, Any]) -> str | None:
+        """A span's own valid ``overspend.step`` attribute, if any."""
+        own = attrs.get(BAGGAGE_KEY)
         if type(own) is not str:
             return None
         valid = self._known_steps.get(own)
@@ -267,7 +267,7 @@ class Replayer:
                     break
                 chain.append(parent)
             for link in reversed(chain):
-                own = self._own_step(link)
+                own = self._own_step(link.attrs)
                 if own is not None:
                     inherited = own
                 elif inherited is None:
@@ -284,19 +284,18 @@ class Replayer:
         last_end = 0
         match = self._rules.match
         known = self._known_steps
-        for span in spans:
-            end_ns = span.end_ns
+        for _, _, parent_id, remote_parent, name, attrs, _, end_ns, _ in spans:
             if end_ns < last_end:
                 return None
             last_end = end_ns
-            own = span.attrs.get(BAGGAGE_KEY)
+            own = attrs.get(BAGGAGE_KEY)
             # A step name seen before is valid or not without a regex; a new one is checked.
             if own is None or known.get(own) is not True:
-                own = self._own_step(span)
+                own = self._own_step(attrs)
             if own is None:
-                if span.parent_id and not span.remote_parent:
+                if parent_id and not remote_parent:
                     return None
-                own = match(span.name, span.attrs)
+                own = match(name, attrs)
             steps.append(own)
         return steps
 
@@ -318,21 +317,24 @@ class Replayer:
         record = self._recorder.record
         tops = self._top_spans(trace_key, spans) if tops_are_roots else ()
         rooted = False
-        for span, step in zip(spans, steps, strict=True):
+        for (_, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope), step in zip(
+            spans, steps, strict=True
+        ):
             # A local root closes its request: a span without a parent, with a remote one,
             # or (see above) one whose parent was never seen.
-            local_root = not span.parent_id or span.remote_parent or span.span_id in tops
-            rooted = rooted or local_root
+            local_root = not parent_id or remote_parent or span_id in tops
+            if local_root:
+                rooted = True
             record(
                 trace_id=trace_key,
-                span_id=span.span_id,
-                parent_id=None if local_root else span.parent_id,
-                name=span.name,
-                attrs=span.attrs or None,
-                start_ns=span.start_ns,
-                end_ns=span.end_ns,
+                span_id=span_id,
+                parent_id=None if local_root else parent_id,
+                name=name,
+                attrs=attrs or None,
+                start_ns=start_ns,
+                end_ns=end_ns,
                 step=step,
-                scope=span.scope,
+                scope=scope,
             )
         if rooted:
             self._rooted[trace_key] = None
