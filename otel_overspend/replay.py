@@ -176,15 +176,16 @@ class Replayer:
         max_spans, max_traces = self._max_spans, self._max_traces
         watermark = self._clock.now_ns
         for span in spans:
-            key = span.trace_key
+            key, _, parent_id, remote_parent, _, _, _, end_ns, _ = span
             held = traces.get(key)
             if held is None:
                 held = traces[key] = [span]
             else:
                 held.append(span)
             self._held += 1
-            watermark = max(watermark, span.end_ns)
-            if not span.parent_id or span.remote_parent:
+            if end_ns > watermark:  # noqa: PLR1730 - once per span: max() costs several times more
+                watermark = end_ns
+            if not parent_id or remote_parent:
                 del traces[key]
                 self._replay(key, held, tops_are_roots=False)
             elif self._held > max_spans or len(traces) > max_traces:
