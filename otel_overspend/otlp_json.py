@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from otel_overspend.settings import Settings
 
 __all__ = (
+    "MAX_ENCODED_RESOURCES",
     "MAX_PROCESSES",
     "Processes",
     "SpanRecord",
@@ -51,6 +52,8 @@ __all__ = (
 
 #: Distinct resources told apart; beyond, spans share the last index (requests may merge).
 MAX_PROCESSES: Final = 65_536
+#: Resources remembered as written (:attr:`Processes.encoded`); beyond, decoded each time.
+MAX_ENCODED_RESOURCES: Final = 1_024
 #: ``flags`` bits: the span knows whether its parent is remote, and it is.
 _HAS_IS_REMOTE: Final = 0x100
 _IS_REMOTE: Final = 0x200
@@ -94,10 +97,13 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
 class Processes:
     """Resource -> small int, so that requests are told apart per process as live."""
 
-    __slots__ = ("_index",)
+    __slots__ = ("_index", "encoded")
 
     def __init__(self) -> None:
         self._index: dict[tuple[Any, ...], int] = {}
+        #: A decoder's cache: a resource as written (it repeats on each line of its process)
+        #: -> its index. At most :data:`MAX_ENCODED_RESOURCES` entries.
+        self.encoded: dict[bytes, int] = {}
 
     def index(self, identity: tuple[Any, ...]) -> int:
         found = self._index.get(identity)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from otel_overspend.otlp_json import SpanRecord, decode_id, process_identity
+from otel_overspend.otlp_json import MAX_ENCODED_RESOURCES, SpanRecord, decode_id, process_identity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,6 +26,7 @@ __all__ = ("DecodeError", "ValidationError", "decode_line", "decode_untyped")
 DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError
 _REMOTE_MASK: Final = 0x300
+_NULL: Final = msgspec.Raw(b"null")
 _new = tuple.__new__
 
 
@@ -72,7 +73,8 @@ class Resource(msgspec.Struct, gc=False):
 
 
 class ResourceSpans(msgspec.Struct, gc=False):
-    resource: Resource | None = None
+    #: Left encoded: a process's resource comes again on each line, and is decoded once.
+    resource: msgspec.Raw = _NULL
     scopeSpans: list[ScopeSpans] = []  # noqa: N815
 
 
@@ -81,6 +83,7 @@ class TracesData(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(TracesData, strict=False)
+_resource_decoder = msgspec.json.Decoder(Resource | None, strict=False)
 decode_untyped: Final[Callable[[bytes], Any]] = msgspec.json.Decoder().decode
 
 
@@ -98,10 +101,21 @@ def _value(raw: AnyValue) -> Any:
     return raw.bytesValue
 
 
-def _process(resource: Resource | None, processes: Processes) -> int:
-    if resource is None:
-        return 0
-    return process_identity({kv.key: _value(kv.value) for kv in resource.attributes}, processes)
+def _process(encoded: msgspec.Raw, processes: Processes) -> int:
+    """The process index of a resource; raises :data:`ValidationError` if it is no resource."""
+    text = bytes(encoded)
+    cache = processes.encoded
+    found = cache.get(text)
+    if found is None:
+        resource = _resource_decoder.decode(text)
+        found = (
+            0
+            if resource is None
+            else process_identity({kv.key: _value(kv.value) for kv in resource.attributes}, processes)
+        )
+        if len(cache) < MAX_ENCODED_RESOURCES:
+            cache[text] = found
+    return found
 
 
 def decode_line(
@@ -112,13 +126,14 @@ def decode_line(
     doc = _decoder.decode(data)
     if doc.resourceSpans is None:
         return None
+    # Every resource first: one that is not raises before a span is reported.
+    resources = [(_process(rs.resource, processes), rs.scopeSpans) for rs in doc.resourceSpans]
     out: list[SpanRecord] = []
     append = out.append
     last_trace_hex, last_trace_id = "", 0
     last_parent_hex, last_parent_id = "", 0
-    for rs in doc.resourceSpans:
-        process = _process(rs.resource, processes)
-        for ss in rs.scopeSpans:
+    for process, scope_spans in resources:
+        for ss in scope_spans:
             scope = "" if ss.scope is None else ss.scope.name
             for sp in ss.spans:
                 start_ns, end_ns = sp.startTimeUnixNano, sp.endTimeUnixNano
