@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.bounded import make_room
@@ -58,6 +59,10 @@ class Call(NamedTuple):
     def tokens(self) -> int:
         """Tokens of the call: input (cache reads included) plus output (reasoning included)."""
         return self.input_tokens + self.output_tokens
+
+
+#: Builds a :class:`Call` from one tuple in C (the generated ``__new__`` runs Python code).
+_new_call: Final = partial(tuple.__new__, Call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,6 @@ class Attributor:
         if cost is not None and target is not None:
             specialized = min(cost, target.cost_usd(tokens_in, tokens_out, cached))
         key = series.key
-        return Call(
-            key[0], key[1], key[2], key[3], tokens_in, tokens_out, cached, reasoning, cost, specialized, key
+        return _new_call(
+            (key[0], key[1], key[2], key[3], tokens_in, tokens_out, cached, reasoning, cost, specialized, key)
         )

@@ -9,7 +9,10 @@ Reading never raises: a malformed value makes the span a counted drop, by reason
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from otel_overspend.bounded import make_room
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -83,6 +86,10 @@ class Usage(NamedTuple):
     response_id: Any = None
 
 
+#: Builds a :class:`Usage` from one tuple in C (the generated ``__new__`` runs Python code).
+_new_usage: Final = partial(tuple.__new__, Usage)
+
+
 class _Invalid(Exception):  # noqa: N818 - internal control flow, never escapes this module
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -115,22 +122,21 @@ def _tokens_or_zero(value: Any) -> int:
         return 0
 
 
-# Names already seen valid -> their cleaned form; bounded, most spans repeat a few names.
+# Names already seen valid -> their cleaned form (providers also lower-cased); bounded,
+# most spans repeat a few names.
 _CLEAN_NAMES: dict[str, str] = {}
+_CLEAN_PROVIDERS: dict[str, str] = {}
 _MAX_CLEAN_NAMES: Final = 4_096
 
 
-def _name(value: Any, reason: str) -> str:
+def _name(value: Any, reason: str, seen: dict[str, str], *, lower: bool = False) -> str:
     if value is None:
         return ""
-    clean = _CLEAN_NAMES.get(value) if type(value) is str else None
-    if clean is not None:
-        return clean
     if type(value) is not str or len(value) > MAX_NAME_LENGTH or not value.isprintable():
         raise _Invalid(reason)
-    clean = value.strip()
-    if len(_CLEAN_NAMES) < _MAX_CLEAN_NAMES:
-        _CLEAN_NAMES[value] = clean
+    clean = value.strip().lower() if lower else value.strip()
+    if len(seen) < _MAX_CLEAN_NAMES:
+        seen[value] = clean
     return clean
 
 
@@ -146,9 +152,6 @@ def _cost(value: Any) -> float | None:
 
 STEP_KEY: Final = "overspend.step"
 RESPONSE_ID_KEY: Final = "gen_ai.response.id"
-(_MODEL, _PROVIDER, _INPUT, _OUTPUT, _CACHE, _REASONING, _COST, _STEP, _RESPONSE_ID, _SDK, _CACHE_WRITE) = (
-    range(11)
-)
 _FIELD_KEYS: Final = (
     MODEL_KEYS,
     PROVIDER_KEYS,
@@ -162,22 +165,45 @@ _FIELD_KEYS: Final = (
     (SDK_NAME_KEY,),
     (CACHE_WRITE_KEY,),
 )
-_READ_KEYS: Final = _ALL_KEYS | {STEP_KEY, RESPONSE_ID_KEY, SDK_NAME_KEY, CACHE_WRITE_KEY}
-# The keys a span carries -> which key to read for each field: instrumentations emit the
-# same few key sets over and over, so the choice is made once per key set.
-_PLANS: dict[frozenset[str], tuple[tuple[int, str], ...]] = {}
-_MAX_PLANS: Final = 1_024
+#: Stands for a field the span does not carry: no attribute has an empty name.
+_ABSENT: Final = ""
+#: The keys a span carries, in their order -> the key to read for each field (``_ABSENT``
+#: when none), or ``None`` for a span that is no LLM call. Instrumentations emit the same
+#: few key sequences over and over, so the choice is made once per sequence.
+_PLANS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_MAX_PLANS: Final = 4_096
 
 
-def _plan(present: frozenset[str]) -> tuple[tuple[int, str], ...]:
-    plan = tuple(
-        (field, next(key for key in keys if key in present))
-        for field, keys in enumerate(_FIELD_KEYS)
-        if not present.isdisjoint(keys)
+def _plan(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    present = frozenset(keys)
+    plan = (
+        None
+        if LLM_MARKER_KEYS.isdisjoint(present)
+        else tuple(next((key for key in names if key in present), _ABSENT) for names in _FIELD_KEYS)
     )
-    if len(_PLANS) < _MAX_PLANS:
-        _PLANS[present] = plan
+    if len(_PLANS) >= _MAX_PLANS:
+        make_room(_PLANS, _MAX_PLANS)
+    _PLANS[keys] = plan
     return plan
+
+
+def as_dict(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` as a plain dict, copied in C when it is the SDK's (read-only) attributes."""
+    if type(attrs) is dict:
+        return attrs
+    copy = getattr(attrs, "copy", None)  # MappingProxyType over the SDK's BoundedAttributes
+    if copy is not None:
+        copied = copy()
+        if type(copied) is dict:
+            return copied
+    return dict(attrs)
+
+
+def is_llm_call(attrs: Mapping[str, Any]) -> bool:
+    """Whether a span's attributes carry token usage or a cost (cheap; no validation)."""
+    keys = tuple(as_dict(attrs))
+    plan = _PLANS[keys] if keys in _PLANS else _plan(keys)
+    return plan is not None
 
 
 def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
@@ -186,31 +212,47 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     Returns ``None`` for a span that is not an LLM call, a drop reason (``str``) for an LLM
     span whose attributes are malformed, else the :class:`Usage`.
     """
-    if LLM_MARKER_KEYS.isdisjoint(attrs):
+    found = as_dict(attrs)
+    keys = tuple(found)
+    plan = _PLANS[keys] if keys in _PLANS else _plan(keys)
+    if plan is None:
         return None
-    present = _READ_KEYS.intersection(attrs)
-    plan = _PLANS.get(present) or _plan(present)
-    found: list[Any] = [None] * 11
-    for field, key in plan:
-        found[field] = attrs[key]
+    get = found.get
+    (
+        model,
+        provider,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        reasoning,
+        cost,
+        step,
+        response_id,
+        sdk,
+        cache_write,
+    ) = map(get, plan)
     try:
-        value = found[_INPUT]
-        input_tokens = value if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL else _tokens(value)
-        value = found[_OUTPUT]
-        output_tokens = value if type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL else _tokens(value)
-        cache_read = 0 if found[_CACHE] is None else _tokens(found[_CACHE])
-        reasoning = 0 if found[_REASONING] is None else _tokens(found[_REASONING])
-        model = _name(found[_MODEL], "invalid_model")
-        provider = _name(found[_PROVIDER], "invalid_provider").lower()
+        if not (type(input_tokens) is int and 0 <= input_tokens <= MAX_TOKENS_PER_CALL):
+            input_tokens = _tokens(input_tokens)
+        if not (type(output_tokens) is int and 0 <= output_tokens <= MAX_TOKENS_PER_CALL):
+            output_tokens = _tokens(output_tokens)
+        cache_read = 0 if cache_read is None else _tokens(cache_read)
+        reasoning = 0 if reasoning is None else _tokens(reasoning)
+        clean = _CLEAN_NAMES.get(model) if type(model) is str else None
+        model = clean if clean is not None else _name(model, "invalid_model", _CLEAN_NAMES)
+        clean = _CLEAN_PROVIDERS.get(provider) if type(provider) is str else None
+        provider = (
+            clean if clean is not None else _name(provider, "invalid_provider", _CLEAN_PROVIDERS, lower=True)
+        )
     except _Invalid as invalid:
         return invalid.reason
-    span_cost = None if found[_COST] is None else _cost(found[_COST])
-    if found[_SDK] == "openlit" and (span_cost == 0.0 or provider == "anthropic"):
+    span_cost = None if cost is None else _cost(cost)
+    if sdk == "openlit" and (span_cost == 0.0 or provider == "anthropic"):
         # OpenLIT reports Anthropic's input tokens as Anthropic does, net of cache reads and
         # writes; and it writes a cost of 0 for any model its price list lacks (for every
         # model when it could not download the list): a 0 from it is no price.
         if provider == "anthropic":
-            input_tokens += cache_read + _tokens_or_zero(found[_CACHE_WRITE])
+            input_tokens += cache_read + _tokens_or_zero(cache_write)
         if span_cost == 0.0:
             span_cost = None
     if input_tokens == output_tokens == 0 and span_cost is None:
@@ -220,14 +262,16 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
         input_tokens += cache_read
     if not provider and "/" in model:
         provider = model.split("/", 1)[0].lower()
-    return Usage(
-        model,
-        provider or "unknown",
-        input_tokens,
-        output_tokens,
-        cache_read,
-        reasoning,
-        span_cost,
-        found[_STEP],
-        found[_RESPONSE_ID],
+    return _new_usage(
+        (
+            model,
+            provider or "unknown",
+            input_tokens,
+            output_tokens,
+            cache_read,
+            reasoning,
+            span_cost,
+            step,
+            response_id,
+        )
     )

@@ -20,12 +20,13 @@ from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
+from otel_overspend.background import SpanQueue
 from otel_overspend.components import Components
 from otel_overspend.conventions import LLM_MARKER_KEYS
 from otel_overspend.exposition import OverspendCollector, Status, render_registry
 from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
-from otel_overspend.recorder import Recorder
+from otel_overspend.recorder import Recorder, mark
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ("OverspendProcessor", "latest_processor")
 
 _log = logging.getLogger("otel_overspend")
+_current_frame = CURRENT_STEP.get
 
 #: Spans open at once whose step we remember; beyond it the oldest is forgotten (counted).
 MAX_OPEN_SPANS = 100_000
@@ -80,6 +82,8 @@ class OverspendProcessor(SpanProcessor):
             clock=clock,
         )
         self._open_steps: dict[int, str] = {}
+        #: Spans with an LLM call ended below them that have not ended yet.
+        self._marks: dict[int, None] = {}
         self._annotations: dict[int, Call | str] | None = None
         self._recorder = Recorder(
             attributor=parts.attributor,
@@ -88,6 +92,7 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
+        self._queue: SpanQueue[tuple[ReadableSpan, str | None, int | None, bool]] = SpanQueue(self._count)
         self._dropped: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -129,7 +134,7 @@ class OverspendProcessor(SpanProcessor):
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            frame = CURRENT_STEP.get()
+            frame = _current_frame()
             step = frame.name if frame is not None else self._inherited_step(span, parent_context)
             if step is not None:
                 open_steps = self._open_steps
@@ -156,43 +161,62 @@ class OverspendProcessor(SpanProcessor):
         return self._rules.match(span.name, span.attributes)
 
     def on_end(self, span: ReadableSpan) -> None:
+        # Here, in the span's thread: what must follow the order spans end in (the marks
+        # that keep a nested LLM span from counting twice). Reading and pricing the usage
+        # is left to the queue (see otel_overspend.background).
         try:
-            self._on_end(span)
+            ctx = span.context
+            if ctx is None:
+                return
+            span_id = ctx.span_id
+            step = self._open_steps.pop(span_id, None)
+            below = self._marks.pop(span_id, False) is None
+            attrs = span.attributes
+            llm = attrs is not None and not LLM_MARKER_KEYS.isdisjoint(attrs)
+            if not (llm or below):
+                return  # the common case: a span with no LLM call in or below it
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                parent_id = None  # a local root: it closes its request
+            else:
+                parent_id = parent.span_id
+                mark(self._marks, parent_id)
+                if not llm:
+                    return
+            queue = self._queue
+            queue.items.append((span, step, parent_id, below))
+            if len(queue.items) >= queue.wake_at:
+                queue.pushed()
         except Exception:
             self._fail("on_end")
 
-    def _on_end(self, span: ReadableSpan) -> None:
-        ctx = span.context
-        if ctx is None:
-            return
-        span_id = ctx.span_id
-        step = self._open_steps.pop(span_id, None)
-        parent = span.parent
-        attrs = span.attributes
-        if (
-            parent is not None
-            and not parent.is_remote
-            and (attrs is None or LLM_MARKER_KEYS.isdisjoint(attrs))
-            and not self._recorder.has_llm_below(span_id)
-        ):
-            return  # the common case: a plain span inside a request
-        end_ns = span.end_time or 0
-        result = self._recorder.record(
-            trace_id=ctx.trace_id,
-            span_id=span_id,
-            parent_id=None if parent is None or parent.is_remote else parent.span_id,
-            name=span.name,
-            attrs=attrs,
-            start_ns=span.start_time or end_ns,
-            end_ns=end_ns,
-            step=step,
-            scope=_scope_name(span),
-        )
-        if self._annotations is not None and result is not None:
-            annotations = self._annotations
-            if len(annotations) >= MAX_OPEN_SPANS:
-                annotations.pop(next(iter(annotations)), None)
-            annotations[span_id] = result
+    def _count(self, item: tuple[ReadableSpan, str | None, int | None, bool]) -> None:
+        """Count one queued span (in the queue's drain: never raises)."""
+        try:
+            span, step, parent_id, below = item
+            ctx = span.context
+            if ctx is None:
+                return
+            end_ns = span.end_time or 0
+            scope = span.instrumentation_scope
+            result = self._recorder.count(
+                ctx.trace_id,
+                parent_id,
+                span.name,
+                span.attributes,
+                span.start_time or end_ns,
+                end_ns,
+                step,
+                "" if scope is None else scope.name,
+                below=below,
+            )
+            if self._annotations is not None and result is not None:
+                annotations = self._annotations
+                if len(annotations) >= MAX_OPEN_SPANS:
+                    annotations.pop(next(iter(annotations)), None)
+                annotations[ctx.span_id] = result
+        except Exception:
+            self._fail("count")
 
     # -- attribution for exported spans (see otel_overspend.export) -------------------------
     def keep_annotations(self) -> None:
@@ -205,14 +229,19 @@ class OverspendProcessor(SpanProcessor):
         ctx = span.context
         if ctx is None:
             return None
-        found = self._annotations.pop(ctx.span_id, None) if self._annotations is not None else None
+        annotations = self._annotations
+        found = None
+        if annotations is not None:
+            found = annotations.pop(ctx.span_id, None)
+            if found is None and self._queue.items:
+                self._queue.drain()
+                found = annotations.pop(ctx.span_id, None)
         if found is None:
             # Exported before this processor saw it end (a processor registered earlier).
+            if ctx.span_id in self._marks:
+                return None
             return self._recorder.peek(
-                span_id=ctx.span_id,
-                name=span.name,
-                attrs=span.attributes,
-                step=self._open_steps.get(ctx.span_id),
+                name=span.name, attrs=span.attributes, step=self._open_steps.get(ctx.span_id)
             )
         return found if not isinstance(found, str) else None
 
@@ -230,6 +259,7 @@ class OverspendProcessor(SpanProcessor):
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """A consistent copy of everything counted so far (expires stale open requests)."""
+        self._queue.drain()
         self._requests.expire()
         return self._ledger.snapshot()
 
@@ -274,14 +304,20 @@ class OverspendProcessor(SpanProcessor):
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
         try:
+            self._queue.stop()
             if server is not None:
                 server.stop()
         except Exception:
             self._fail("shutdown")
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Nothing to flush: every span is counted before ``on_end`` returns."""
+        """Count every ended span still queued."""
         del timeout_millis
+        try:
+            self._queue.drain()
+        except Exception:
+            self._fail("force_flush")
+            return False
         return True
 
     def _after_fork_in_child(self) -> None:
@@ -291,6 +327,7 @@ class OverspendProcessor(SpanProcessor):
             self._ledger.reset()
             self._requests.reset()
             self._recorder.reset()
+            self._marks = {}
             for cap in self._parts.caps:
                 cap.after_fork()
             self._open_steps = {}
@@ -306,11 +343,6 @@ class OverspendProcessor(SpanProcessor):
                 server.close_inherited()
         except Exception:
             self._fail("after_fork")
-
-
-def _scope_name(span: ReadableSpan) -> str:
-    scope = span.instrumentation_scope
-    return "" if scope is None else scope.name
 
 
 _LATEST: weakref.ref[OverspendProcessor] | None = None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otel_overspend.bounded import make_room
 from otel_overspend.conventions import read_usage
-from otel_overspend.requests import Signature
+from otel_overspend.requests import new_signature
 from otel_overspend.steps import STEP_NAME_PATTERN, UNATTRIBUTED
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from otel_overspend.requests import OpenRequests
     from otel_overspend.step_rules import StepRules
 
-__all__ = ("Recorder", "Sink")
+__all__ = ("MAX_MARKED_SPANS", "Recorder", "Sink", "mark")
 
 #: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
 MAX_MARKED_SPANS: Final = 100_000
@@ -71,13 +71,8 @@ class Recorder:
     def reset(self) -> None:
         self._marked = {}
 
-    def has_llm_below(self, span_id: int) -> bool:
-        """Whether an LLM call below this (still open) span was already seen."""
-        return span_id in self._marked
-
-    def record(
+    def record(  # noqa: PLR0917 - once per span: positional arguments are cheaper
         self,
-        *,
         trace_id: int,
         span_id: int,
         parent_id: int | None,
@@ -88,12 +83,32 @@ class Recorder:
         step: str | None,
         scope: str = "",
     ) -> Call | str | None:
-        """Record one ended span; ``parent_id`` is ``None`` for a local root.
+        """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root.
 
         Returns the counted call; for an LLM span that was not counted, the reason (a
         duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
         """
         below = self._marked.pop(span_id, False) is None
+        result = self.count(trace_id, parent_id, name, attrs, start_ns, end_ns, step, scope, below=below)
+        if parent_id is not None and (below or result is not None):
+            mark(self._marked, parent_id)
+        return result
+
+    def count(  # noqa: PLR0917 - once per LLM span: positional arguments are cheaper
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        start_ns: int,
+        end_ns: int,
+        step: str | None,
+        scope: str,
+        *,
+        below: bool,
+    ) -> Call | str | None:
+        """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
+        LLM span below this one was already seen (then this one is a duplicate)."""
         usage = read_usage(attrs) if attrs is not None else None
         result: Call | str | None = None
         if usage is not None:
@@ -104,43 +119,40 @@ class Recorder:
             else:
                 if usage.step is not None or step is None:
                     step = usage_step(usage, step, self._rules, name, attrs)
-                sig = Signature(
-                    scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns
+                sig = new_signature(
+                    (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)
                 )
-                result = self._count(step, usage, trace_id, sig)
+                requests = self._requests
+                if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
+                    result = "duplicate_llm_span"
+                else:
+                    call = self._attributor.attribute(usage, step)
+                    if self._ledger.add_call(call, end_ns / _NS_PER_S):
+                        requests.add(trace_id, call, end_ns - start_ns, sig)
+                        result = call
+                    else:
+                        result = "too_old"
             if isinstance(result, str):
                 self._drop(result)
-            below = True
         if parent_id is None:
             sample = self._requests.close(trace_id, end_ns - start_ns)
             if sample is not None:
                 self._ledger.add_request(sample, end_ns / _NS_PER_S)
-        elif below:
-            marked = self._marked
-            if len(marked) >= MAX_MARKED_SPANS:
-                make_room(marked, MAX_MARKED_SPANS)
-            marked[parent_id] = None
         return result
 
-    def peek(
-        self, *, span_id: int, name: str, attrs: Mapping[str, Any] | None, step: str | None
-    ) -> Call | None:
-        """The call a span would be counted as, without recording it (``None``: not counted)."""
-        if span_id in self._marked:
-            return None
+    def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
+        """The call a span would be counted as, without recording it (``None``: no LLM call)."""
         usage = read_usage(attrs) if attrs else None
         if usage is None or isinstance(usage, str):
             return None
         return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
 
-    def _count(self, step: str, usage: Usage, trace_id: int, sig: Signature) -> Call | str:
-        if self._requests.is_duplicate(trace_id, sig):  # sibling spans of one call
-            return "duplicate_llm_span"
-        call = self._attributor.attribute(usage, step)
-        if not self._ledger.add_call(call, sig.end_ns / _NS_PER_S):
-            return "too_old"
-        self._requests.add(trace_id, call, sig.end_ns - sig.start_ns, sig)
-        return call
+
+def mark(marks: dict[int, None], span_id: int) -> None:
+    """Note that an LLM call was seen below ``span_id`` (bounded: the oldest marks go first)."""
+    if len(marks) >= MAX_MARKED_SPANS:
+        make_room(marks, MAX_MARKED_SPANS)
+    marks[span_id] = None
 
 
 def usage_step(

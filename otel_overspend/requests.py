@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from functools import partial
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.bounded import make_room
 from otel_overspend.ledger import RequestSample
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from otel_overspend.attribution import Call
 
-__all__ = ("OpenRequests", "Signature")
+__all__ = ("OpenRequests", "Signature", "new_signature")
 
 _GENERATE = "generate"
 _FRONTIER = "frontier"
@@ -40,6 +41,10 @@ class Signature(NamedTuple):
     output_tokens: int
     start_ns: int
     end_ns: int
+
+
+#: Builds a :class:`Signature` from one tuple in C (the generated ``__new__`` runs Python code).
+new_signature: Final = partial(tuple.__new__, Signature)
 
 
 @dataclass(slots=True)
@@ -112,7 +117,9 @@ class OpenRequests:
                     evicted = make_room(self._open, self.max_open)
                     with self._lock:
                         self.evicted_capacity += evicted
-                entry = self._open[trace_id] = _Open(opened_s=self._clock())
+                # Open since its first call ended (counting may come later: see background).
+                opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
+                entry = self._open[trace_id] = _Open(opened_s=opened_s)
             if call.tier == _FRONTIER:
                 entry.frontier_calls += 1
             entry.tokens += call.tokens

@@ -197,6 +197,9 @@ class _Exploding(dict[str, Any]):
             raise RuntimeError("broken attribute mapping")
         return super().get(key, default)
 
+    def copy(self) -> dict[str, Any]:
+        raise RuntimeError("broken attribute mapping")
+
 
 _TOKEN_FIELDS = (
     ("input", INPUT_KEYS),

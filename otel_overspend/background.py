@@ -1,0 +1,139 @@
+"""Ended LLM spans, queued for a background thread to count off the request path.
+
+A span hook only appends the span to a queue (atomic, no lock). A daemon thread counts
+what is queued every ``interval_s``, or sooner when the queue holds ``wake_at`` spans;
+anyone who needs the counts up to date (a scrape, a flush, an exporter asking for a
+span's attribution) drains the queue itself first. Draining is serialised by one lock,
+so spans are counted one at a time, in the order they ended. When the queue holds
+``max_queued`` spans — the thread cannot keep up — the thread that ends a span drains
+it: memory stays bounded and no span is lost.
+
+Like the SDK's ``BatchSpanProcessor``, the thread is started again in a forked child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ("SpanQueue",)
+
+_T = TypeVar("_T")
+_log = logging.getLogger("otel_overspend")
+
+#: Queued spans that wake the thread early, and that make the span's own thread drain.
+WAKE_AT: Final = 256
+MAX_QUEUED: Final = 4_096
+INTERVAL_S: Final = 0.5
+
+
+class SpanQueue(Generic[_T]):
+    """A queue of items, each handed to ``count`` once, in order, by :meth:`drain`.
+
+    ``count`` must not raise (the processor's catches and counts its own failures); if it
+    does anyway, the thread logs it once and keeps running.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_count",
+        "_event",
+        "_failed",
+        "_interval_s",
+        "_lock",
+        "_stopped",
+        "_thread",
+        "items",
+        "max_queued",
+        "wake_at",
+    )
+
+    def __init__(
+        self,
+        count: Callable[[_T], None],
+        *,
+        interval_s: float = INTERVAL_S,
+        wake_at: int = WAKE_AT,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
+        if not 0 < wake_at <= max_queued:
+            raise ValueError(f"need 0 < wake_at <= max_queued, got {wake_at} and {max_queued}")
+        self._count = count
+        self._interval_s = interval_s
+        self.wake_at = wake_at
+        self.max_queued = max_queued
+        #: Append here (from any thread), then call :meth:`pushed` when ``len`` reaches ``wake_at``.
+        self.items: deque[_T] = deque()
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._stopped = False
+        self._failed = False
+        self._thread: threading.Thread | None = None
+        self._start()
+        if hasattr(os, "register_at_fork"):  # pragma: no branch - not on Windows
+            ref = weakref.ref(self)
+
+            def restart() -> None:
+                queue = ref()
+                if queue is not None:
+                    queue._after_fork()  # noqa: SLF001
+
+            os.register_at_fork(after_in_child=restart)
+
+    def _start(self) -> None:
+        if self._stopped:
+            return
+        thread = threading.Thread(target=self._run, name="otel-overspend-counter", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def pushed(self) -> None:
+        """The queue reached ``wake_at``: wake the thread, or drain here if it is far behind."""
+        if len(self.items) >= self.max_queued:
+            self.drain()
+        else:
+            self._event.set()
+
+    def drain(self) -> None:
+        """Count every queued item (waits for a drain already under way to finish)."""
+        with self._lock:
+            items = self.items
+            count = self._count
+            for _ in range(len(items)):
+                count(items.popleft())
+
+    def _run(self) -> None:
+        event = self._event
+        while not self._stopped:
+            event.wait(self._interval_s)
+            event.clear()
+            if self.items:
+                try:
+                    self.drain()
+                except Exception:
+                    if not self._failed:
+                        self._failed = True
+                        _log.exception("otel_overspend: counting queued spans failed (logged once)")
+
+    def stop(self) -> None:
+        """Stop the thread and count what is left."""
+        self._stopped = True
+        self._event.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self.drain()
+
+    def _after_fork(self) -> None:
+        # The parent's thread is gone and another of its threads may have held the lock.
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self.items = deque()
+        self._start()
