@@ -133,6 +133,7 @@ def decode_line(
     last_trace_hex, last_trace_id = "", 0
     last_parent_hex, last_parent_id = "", 0
     for process, scope_spans in resources:
+        trace_key = (last_trace_id << 16) | process
         for ss in scope_spans:
             scope = "" if ss.scope is None else ss.scope.name
             for sp in ss.spans:
@@ -160,6 +161,7 @@ def decode_line(
                             int(trace_hex, 16) if len(trace_hex) == 32 else decode_id(trace_hex, 16)
                         )
                         last_trace_hex = trace_hex
+                        trace_key = (last_trace_id << 16) | process
                     span_id = int(span_hex, 16) if len(span_hex) == 16 else decode_id(span_hex, 8)
                     if parent_hex != last_parent_hex:
                         last_parent_id = (
@@ -171,8 +173,8 @@ def decode_line(
                 except ValueError as exc:
                     bad_span(f"span {sp.name!r}: {exc}")
                     continue
-                trace_id, parent_id = last_trace_id, last_parent_id
-                if not trace_id or not span_id:
+                parent_id = last_parent_id
+                if not last_trace_id or not span_id:
                     bad_span(f"span {sp.name!r}: id is all zeros")
                     continue
                 attrs: dict[str, Any] = {}
@@ -190,7 +192,7 @@ def decode_line(
                     _new(
                         SpanRecord,
                         (
-                            (trace_id << 16) | process,
+                            trace_key,
                             span_id,
                             parent_id,
                             sp.flags & _REMOTE_MASK == _REMOTE_MASK,
