@@ -48,6 +48,7 @@ __all__ = ("OverspendProcessor", "latest_processor")
 
 _log = logging.getLogger("otel_overspend")
 _current_frame = CURRENT_STEP.get
+_no_usage_keys = LLM_MARKER_KEYS.isdisjoint
 
 #: Spans open at once whose step we remember; beyond it the oldest is forgotten (counted).
 MAX_OPEN_SPANS = 100_000
@@ -172,7 +173,7 @@ class OverspendProcessor(SpanProcessor):
             step = self._open_steps.pop(span_id, None)
             below = self._marks.pop(span_id, False) is None
             attrs = span.attributes
-            llm = attrs is not None and not LLM_MARKER_KEYS.isdisjoint(attrs)
+            llm = attrs is not None and not _no_usage_keys(attrs)
             if not (llm or below):
                 return  # the common case: a span with no LLM call in or below it
             parent = span.parent

@@ -1,0 +1,145 @@
+"""The queue that takes counting off the span's thread: order, wake-up, back-pressure, faults, fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from otel_overspend import Settings
+from otel_overspend.background import SpanQueue
+
+from conftest import make_pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, item: int) -> None:
+        self.items.append(item)
+        self.threads.add(threading.current_thread().name)
+
+
+def test_the_thread_counts_queued_items_in_order_without_being_asked() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.05, wake_at=1_000, max_queued=2_000)
+    queue.items.extend(range(10))
+    assert _wait_for(lambda: len(seen.items) == 10)
+    assert seen.items == list(range(10))
+    assert seen.threads == {"otel-overspend-counter"}
+    queue.stop()
+
+
+def test_reaching_wake_at_wakes_the_thread_before_its_interval() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0, wake_at=4, max_queued=100)
+    time.sleep(0.05)  # the thread is waiting on its 60 s interval
+    queue.items.extend(range(4))
+    queue.pushed()
+    assert _wait_for(lambda: len(seen.items) == 4, timeout_s=2.0)
+    queue.stop()
+
+
+def test_a_full_queue_is_drained_by_the_thread_that_fills_it() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0, wake_at=4, max_queued=8)
+    time.sleep(0.05)
+    queue.items.extend(range(8))
+    queue.pushed()  # no waiting for the thread: memory stays bounded
+    assert seen.items == list(range(8))
+    assert threading.current_thread().name in seen.threads
+    queue.stop()
+
+
+def test_drain_and_stop_count_everything_left() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0)
+    queue.items.extend(range(3))
+    queue.drain()
+    assert seen.items == [0, 1, 2]
+    queue.items.append(3)
+    queue.stop()
+    assert seen.items == [0, 1, 2, 3]
+
+
+def test_a_count_that_raises_is_logged_once_and_the_thread_keeps_going(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = _Recorder()
+
+    def count(item: int) -> None:
+        if item < 0:
+            raise RuntimeError("broken")
+        seen(item)
+
+    queue: SpanQueue[int] = SpanQueue(count, interval_s=0.02)
+    queue.items.extend([-1, -2])
+    assert _wait_for(lambda: not queue.items)
+    queue.items.extend([1, 2])
+    assert _wait_for(lambda: seen.items == [1, 2])
+    assert sum("counting queued spans failed" in r.getMessage() for r in caplog.records) == 1
+    queue.stop()
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="wake_at"):
+        SpanQueue(lambda _: None, wake_at=10, max_queued=5)
+
+
+def test_llm_spans_are_counted_by_the_thread_before_any_scrape() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    attrs = {
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 2,
+    }
+    for _ in range(3):
+        with p.tracer.start_as_current_span("chat", attributes=attrs):
+            pass
+    queue = p.processor._queue  # the internal queue is what is under test
+    assert _wait_for(lambda: not queue.items)  # counted within the thread's interval, unasked
+    counted = [
+        sample.value
+        for family in p.registry.collect()
+        for sample in family.samples
+        if sample.name == "overspend_llm_calls_total"
+    ]
+    assert counted == [3.0]
+    p.provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_thread_and_an_empty_queue() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.02, wake_at=1_000, max_queued=2_000)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        ok = not queue.items
+        queue.items.extend(range(5))
+        ok = ok and _wait_for(lambda: len(seen.items) == 5, timeout_s=3.0)
+        os.write(write, b"ok" if ok else b"no")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 2)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"ok"
+    queue.stop()
