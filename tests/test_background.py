@@ -105,7 +105,7 @@ def test_bad_bounds_are_refused() -> None:
 
 def test_llm_spans_are_counted_by_the_thread_before_any_scrape() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
-    attrs = {
+    attrs: dict[str, str | int] = {
         "gen_ai.request.model": "gpt-4o",
         "gen_ai.usage.input_tokens": 10,
         "gen_ai.usage.output_tokens": 2,
