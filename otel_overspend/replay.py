@@ -327,15 +327,15 @@ class Replayer:
             if local_root:
                 rooted = True
             record(
-                trace_id=trace_key,
-                span_id=span_id,
-                parent_id=None if local_root else parent_id,
-                name=name,
-                attrs=attrs or None,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                step=step,
-                scope=scope,
+                trace_key,
+                span_id,
+                None if local_root else parent_id,
+                name,
+                attrs or None,
+                start_ns,
+                end_ns,
+                step,
+                scope,
             )
         if rooted:
             self._rooted[trace_key] = None
