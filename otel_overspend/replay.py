@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.ledger import accumulate_call, accumulate_request, new_request_stats
@@ -49,6 +50,7 @@ _WEEK_OFFSET_S: Final = 4 * DAY_S
 MAX_ROOTED_TRACES: Final = 20_000
 #: Distinct ``overspend.step`` values whose validity is cached.
 _MAX_KNOWN_STEPS: Final = 10_000
+_START_NS: Final = attrgetter("start_ns")
 
 
 def period_start_s(t_s: float, period_s: int) -> int:
@@ -341,7 +343,7 @@ class Replayer:
             self._rooted[trace_key] = None
             if len(self._rooted) > MAX_ROOTED_TRACES:
                 self._rooted.popitem(last=False)
-        first = min(span.start_ns for span in spans)
+        first = min(map(_START_NS, spans))
         last = spans[-1].end_ns
         if stats.first_start_ns is None or first < stats.first_start_ns:
             stats.first_start_ns = first
