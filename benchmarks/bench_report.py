@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_report.py                 # 200k and 1M spans
     .venv/bin/python benchmarks/bench_report.py --spans 300000 --profile
+    .venv/bin/python benchmarks/bench_report.py --spans 200000 --stages  # where the time goes
 
 Each request of the synthetic RAG service is a root span, four LLM spans (rewrite,
 rerank, generate, faithfulness, token volumes as in the design document's fixture with
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import importlib
 import pstats
 import random
@@ -29,10 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
+from otel_overspend.otlp_json import Processes, attribute_keys, line_decoder
 from otel_overspend.report import build_report
 from otel_overspend.settings import Settings
-from otel_overspend.trace_files import Problems
+from otel_overspend.trace_files import Problems, read_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -191,6 +195,56 @@ def time_report(path: Path, repeat: int, *, profile: bool) -> tuple[float, float
     return best_wall, best_cpu, report
 
 
+class _NoRecorder:
+    """Stands in for the :class:`~otel_overspend.recorder.Recorder`: the replay without
+    the recording (attribution, pricing, requests, sums)."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def record(self, *_: object) -> None:
+        return None
+
+
+def stage_seconds(path: Path) -> dict[str, float]:
+    """CPU seconds of each stage of a report on ``path``: reading its lines, decoding
+    them, replaying the spans, recording them (each the best of two, the garbage
+    collector paused as in a report)."""
+    settings = Settings(serve_metrics=False)
+    build_report([], settings=settings)
+
+    def read() -> None:
+        for _ in read_records(path):
+            pass
+
+    def decode() -> None:
+        lines = line_decoder(attribute_keys(settings), Processes())
+        for record in read_records(path):
+            lines(record.data, print)
+
+    def replay() -> None:
+        with mock.patch("otel_overspend.report.Recorder", _NoRecorder):
+            build_report([path], settings=settings)
+
+    def report() -> None:
+        build_report([path], settings=settings)
+
+    cumulative: dict[str, float] = {}
+    for name, run in (("read", read), ("decode", decode), ("replay", replay), ("record", report)):
+        best = float("inf")
+        for _ in range(2):
+            gc.disable()
+            started = time.process_time()
+            run()
+            best = min(best, time.process_time() - started)
+            gc.enable()
+        cumulative[name] = best
+    stages, before = {}, 0.0
+    for name, seconds in cumulative.items():
+        stages[name], before = max(0.0, seconds - before), seconds
+    return stages
+
+
 #: Runs the command line in a child and prints its peak RSS (VmHWM, in kB) last on stderr.
 #: The child's own high-water mark: a fork's copy of this (large) process is not counted.
 _CHILD = """
@@ -243,6 +297,11 @@ def main() -> None:
         "--profile", action="store_true", help="print a cProfile of one run on the largest file"
     )
     parser.add_argument("--no-pandas", action="store_true")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="print the CPU seconds of each stage (read, decode, replay, record) on the largest file",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sizes = sorted(args.spans)
@@ -268,6 +327,14 @@ def main() -> None:
                 f"(-${report.next_step_savings_usd_per_week or 0:,.2f} a week)",
                 flush=True,
             )
+            if largest and args.stages:
+                stages = stage_seconds(path)
+                total = sum(stages.values())
+                print(
+                    "          stages (CPU): "
+                    + ", ".join(f"{name} {s:.2f} s ({s / total:.0%})" for name, s in stages.items()),
+                    flush=True,
+                )
             if largest and not args.no_pandas:
                 pandas_s, now, specialized = pandas_test3(calls)
                 print(

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
@@ -93,7 +93,9 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[tuple[ReadableSpan, str | None, int | None, bool]] = SpanQueue(self._count)
+        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None]] = SpanQueue(self._count)
+        self._items = self._queue.items  # read on every span: one attribute, not two
+        self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -134,38 +136,73 @@ class OverspendProcessor(SpanProcessor):
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        # Only what is gone once the hook returns is read here: the code's step() and the
+        # baggage. The parent's step and the rules are left to the queue (in start order).
         try:
+            if self._stamp:
+                self._start_stamped(span, parent_context)
+                return
             frame = _current_frame()
-            step = frame.name if frame is not None else self._inherited_step(span, parent_context)
-            if step is not None:
-                open_steps = self._open_steps
-                if len(open_steps) >= MAX_OPEN_SPANS:
-                    open_steps.pop(next(iter(open_steps)), None)
-                    self._drop("open_span_table_full")
-                open_steps[span.context.span_id] = step
-                if self._stamp:
-                    span.set_attribute(BAGGAGE_KEY, step)
+            step = frame.name if frame is not None else self._carried_step(parent_context)
+            items = self._items
+            items.append((span, step))
+            if len(items) >= self._max_queued:
+                self._queue.drain()  # the queue's thread is far behind: count here
         except Exception:
             self._fail("on_start")
 
-    def _inherited_step(self, span: Span, parent_context: Context | None) -> str | None:
+    def _start_stamped(self, span: Span, parent_context: Context | None) -> None:
+        """``stamp_spans``: the step is decided now, to be written on the span."""
+        frame = _current_frame()
+        step = self._step_of(span, frame.name if frame is not None else self._carried_step(parent_context))
+        if step is not None:
+            span.set_attribute(BAGGAGE_KEY, step)
+
+    def _carried_step(self, parent_context: Context | None) -> str | None:
         carried = baggage.get_baggage(BAGGAGE_KEY, parent_context)
-        if carried is not None:
-            if type(carried) is str and STEP_NAME_PATTERN.fullmatch(carried):
-                return carried
-            self._drop("invalid_baggage_step")
-        parent = span.parent
-        if parent is not None and not parent.is_remote:
-            step = self._open_steps.get(parent.span_id)
-            if step is not None:
-                return step
-        return self._rules.match(span.name, span.attributes)
+        if carried is None:
+            return None
+        if type(carried) is str and STEP_NAME_PATTERN.fullmatch(carried):
+            return carried
+        self._drop("invalid_baggage_step")
+        return None
+
+    def _step_of(self, span: Span, step: str | None) -> str | None:
+        """A started span's step (``step``: from the code or the baggage), and remember it."""
+        if step is None:
+            parent = span.parent
+            if parent is not None and not parent.is_remote:
+                step = self._open_steps.get(parent.span_id)
+            if step is None:
+                step = self._rules.match(span.name, span.attributes)
+                if step is None:
+                    return None
+        open_steps = self._open_steps
+        if len(open_steps) >= MAX_OPEN_SPANS:
+            open_steps.pop(next(iter(open_steps)), None)
+            self._drop("open_span_table_full")
+        open_steps[span.context.span_id] = step
+        return step
 
     def on_end(self, span: ReadableSpan) -> None:
-        # Here, in the span's thread: what must follow the order spans end in (the marks
-        # that keep a nested LLM span from counting twice). Reading and pricing the usage
-        # is left to the queue (see otel_overspend.background).
+        # The span's thread only queues the span: it is read, priced and counted by the
+        # queue's thread, or by whoever needs the counts first (see otel_overspend.background).
         try:
+            items = self._items
+            items.append(span)
+            if len(items) >= self._max_queued:
+                self._queue.drain()  # the queue's thread is far behind: count here
+        except Exception:
+            self._fail("on_end")
+
+    def _count(self, item: ReadableSpan | tuple[Span, str | None]) -> None:
+        """Take one started or ended span, in the order they came (in the queue's drain:
+        never raises); count the ended LLM spans."""
+        try:
+            if type(item) is tuple:
+                self._step_of(*item)
+                return
+            span = cast("ReadableSpan", item)
             ctx = span.context
             if ctx is None:
                 return
@@ -181,30 +218,16 @@ class OverspendProcessor(SpanProcessor):
                 parent_id = None  # a local root: it closes its request
             else:
                 parent_id = parent.span_id
-                mark(self._marks, parent_id)
+                mark(self._marks, parent_id)  # the mark climbs to every ancestor
                 if not llm:
                     return
-            queue = self._queue
-            queue.items.append((span, step, parent_id, below))
-            if len(queue.items) >= queue.wake_at:
-                queue.pushed()
-        except Exception:
-            self._fail("on_end")
-
-    def _count(self, item: tuple[ReadableSpan, str | None, int | None, bool]) -> None:
-        """Count one queued span (in the queue's drain: never raises)."""
-        try:
-            span, step, parent_id, below = item
-            ctx = span.context
-            if ctx is None:
-                return
             end_ns = span.end_time or 0
             scope = span.instrumentation_scope
             result = self._recorder.count(
                 ctx.trace_id,
                 parent_id,
                 span.name,
-                span.attributes,
+                attrs,
                 span.start_time or end_ns,
                 end_ns,
                 step,
@@ -215,7 +238,7 @@ class OverspendProcessor(SpanProcessor):
                 annotations = self._annotations
                 if len(annotations) >= MAX_OPEN_SPANS:
                     annotations.pop(next(iter(annotations)), None)
-                annotations[ctx.span_id] = result
+                annotations[span_id] = result
         except Exception:
             self._fail("count")
 

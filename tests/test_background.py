@@ -17,6 +17,12 @@ from conftest import make_pipeline
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+USAGE: dict[str, str | int] = {
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.usage.input_tokens": 10,
+    "gen_ai.usage.output_tokens": 2,
+}
+
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout_s
@@ -39,7 +45,7 @@ class _Recorder:
 
 def test_the_thread_counts_queued_items_in_order_without_being_asked() -> None:
     seen = _Recorder()
-    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.05, wake_at=1_000, max_queued=2_000)
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.05, max_queued=2_000)
     queue.items.extend(range(10))
     assert _wait_for(lambda: len(seen.items) == 10)
     assert seen.items == list(range(10))
@@ -47,25 +53,18 @@ def test_the_thread_counts_queued_items_in_order_without_being_asked() -> None:
     queue.stop()
 
 
-def test_reaching_wake_at_wakes_the_thread_before_its_interval() -> None:
-    seen = _Recorder()
-    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0, wake_at=4, max_queued=100)
-    time.sleep(0.05)  # the thread is waiting on its 60 s interval
-    queue.items.extend(range(4))
-    queue.pushed()
-    assert _wait_for(lambda: len(seen.items) == 4, timeout_s=2.0)
-    queue.stop()
-
-
-def test_a_full_queue_is_drained_by_the_thread_that_fills_it() -> None:
-    seen = _Recorder()
-    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0, wake_at=4, max_queued=8)
-    time.sleep(0.05)
-    queue.items.extend(range(8))
-    queue.pushed()  # no waiting for the thread: memory stays bounded
-    assert seen.items == list(range(8))
-    assert threading.current_thread().name in seen.threads
-    queue.stop()
+def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    queue = p.processor._queue
+    p.processor._max_queued = 6  # each span queues its start and its end
+    queue._stopped = True  # no background thread: only the spans' own thread may drain
+    queue._event.set()
+    for expected_left in (2, 4, 0):  # the third span's end fills the queue: its thread drains it
+        with p.tracer.start_as_current_span("chat", attributes=USAGE):
+            pass
+        assert len(queue.items) == expected_left
+    assert p.processor.snapshot().totals
+    p.provider.shutdown()
 
 
 def test_drain_and_stop_count_everything_left() -> None:
@@ -99,19 +98,16 @@ def test_a_count_that_raises_is_logged_once_and_the_thread_keeps_going(
 
 
 def test_bad_bounds_are_refused() -> None:
-    with pytest.raises(ValueError, match="wake_at"):
-        SpanQueue(lambda _: None, wake_at=10, max_queued=5)
+    with pytest.raises(ValueError, match="max_queued"):
+        SpanQueue(lambda _: None, max_queued=0)
+    with pytest.raises(ValueError, match="interval_s"):
+        SpanQueue(lambda _: None, interval_s=0.0)
 
 
 def test_llm_spans_are_counted_by_the_thread_before_any_scrape() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
-    attrs: dict[str, str | int] = {
-        "gen_ai.request.model": "gpt-4o",
-        "gen_ai.usage.input_tokens": 10,
-        "gen_ai.usage.output_tokens": 2,
-    }
     for _ in range(3):
-        with p.tracer.start_as_current_span("chat", attributes=attrs):
+        with p.tracer.start_as_current_span("chat", attributes=USAGE):
             pass
     queue = p.processor._queue  # the internal queue is what is under test
     assert _wait_for(lambda: not queue.items)  # counted within the thread's interval, unasked
@@ -128,7 +124,7 @@ def test_llm_spans_are_counted_by_the_thread_before_any_scrape() -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_its_own_thread_and_an_empty_queue() -> None:
     seen = _Recorder()
-    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.02, wake_at=1_000, max_queued=2_000)
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.02, max_queued=2_000)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe

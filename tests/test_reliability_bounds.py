@@ -130,9 +130,9 @@ def test_the_open_span_tables_are_bounded_and_overflows_are_counted(monkeypatch:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="recorder.Recorder forgets the oldest 'LLM call below' mark when MAX_MARKED_SPANS is "
-    "reached without counting it, so a framework LLM span over a counted client span is counted "
-    "a second time once its mark is gone",
+    reason="the processor (like recorder.Recorder) forgets the oldest 'LLM call below' mark when "
+    "MAX_MARKED_SPANS is reached without counting it, so a framework LLM span over a counted "
+    "client span is counted a second time once its mark is gone",
 )
 def test_a_full_deduplication_table_never_counts_a_call_twice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recorder_module, "MAX_MARKED_SPANS", 100)
