@@ -136,20 +136,34 @@ class OverspendProcessor(SpanProcessor):
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # Only what is gone once the hook returns is read here: the code's step() and the
-        # baggage. The parent's step and the rules are left to the queue (in start order).
+        # The step of the code (step()) is noted here, as it is gone once the hook returns.
+        # Without one, the baggage is read here too, and the parent's step and the rules are
+        # left to the queue (in start order): queueing the span would keep it alive longer,
+        # which costs the app's thread more in garbage collection than the dict write.
         try:
             if self._stamp:
                 self._start_stamped(span, parent_context)
                 return
             frame = _current_frame()
-            step = frame.name if frame is not None else self._carried_step(parent_context)
+            if frame is not None:
+                open_steps = self._open_steps
+                if len(open_steps) >= MAX_OPEN_SPANS:
+                    self._queue.drain()  # ended spans leave the table when counted
+                    if len(open_steps) >= MAX_OPEN_SPANS:
+                        self._forget_oldest_step()
+                open_steps[span.context.span_id] = frame.name
+                return
             items = self._items
-            items.append((span, step))
+            items.append((span, self._carried_step(parent_context)))
             if len(items) >= self._max_queued:
                 self._queue.drain()  # the queue's thread is far behind: count here
         except Exception:
             self._fail("on_start")
+
+    def _forget_oldest_step(self) -> None:
+        open_steps = self._open_steps
+        open_steps.pop(next(iter(open_steps)), None)
+        self._drop("open_span_table_full")
 
     def _start_stamped(self, span: Span, parent_context: Context | None) -> None:
         """``stamp_spans``: the step is decided now, to be written on the span."""
@@ -179,8 +193,7 @@ class OverspendProcessor(SpanProcessor):
                     return None
         open_steps = self._open_steps
         if len(open_steps) >= MAX_OPEN_SPANS:
-            open_steps.pop(next(iter(open_steps)), None)
-            self._drop("open_span_table_full")
+            self._forget_oldest_step()
         open_steps[span.context.span_id] = step
         return step
 
