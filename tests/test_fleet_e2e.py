@@ -278,7 +278,10 @@ def check_fleet_rule_is_spend_weighted(prom: PrometheusAPI, *, differs_from_mean
             continue  # the group's evaluation at ts is not complete in this answer
         weighted = sum(ratios[i] * weights[i] for i in ratios) / sum(weights.values())
         mean = sum(ratios.values()) / len(ratios)
-        assert value == pytest.approx(weighted, rel=1e-9), (ts, value, weighted)
+        # Within 1e-3, not exactly: the rules of a group are evaluated one after the other at the
+        # same timestamp, and a scrape ingested between two of them moves the later one's inputs
+        # (seen once: 0.321790 against 0.321783). The mean it must not be is ~0.15 away.
+        assert value == pytest.approx(weighted, abs=1e-3), (ts, value, weighted)
         assert abs(value - mean) > differs_from_mean_by, (ts, value, mean)
         compared += 1
     assert compared >= 3, f"only {compared} common evaluation timestamps in {fleet_at}"
