@@ -140,18 +140,29 @@ def diagnose(
     # step -> [cost, specialized cost, calls, priced calls, tokens]
     by_step: dict[str, list[float]] = {}
     frontier_by_model: dict[str, float] = {}
+    # Run on every scrape for every series and window: indices and lookups held in locals.
+    i_cost, i_specialized, i_calls, i_unpriced, i_input, i_output = (
+        COST,
+        SPECIALIZED,
+        CALLS,
+        UNPRICED,
+        INPUT,
+        OUTPUT,
+    )
+    get_step, get_model = by_step.get, frontier_by_model.get
     for (step, model, tier, _provider), stats in calls.items():
-        acc = by_step.get(step)
+        acc = get_step(step)
         if acc is None:
             acc = by_step[step] = [0.0, 0.0, 0.0, 0.0, 0.0]
-        cost = stats[COST]
+        cost = stats[i_cost]
+        n = stats[i_calls]
         acc[0] += cost
-        acc[1] += stats[SPECIALIZED]
-        acc[2] += stats[CALLS]
-        acc[3] += stats[CALLS] - stats[UNPRICED]
-        acc[4] += stats[INPUT] + stats[OUTPUT]
+        acc[1] += stats[i_specialized]
+        acc[2] += n
+        acc[3] += n - stats[i_unpriced]
+        acc[4] += stats[i_input] + stats[i_output]
         if tier == FRONTIER:
-            frontier_by_model[model] = frontier_by_model.get(model, 0.0) + cost
+            frontier_by_model[model] = get_model(model, 0.0) + cost
     cost_by_step = {step: acc[0] for step, acc in by_step.items()}
     n_calls = sum(acc[2] for acc in by_step.values())
     unpriced = n_calls - sum(acc[3] for acc in by_step.values())
