@@ -210,7 +210,7 @@ class _NoRecorder:
     def __init__(self, **_: object) -> None:
         pass
 
-    def record(self, *_: object) -> None:
+    def record(self, *_: object, **__: object) -> None:
         return None
 
 
