@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -69,6 +70,14 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI must run this test, but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def require_module(name: str) -> Any:
+    """An installed Python module a test extra provides, or :func:`unavailable`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        unavailable(f"the Python module {name} is not installed (python3 tasks.py test installs it)")
 
 
 def require_binary(name: str, package: str) -> str:

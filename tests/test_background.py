@@ -12,7 +12,7 @@ import pytest
 from otel_overspend import Settings
 from otel_overspend.background import SpanQueue
 
-from conftest import make_pipeline
+from conftest import make_pipeline, unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -121,8 +121,9 @@ def test_llm_spans_are_counted_by_the_thread_before_any_scrape() -> None:
     p.provider.shutdown()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_its_own_thread_and_an_empty_queue() -> None:
+    if not hasattr(os, "fork"):
+        unavailable("os.fork is missing (not a POSIX system)")
     seen = _Recorder()
     queue: SpanQueue[int] = SpanQueue(seen, interval_s=0.02, max_queued=2_000)
     read, write = os.pipe()

@@ -21,7 +21,13 @@ from otel_overspend.otlp_json import (
     line_decoder,
 )
 
-pytest.importorskip("msgspec")
+from conftest import require_module
+
+
+@pytest.fixture(autouse=True)
+def _msgspec() -> None:
+    require_module("msgspec")  # the decoder under test against the standard library's
+
 
 KEYS = attribute_keys(Settings(serve_metrics=False))
 TRACE = "0af7651916cd43dd8448eb211c80319c"

@@ -20,7 +20,7 @@ from report_support import MODEL, SEED, CollectorFileExporter, export_to, llm_at
 from otel_overspend import Settings, step
 from otel_overspend.cli import main
 
-from conftest import make_pipeline
+from conftest import make_pipeline, require_module
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -224,7 +224,7 @@ def test_by_week_and_table_series(capsys: pytest.CaptureFixture[str], days_file:
 
 
 def test_plot_png(capsys: pytest.CaptureFixture[str], days_file: Path, config: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib")
     png = tmp_path / "fraction.png"
     code, _, err = run(capsys, "--config", config, "--plot", png, days_file)
     assert code == 0, err

@@ -21,7 +21,7 @@ from otel_overspend import Settings, trace_files
 from otel_overspend.report import build_report
 from otel_overspend.trace_files import Problems, find_files
 
-from conftest import make_pipeline
+from conftest import make_pipeline, require_module
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,7 +51,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 @pytest.fixture
 def zstd() -> Any:
-    return pytest.importorskip("zstandard")
+    return require_module("zstandard")
 
 
 @pytest.fixture(params=["msgspec", "json"])
@@ -60,7 +60,7 @@ def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "json":
         monkeypatch.setitem(sys.modules, "otel_overspend.otlp_msgspec", None)
     else:
-        pytest.importorskip("msgspec")
+        require_module("msgspec")
     return str(request.param)
 
 
