@@ -16,11 +16,11 @@ Like the SDK's ``BatchSpanProcessor``, the thread is started again in a forked c
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
+
+from otel_overspend.forks import reset_in_forked_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,15 +75,7 @@ class SpanQueue(Generic[_T]):
         self._failed = False
         self._thread: threading.Thread | None = None
         self._start()
-        if hasattr(os, "register_at_fork"):  # pragma: no branch - not on Windows
-            ref = weakref.ref(self)
-
-            def restart() -> None:
-                queue = ref()
-                if queue is not None:
-                    queue._after_fork()  # noqa: SLF001
-
-            os.register_at_fork(after_in_child=restart)
+        reset_in_forked_child(self, SpanQueue._after_fork)
 
     def _start(self) -> None:
         if self._stopped:

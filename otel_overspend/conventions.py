@@ -187,7 +187,7 @@ def _plan(keys: tuple[str, ...]) -> tuple[str, ...] | None:
     return plan
 
 
-def as_dict(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _as_dict(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """``attrs`` as a plain dict, copied in C when it is the SDK's (read-only) attributes."""
     if type(attrs) is dict:
         return attrs
@@ -199,20 +199,13 @@ def as_dict(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(attrs)
 
 
-def is_llm_call(attrs: Mapping[str, Any]) -> bool:
-    """Whether a span's attributes carry token usage or a cost (cheap; no validation)."""
-    keys = tuple(as_dict(attrs))
-    plan = _PLANS[keys] if keys in _PLANS else _plan(keys)
-    return plan is not None
-
-
 def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     """Read an LLM call's usage from span attributes.
 
     Returns ``None`` for a span that is not an LLM call, a drop reason (``str``) for an LLM
     span whose attributes are malformed, else the :class:`Usage`.
     """
-    found = as_dict(attrs)
+    found = _as_dict(attrs)
     keys = tuple(found)
     plan = _PLANS[keys] if keys in _PLANS else _plan(keys)
     if plan is None:

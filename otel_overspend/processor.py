@@ -9,7 +9,6 @@ Neither hook ever raises into the app: failures are counted by reason and logged
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -24,6 +23,7 @@ from otel_overspend.background import SpanQueue
 from otel_overspend.components import Components
 from otel_overspend.conventions import LLM_MARKER_KEYS
 from otel_overspend.exposition import OverspendCollector, Status, render_registry
+from otel_overspend.forks import reset_in_forked_child
 from otel_overspend.gauges import GaugeRenderer
 from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
 from otel_overspend.recorder import Recorder, mark
@@ -130,7 +130,7 @@ class OverspendProcessor(SpanProcessor):
         self._server_lock = threading.Lock()
         if self.serves_metrics:
             self.start_metrics_server()
-        _register_fork_reset(self)
+        reset_in_forked_child(self, OverspendProcessor._after_fork_in_child)
         global _LATEST  # noqa: PLW0603 - the exporter wrapper's default processor
         _LATEST = weakref.ref(self)
 
@@ -388,16 +388,3 @@ _LATEST: weakref.ref[OverspendProcessor] | None = None
 def latest_processor() -> OverspendProcessor | None:
     """The most recently created processor still alive, if any."""
     return None if _LATEST is None else _LATEST()
-
-
-def _register_fork_reset(processor: OverspendProcessor) -> None:
-    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
-        return
-    ref = weakref.ref(processor)
-
-    def reset() -> None:
-        target = ref()
-        if target is not None:
-            target._after_fork_in_child()  # noqa: SLF001
-
-    os.register_at_fork(after_in_child=reset)
