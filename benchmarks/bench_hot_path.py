@@ -87,7 +87,7 @@ def _cpu_round(tracer: Tracer, attrs: Attrs, processor: OverspendProcessor | Non
     return (thread1 - thread0) / SPANS_PER_ROUND * 1e6, (process1 - process0) / SPANS_PER_ROUND * 1e6
 
 
-def measure(repeats: int = 15) -> list[Row]:
+def measure(repeats: int = 31) -> list[Row]:
     base = pipeline(with_processor=False)
     ours = pipeline(with_processor=True)
     for tracer in (base[1], ours[1]):  # warm caches (price resolution, series)
