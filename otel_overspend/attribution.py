@@ -118,6 +118,12 @@ class Attributor:
         self._max_series = max_series
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: new locks (a thread of the parent may have held one at the
+        fork, and it does not exist in the child to release it). The caches stay valid."""
+        self._lock = threading.Lock()
+        self._resolver.after_fork()
+
     def _resolve(self, step: str, provider: str, model: str) -> _Series:
         info = self._resolver.resolve(provider, model)
         target = self._specialize[step] if step in self._specialize else self._specialize["*"]

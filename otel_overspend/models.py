@@ -64,6 +64,10 @@ class ModelResolver:
         self._cache: dict[tuple[str, str], ModelInfo] = {}
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a thread of the parent may have held it at the fork)."""
+        self._lock = threading.Lock()
+
     def resolve(self, provider: str, model: str) -> ModelInfo:
         key = (provider, model)
         info = self._cache.get(key)

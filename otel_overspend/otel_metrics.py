@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_overspend.exposition import TOKEN_KINDS
+from otel_overspend.forks import reset_in_forked_child
 from otel_overspend.gauges import SCALARS, diagnoses
 from otel_overspend.ledger import CALLS, COST, SPECIALIZED, UNPRICED
 
@@ -59,6 +60,7 @@ class OtelMetrics:
         self._bands = bands
         self._lock = threading.Lock()
         self._cached: tuple[float, Snapshot, list[tuple[str, Diagnosis]]] | None = None
+        reset_in_forked_child(self, OtelMetrics._after_fork)
         meter = meter_provider.get_meter("otel_overspend")
         meter.create_observable_counter(
             "overspend.llm.calls", [self._series(CALLS)], unit="{call}", description="LLM calls"
@@ -89,6 +91,12 @@ class OtelMetrics:
         meter.create_observable_gauge(
             "overspend.signal_level", [self._levels], description="0 healthy, 1 suspect, 2 confirmed"
         )
+
+    def _after_fork(self) -> None:
+        # The parent's collecting thread may have held the lock; the cached snapshot holds
+        # the parent's counts, which the child does not repeat.
+        self._lock = threading.Lock()
+        self._cached = None
 
     def _current(self) -> tuple[Snapshot, list[tuple[str, Diagnosis]]]:
         # All callbacks of one collection share one snapshot.

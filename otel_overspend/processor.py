@@ -367,6 +367,7 @@ class OverspendProcessor(SpanProcessor):
             self._marks = {}
             for cap in self._parts.caps:
                 cap.after_fork()
+            self._parts.attributor.after_fork()
             self._open_steps = {}
             if self._annotations is not None:
                 self._annotations = {}
