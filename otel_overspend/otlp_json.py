@@ -95,7 +95,8 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
 
 
 class Processes:
-    """Resource -> small int, so that requests are told apart per process as live."""
+    """Resource -> small int, so that requests are told apart per process as live. Processes
+    count from 1: 0 stands for spans whose resource does not say which process they came from."""
 
     __slots__ = ("_index", "encoded")
 
@@ -108,7 +109,7 @@ class Processes:
     def index(self, identity: tuple[Any, ...]) -> int:
         found = self._index.get(identity)
         if found is None:
-            found = min(len(self._index), MAX_PROCESSES - 1)
+            found = min(len(self._index) + 1, MAX_PROCESSES - 1)
             if len(self._index) < MAX_PROCESSES:
                 self._index[identity] = found
         return found

@@ -108,8 +108,8 @@ def test_processes_ids_and_values_as_the_standard_library() -> None:
     assert len(fast) == 8
     assert _nan_free(fast) == _nan_free(slow)
     assert fast_bad == slow_bad == []
-    # Services "a" and "b" are two processes, on every line (a span without one is 0).
-    assert [s.trace_key & 0xFFFF for s in fast] == [0, 0, 0, 0, 1, 1, 0, 0]
+    # Services "a" and "b" are processes 1 and 2, on every line; a span without one is 0.
+    assert [s.trace_key & 0xFFFF for s in fast] == [1, 1, 0, 0, 2, 2, 0, 1]
     assert fast[0].attrs["gen_ai.usage.input_tokens"] == 100
     assert fast[0].attrs["llm.request.type"] == ("x",)
 
@@ -137,4 +137,4 @@ def test_resources_remembered_are_bounded() -> None:
         _line((_resource(f"svc-{MAX_ENCODED_RESOURCES + 2}"), [_span("00f067aa0ba902b7")])), pytest.fail
     )
     assert spans is not None
-    assert spans[0].trace_key & 0xFFFF == MAX_ENCODED_RESOURCES + 2
+    assert spans[0].trace_key & 0xFFFF == MAX_ENCODED_RESOURCES + 3  # svc-0 is process 1
