@@ -171,6 +171,8 @@ _ABSENT: Final = ""
 #: when none), or ``None`` for a span that is no LLM call. Instrumentations emit the same
 #: few key sequences over and over, so the choice is made once per sequence.
 _PLANS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+#: What :data:`_PLANS` answers for a key sequence not seen yet (one lookup, not two).
+_UNPLANNED: Final = ("",)
 _MAX_PLANS: Final = 4_096
 
 
@@ -207,7 +209,9 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     """
     found = _as_dict(attrs)
     keys = tuple(found)
-    plan = _PLANS[keys] if keys in _PLANS else _plan(keys)
+    plan = _PLANS.get(keys, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = _plan(keys)
     if plan is None:
         return None
     get = found.get

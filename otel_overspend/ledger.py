@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,8 +80,7 @@ TOKEN_BUCKETS: Final = (
 CallStats = list[float]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestSample:
+class RequestSample(NamedTuple):
     """One finished request: a local root span and its LLM descendants in this process."""
 
     frontier_calls: int

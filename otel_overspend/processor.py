@@ -30,7 +30,7 @@ from otel_overspend.recorder import Recorder, mark
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
-from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, STEP_NAME_PATTERN
+from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -176,7 +176,7 @@ class OverspendProcessor(SpanProcessor):
         carried = baggage.get_baggage(BAGGAGE_KEY, parent_context)
         if carried is None:
             return None
-        if type(carried) is str and STEP_NAME_PATTERN.fullmatch(carried):
+        if is_step_name(carried):
             return carried
         self._drop("invalid_baggage_step")
         return None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from otel_overspend.bounded import make_room
 from otel_overspend.conventions import read_usage
 from otel_overspend.requests import new_signature
-from otel_overspend.steps import STEP_NAME_PATTERN, UNATTRIBUTED
+from otel_overspend.steps import UNATTRIBUTED, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -161,7 +161,7 @@ def usage_step(
     """An LLM span's step: its own ``overspend.step`` attribute, else the step decided at
     its start, else a rule on its final name and attributes, else ``unattributed``."""
     explicit = usage.step
-    if explicit is not None and type(explicit) is str and STEP_NAME_PATTERN.fullmatch(explicit):
+    if explicit is not None and is_step_name(explicit):
         return explicit
     if step is not None:
         return step

@@ -28,7 +28,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.ledger import accumulate_call, accumulate_request, new_request_stats
-from otel_overspend.steps import BAGGAGE_KEY, STEP_NAME_PATTERN
+from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -48,8 +48,6 @@ WEEK_S: Final = 7 * DAY_S
 _WEEK_OFFSET_S: Final = 4 * DAY_S
 #: Traces whose local root was replayed, remembered for children exported after it.
 MAX_ROOTED_TRACES: Final = 20_000
-#: Distinct ``overspend.step`` values whose validity is cached.
-_MAX_KNOWN_STEPS: Final = 10_000
 _START_NS: Final = attrgetter("start_ns")
 
 
@@ -168,7 +166,6 @@ class Replayer:
         self._held = 0
         #: Traces whose local root was replayed (keys only: holding spans would cost more).
         self._rooted: OrderedDict[int, None] = OrderedDict()
-        self._known_steps: dict[str, bool] = {}
         self._clock = clock
         self._next_expiry_ns = 0
         self.stats = ReplayStats()
@@ -228,14 +225,7 @@ class Replayer:
     def _own_step(self, attrs: dict[str, Any]) -> str | None:
         """A span's own valid ``overspend.step`` attribute, if any."""
         own = attrs.get(BAGGAGE_KEY)
-        if type(own) is not str:
-            return None
-        valid = self._known_steps.get(own)
-        if valid is None:
-            valid = STEP_NAME_PATTERN.fullmatch(own) is not None
-            if len(self._known_steps) < _MAX_KNOWN_STEPS:
-                self._known_steps[own] = valid
-        return own if valid else None
+        return own if is_step_name(own) else None
 
     def _top_spans(self, trace_key: int, spans: list[SpanRecord]) -> set[int]:
         """Spans whose parent is not among ``spans``, unless the trace's root was replayed
@@ -286,15 +276,13 @@ class Replayer:
         steps: list[str | None] = []
         last_end = 0
         match = self._rules.match
-        known = self._known_steps
         for _, _, parent_id, remote_parent, name, attrs, _, end_ns, _ in spans:
             if end_ns < last_end:
                 return None
             last_end = end_ns
             own = attrs.get(BAGGAGE_KEY)
-            # A step name seen before is valid or not without a regex; a new one is checked.
-            if own is None or known.get(own) is not True:
-                own = self._own_step(attrs)
+            if own is not None and not is_step_name(own):
+                own = None
             if own is None:
                 if parent_id and not remote_parent:
                     return None

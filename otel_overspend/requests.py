@@ -3,12 +3,15 @@
 A request opens at its first LLM call and closes when its local root span ends. The
 table is bounded: when full, the oldest request is evicted; a request open longer than
 the time-out is evicted too. Both are counted.
+
+Calls are added and requests closed by one thread at a time (the processor counts under
+its queue's lock; the report is single-threaded), so that path takes no lock; only the
+eviction counters, which :meth:`OpenRequests.expire` also updates from a scrape, do.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -26,8 +29,6 @@ _GENERATE = "generate"
 _FRONTIER = "frontier"
 
 
-_STRIPES = 64
-_STRIPE_MASK = _STRIPES - 1
 #: The most recent calls of a trace kept for recognising a second span of the same call.
 MAX_RECENT_CALLS = 16
 
@@ -45,24 +46,29 @@ class Signature(NamedTuple):
 
 #: Builds a :class:`Signature` from one tuple in C (the generated ``__new__`` runs Python code).
 new_signature: Final = partial(tuple.__new__, Signature)
+#: Builds a :class:`~otel_overspend.ledger.RequestSample` from one tuple in C.
+_new_sample: Final = partial(tuple.__new__, RequestSample)
 
 
-@dataclass(slots=True)
 class _Open:
-    opened_s: float
-    frontier_calls: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    generate_cost: float = 0.0
-    llm_time_ns: int = 0
-    recent: list[Signature] = field(default_factory=list)
+    """The running sums of one open request."""
+
+    __slots__ = ("cost", "frontier_calls", "generate_cost", "llm_time_ns", "opened_s", "recent", "tokens")
+
+    def __init__(self, opened_s: float) -> None:
+        self.opened_s = opened_s
+        self.frontier_calls = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self.generate_cost = 0.0
+        self.llm_time_ns = 0
+        self.recent: list[Signature] = []
 
 
 class OpenRequests:
     __slots__ = (
         "_clock",
         "_lock",
-        "_locks",
         "_open",
         "evicted_capacity",
         "evicted_timeout",
@@ -76,9 +82,6 @@ class OpenRequests:
         self._clock = clock
         self._open: dict[int, _Open] = {}
         self._lock = threading.Lock()
-        # One lock per stripe of trace ids: the requests of different traces never wait on
-        # each other (a single shared lock here halved throughput with four threads).
-        self._locks = tuple(threading.Lock() for _ in range(_STRIPES))
         self.evicted_capacity = 0
         self.evicted_timeout = 0
 
@@ -110,43 +113,45 @@ class OpenRequests:
         return False
 
     def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
-        with self._locks[trace_id & _STRIPE_MASK]:
-            entry = self._open.get(trace_id)
-            if entry is None:
-                if len(self._open) >= self.max_open:
-                    evicted = make_room(self._open, self.max_open)
-                    with self._lock:
-                        self.evicted_capacity += evicted
-                # Open since its first call ended (counting may come later: see background).
-                opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
-                entry = self._open[trace_id] = _Open(opened_s=opened_s)
-            if call.tier == _FRONTIER:
-                entry.frontier_calls += 1
-            entry.tokens += call.tokens
-            if call.cost_usd is not None:
-                entry.cost += call.cost_usd
-                if call.step == _GENERATE:
-                    entry.generate_cost += call.cost_usd
-            entry.llm_time_ns += max(0, duration_ns)
-            if sig is not None:
-                recent = entry.recent
-                if len(recent) >= MAX_RECENT_CALLS:
-                    del recent[0]
-                recent.append(sig)
+        table = self._open
+        entry = table.get(trace_id)
+        if entry is None:
+            if len(table) >= self.max_open:
+                evicted = make_room(table, self.max_open)
+                with self._lock:
+                    self.evicted_capacity += evicted
+            # Open since its first call ended (counting may come later: see background).
+            opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
+            entry = table[trace_id] = _Open(opened_s)
+        if call.tier == _FRONTIER:
+            entry.frontier_calls += 1
+        entry.tokens += call.tokens
+        cost = call.cost_usd
+        if cost is not None:
+            entry.cost += cost
+            if call.step == _GENERATE:
+                entry.generate_cost += cost
+        if duration_ns > 0:
+            entry.llm_time_ns += duration_ns
+        if sig is not None:
+            recent = entry.recent
+            if len(recent) >= MAX_RECENT_CALLS:
+                del recent[0]
+            recent.append(sig)
 
     def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
         """End the request of ``trace_id``; ``None`` if it made no LLM call."""
-        if trace_id not in self._open:  # cheap exit for the common non-LLM root span
-            return None
-        with self._locks[trace_id & _STRIPE_MASK]:
-            entry = self._open.pop(trace_id, None)
+        entry = self._open.pop(trace_id, None)
         if entry is None:
             return None
-        return RequestSample(
-            frontier_calls=entry.frontier_calls,
-            tokens=entry.tokens,
-            generate_share=entry.generate_cost / entry.cost if entry.cost > 0 else None,
-            llm_time_share=min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
+        cost = entry.cost
+        return _new_sample(
+            (
+                entry.frontier_calls,
+                entry.tokens,
+                entry.generate_cost / cost if cost > 0 else None,
+                min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
+            )
         )
 
     def expire(self) -> None:
@@ -164,7 +169,6 @@ class OpenRequests:
     def reset(self) -> None:
         """Forget every open request and eviction (used in a forked child)."""
         self._lock = threading.Lock()
-        self._locks = tuple(threading.Lock() for _ in range(_STRIPES))
         self._open = {}
         self.evicted_capacity = 0
         self.evicted_timeout = 0

@@ -12,7 +12,7 @@ import inspect
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar, cast
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -51,6 +51,23 @@ class _Frame:
 _CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
 #: The innermost step frame (``.name``) of this context: read directly on the span path.
 CURRENT_STEP: Final = _CURRENT
+
+
+#: Strings already checked -> whether they are step names (spans repeat a few); bounded.
+_CHECKED_NAMES: dict[str, bool] = {}
+_MAX_CHECKED_NAMES: Final = 10_000
+
+
+def is_step_name(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid step name (checked once per distinct string)."""
+    if type(value) is not str:
+        return False
+    valid = _CHECKED_NAMES.get(value)
+    if valid is None:
+        valid = STEP_NAME_PATTERN.fullmatch(value) is not None
+        if len(_CHECKED_NAMES) < _MAX_CHECKED_NAMES:
+            _CHECKED_NAMES[value] = valid
+    return valid
 
 
 def validate_step_name(name: object) -> str:

@@ -105,7 +105,6 @@ def test_a_child_forked_while_the_parent_holds_every_lock_still_counts() -> None
         attributor._resolver._lock,
         processor._ledger._lock,
         processor._requests._lock,
-        *processor._requests._locks,
         *(cap._lock for cap in processor._parts.caps),
         processor.otel_metrics._lock,
     ]
