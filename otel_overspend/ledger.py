@@ -19,6 +19,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from operator import add as _add
+from operator import sub as _sub
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
@@ -78,6 +80,9 @@ TOKEN_BUCKETS: Final = (
 )
 
 CallStats = list[float]
+#: Sums kept as immutable tuples, replaced on each update: a snapshot copies the dict, not
+#: every series (the scrape's cost), and an update adds in C.
+FrozenStats = tuple[float, ...]
 
 
 class RequestSample(NamedTuple):
@@ -181,7 +186,7 @@ class _Ring:
         self.epochs = [-1] * n
         self.calls: list[dict[Key, CallStats]] = [{} for _ in range(n)]
         self.req: list[list[float]] = [[0.0] * _N_REQ for _ in range(n)]
-        self.sums: dict[Key, CallStats] = {}
+        self.sums: dict[Key, FrozenStats] = {}
         self.req_sum = [0.0] * _N_REQ
 
     def _slot(self, epoch: int) -> int | None:
@@ -199,14 +204,14 @@ class _Ring:
     def _evict(self, slot: int) -> None:
         sums = self.sums
         for key, stats in self.calls[slot].items():
-            acc = sums[key]
-            for i in range(_N_CALL):
-                acc[i] -= stats[i]
+            acc = tuple(map(_sub, sums[key], stats))
             if acc[CALLS] < _HALF:  # calls are whole numbers, exact in a float
                 del sums[key]
-            elif acc[CALLS] - acc[UNPRICED] < _HALF:  # no priced call left in the window
+                continue
+            if acc[CALLS] - acc[UNPRICED] < _HALF:  # no priced call left in the window
                 # Dollars are not exact in a float: clear the residue of the subtraction.
-                acc[COST] = acc[SPECIALIZED] = 0.0
+                acc = tuple(0.0 if i in (COST, SPECIALIZED) else v for i, v in enumerate(acc))
+            sums[key] = acc
         self.calls[slot] = {}
         req = self.req[slot]
         for i in range(_N_REQ):
@@ -227,13 +232,14 @@ class _Ring:
         bucket = self.calls[slot]
         sums = self.sums
         for key, stats in calls.items():
-            for target in (bucket, sums):
-                acc = target.get(key)
-                if acc is None:
-                    target[key] = stats.copy()
-                else:
-                    for i in range(_N_CALL):
-                        acc[i] += stats[i]
+            acc = bucket.get(key)
+            if acc is None:
+                bucket[key] = stats.copy()
+            else:
+                for i in range(_N_CALL):
+                    acc[i] += stats[i]
+            summed = sums.get(key)
+            sums[key] = tuple(stats) if summed is None else tuple(map(_add, summed, stats))
 
     def add_request(self, t_s: float, stats: list[float]) -> None:
         slot = self._slot(int(t_s // self.width))
@@ -247,7 +253,7 @@ class _Ring:
     def view(self, seconds: int) -> WindowView:
         return WindowView(
             seconds=seconds,
-            calls={key: tuple(stats) for key, stats in self.sums.items()},
+            calls=self.sums.copy(),
             requests=tuple(self.req_sum),
         )
 
@@ -277,7 +283,7 @@ class Ledger:
 
     def _reset_state(self) -> None:
         self._queue: deque[tuple[float, Call | None, RequestSample | None]] = deque()
-        self._totals: dict[Key, CallStats] = {}
+        self._totals: dict[Key, FrozenStats] = {}
         self._pending: dict[Key, CallStats] = {}
         self._pending_req = new_request_stats()
         self._pending_epoch = -1
@@ -391,11 +397,7 @@ class Ledger:
         totals = self._totals
         for key, stats in calls.items():
             acc = totals.get(key)
-            if acc is None:
-                totals[key] = stats.copy()
-            else:
-                for i in range(_N_CALL):
-                    acc[i] += stats[i]
+            totals[key] = tuple(stats) if acc is None else tuple(map(_add, acc, stats))
         for ring in self._rings:
             ring.add_calls(t_s, calls)
 
@@ -410,7 +412,7 @@ class Ledger:
                 ring.expire(now)
             return Snapshot(
                 time_s=now,
-                totals={key: tuple(stats) for key, stats in self._totals.items()},
+                totals=self._totals.copy(),
                 requests_total=self._requests_total,
                 frontier_calls_hist=Histogram(
                     self._frontier_hist.bounds, list(self._frontier_hist.counts), self._frontier_hist.total
