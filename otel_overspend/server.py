@@ -14,12 +14,12 @@ import base64
 import binascii
 import contextlib
 import errno
-import gzip
 import hmac
 import logging
 import socket
 import ssl
 import threading
+import zlib
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, Final
@@ -43,6 +43,8 @@ _log = logging.getLogger("otel_overspend")
 #: A scrape's connection (TLS handshake included) that is idle this long is closed.
 CONNECTION_TIMEOUT_S: Final = 10.0
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+#: zlib's window bits for a gzip member (header and trailer), not a raw zlib stream.
+_GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,18 +165,19 @@ def _server_class(host: str, tls: ssl.SSLContext | None) -> type[_Server]:
     return type("MetricsHTTPServer", (_Server,), {"address_family": family, "tls": tls})
 
 
-def _with_fast_text(fallback: WSGIApplication, render: Callable[[], bytes]) -> WSGIApplication:
+def _with_fast_text(fallback: WSGIApplication, render: Callable[[], list[bytes]]) -> WSGIApplication:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if "name" in environ.get("QUERY_STRING", ""):
             return fallback(environ, start_response)
-        body = render()
+        body = render()  # written piece by piece: never one large buffer
         headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body, compresslevel=1)
+            gzipped = zlib.compressobj(1, zlib.DEFLATED, _GZIP_WBITS)
+            body = [*map(gzipped.compress, body), gzipped.flush()]
             headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(len(body))))
+        headers.append(("Content-Length", str(sum(map(len, body)))))
         start_response("200 OK", headers)
-        return [body]
+        return [piece for piece in body if piece]
 
     return app
 
@@ -207,11 +210,11 @@ class MetricsServer:
         endpoint: Endpoint,
         *,
         registry: CollectorRegistry,
-        render: Callable[[], bytes] | None = None,
+        render: Callable[[], list[bytes]] | None = None,
     ) -> MetricsServer | None:
         """Serve ``registry``; ``None`` (and one warning) if no port of the range is free.
 
-        With ``render`` (the registry in the text format, rendered fast), a plain scrape is
+        With ``render`` (the registry in the text format, rendered fast, in pieces), a plain scrape is
         answered with it; a scrape filtering by ``name[]`` goes through prometheus_client.
         A TLS file that cannot be loaded is a configuration error: :class:`ValueError`.
         """

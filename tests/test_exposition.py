@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import urllib.request
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,7 +42,7 @@ def test_fast_text_equals_the_registry_rendering() -> None:
             span.set_attributes({"gen_ai.request.model": "mystery", "gen_ai.usage.input_tokens": 5})
     collector = p.processor._collector
     reference = generate_latest(p.registry)
-    fast = render_registry(p.registry, collector)
+    fast = b"".join(render_registry(p.registry, collector))
     assert _samples(fast) == _samples(reference)
     assert (
         "overspend_llm_calls_total",
@@ -49,6 +52,43 @@ def test_fast_text_equals_the_registry_rendering() -> None:
     families = [f.name for f in text_string_to_metric_families(fast.decode())]
     assert len(families) == len(set(families))
     assert "app_requests" in families
+
+
+def test_a_scrape_of_many_series_plain_or_gzipped_says_what_the_registry_says() -> None:
+    # 700 series: each per-series family is written in more than one piece.
+    settings = Settings(
+        serve_metrics=False, max_models=1_000, model_tiers={"acme-*": "frontier"}, use_genai_prices=False
+    )
+    p = make_pipeline(settings)
+    for i in range(700):
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.request.model": f"acme-{i}",
+                    "gen_ai.usage.input_tokens": 100 + i,
+                    "gen_ai.usage.output_tokens": 7,
+                }
+            )
+    p.processor.force_flush()
+    assert len(render_registry(p.registry, p.processor._collector)) > 2 * 7
+    server = p.processor.start_metrics_server(port=0)
+    assert server is not None
+    reference = _samples(generate_latest(p.registry))
+    assert len(reference) > 7 * 700
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            plain = response.read()
+            assert int(response.headers["Content-Length"]) == len(plain)
+        request = urllib.request.Request(server.url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            compressed = response.read()
+            assert int(response.headers["Content-Length"]) == len(compressed)
+    finally:
+        p.processor.shutdown()
+    assert _samples(plain) == reference
+    assert _samples(gzip.decompress(compressed)) == reference
+    assert len(compressed) < len(plain) / 4
 
 
 def test_muted_collector_yields_nothing_only_while_muted() -> None:
