@@ -137,32 +137,32 @@ def diagnose(
     bands: Mapping[str, Band] = BANDS,
 ) -> Diagnosis:
     """All signals for one window of call stats (by series key) and request stats."""
+    # Run on every scrape for every window: the series are grouped by step in one pass, and
+    # each step's columns summed in C.
+    rows_by_step: dict[str, list[tuple[float, ...]]] = {}
+    frontier_by_model: dict[str, float] = {}
+    get_rows, get_model = rows_by_step.get, frontier_by_model.get
+    i_cost = COST
+    for (step, model, tier, _provider), stats in calls.items():
+        rows = get_rows(step)
+        if rows is None:
+            rows_by_step[step] = [stats]
+        else:
+            rows.append(stats)
+        if tier == FRONTIER:
+            frontier_by_model[model] = get_model(model, 0.0) + stats[i_cost]
     # step -> [cost, specialized cost, calls, priced calls, tokens]
     by_step: dict[str, list[float]] = {}
-    frontier_by_model: dict[str, float] = {}
-    # Run on every scrape for every series and window: indices and lookups held in locals.
-    i_cost, i_specialized, i_calls, i_unpriced, i_input, i_output = (
-        COST,
-        SPECIALIZED,
-        CALLS,
-        UNPRICED,
-        INPUT,
-        OUTPUT,
-    )
-    get_step, get_model = by_step.get, frontier_by_model.get
-    for (step, model, tier, _provider), stats in calls.items():
-        acc = get_step(step)
-        if acc is None:
-            acc = by_step[step] = [0.0, 0.0, 0.0, 0.0, 0.0]
-        cost = stats[i_cost]
-        n = stats[i_calls]
-        acc[0] += cost
-        acc[1] += stats[i_specialized]
-        acc[2] += n
-        acc[3] += n - stats[i_unpriced]
-        acc[4] += stats[i_input] + stats[i_output]
-        if tier == FRONTIER:
-            frontier_by_model[model] = get_model(model, 0.0) + cost
+    for step, rows in rows_by_step.items():
+        columns = tuple(zip(*rows, strict=True))
+        n_calls = sum(columns[CALLS])
+        by_step[step] = [
+            sum(columns[COST]),
+            sum(columns[SPECIALIZED]),
+            n_calls,
+            n_calls - sum(columns[UNPRICED]),
+            sum(columns[INPUT]) + sum(columns[OUTPUT]),
+        ]
     cost_by_step = {step: acc[0] for step, acc in by_step.items()}
     n_calls = sum(acc[2] for acc in by_step.values())
     unpriced = n_calls - sum(acc[3] for acc in by_step.values())
