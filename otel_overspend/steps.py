@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 __all__ = (
     "BAGGAGE_KEY",
     "CURRENT_STEP",
+    "MAX_STEP_NAME_LENGTH",
     "STEP_NAME_PATTERN",
     "UNATTRIBUTED",
     "current_step",
+    "is_step_name",
     "step",
     "validate_step_name",
 )
@@ -38,6 +40,7 @@ BAGGAGE_KEY: Final = "overspend.step"
 UNATTRIBUTED: Final = "unattributed"
 #: What a step name may look like: it becomes a Prometheus label value.
 STEP_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+MAX_STEP_NAME_LENGTH: Final = 63
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
 
@@ -53,14 +56,15 @@ _CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
 CURRENT_STEP: Final = _CURRENT
 
 
-#: Strings already checked -> whether they are step names (spans repeat a few); bounded.
+#: Strings already checked -> whether they are step names (spans repeat a few); bounded in
+#: entries and in size (no string longer than a step name is kept: baggage can be 8 KB).
 _CHECKED_NAMES: dict[str, bool] = {}
 _MAX_CHECKED_NAMES: Final = 10_000
 
 
 def is_step_name(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid step name (checked once per distinct string)."""
-    if type(value) is not str:
+    if type(value) is not str or len(value) > MAX_STEP_NAME_LENGTH:
         return False
     valid = _CHECKED_NAMES.get(value)
     if valid is None:

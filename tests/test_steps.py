@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_overspend import Settings, current_step, step
+from otel_overspend import steps as steps_module
 from otel_overspend.settings import StepRule
 
 from conftest import Pipeline, make_pipeline
@@ -531,3 +532,15 @@ def test_stamped_spans_carry_their_step_to_exporters() -> None:
     ]
     assert stamped == [("chat gpt-4o", "rerank"), ("rerank batch", "rerank"), ("chat gpt-4o", None)]
     assert calls_by_step(p) == {"rerank": 1, "unattributed": 1}
+
+
+def test_step_names_are_checked_once_and_no_long_string_is_kept() -> None:
+    assert steps_module.is_step_name("rerank")
+    assert steps_module.is_step_name("a" * 63)  # the longest a label value may be here
+    for bad in ("Rerank", "re rank", "", "1st", "a" * 64, 5, None, b"rerank"):
+        assert not steps_module.is_step_name(bad)
+    # A baggage entry can be 8 KB: thousands of distinct long values keep nothing in memory.
+    before = len(steps_module._CHECKED_NAMES)
+    for i in range(1_000):
+        assert not steps_module.is_step_name(f"{i:08d}" + "x" * 8_000)
+    assert len(steps_module._CHECKED_NAMES) == before
