@@ -76,7 +76,9 @@ class OverspendProcessor(SpanProcessor):
         self._parts = parts
         self._rules = parts.rules
         self._ledger = parts.ledger
-        self._stamp = self.settings.stamp_spans
+        if self.settings.stamp_spans:
+            # Decided once here, not on every span: the step is decided at the start.
+            self.on_start = self._on_start_stamped  # type: ignore[method-assign]
         self._requests = OpenRequests(
             max_open=self.settings.max_open_requests,
             timeout_s=self.settings.request_timeout_seconds,
@@ -141,9 +143,6 @@ class OverspendProcessor(SpanProcessor):
         # left to the queue (in start order): queueing the span would keep it alive longer,
         # which costs the app's thread more in garbage collection than the dict write.
         try:
-            if self._stamp:
-                self._start_stamped(span, parent_context)
-                return
             frame = _current_frame()
             if frame is not None:
                 open_steps = self._open_steps
@@ -165,12 +164,16 @@ class OverspendProcessor(SpanProcessor):
         open_steps.pop(next(iter(open_steps)), None)
         self._drop("open_span_table_full")
 
-    def _start_stamped(self, span: Span, parent_context: Context | None) -> None:
-        """``stamp_spans``: the step is decided now, to be written on the span."""
-        frame = _current_frame()
-        step = self._step_of(span, frame.name if frame is not None else self._carried_step(parent_context))
-        if step is not None:
-            span.set_attribute(BAGGAGE_KEY, step)
+    def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
+        """``on_start`` with ``stamp_spans``: the step is decided now, to be written on the span."""
+        try:
+            frame = _current_frame()
+            carried = frame.name if frame is not None else self._carried_step(parent_context)
+            step = self._step_of(span, carried)
+            if step is not None:
+                span.set_attribute(BAGGAGE_KEY, step)
+        except Exception:
+            self._fail("on_start")
 
     def _carried_step(self, parent_context: Context | None) -> str | None:
         carried = baggage.get_baggage(BAGGAGE_KEY, parent_context)

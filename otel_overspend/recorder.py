@@ -117,7 +117,10 @@ class Recorder:
             elif below:
                 result = "duplicate_llm_span"
             else:
-                if usage.step is not None or step is None:
+                explicit = usage.step
+                # The span's own step is the one decided already (the report, stamp_spans):
+                # nothing to check again.
+                if step is None or (explicit is not None and explicit != step):
                     step = usage_step(usage, step, self._rules, name, attrs)
                 sig = new_signature(
                     (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)

@@ -61,32 +61,61 @@ class PeriodSink:
     """A :class:`~otel_overspend.recorder.Sink` summing calls and requests per period
     (one period for all when ``period_s`` is ``None``), with the ledger's own functions."""
 
-    __slots__ = ("_calls", "_period_s", "_requests")
+    __slots__ = (
+        "_call_bounds",
+        "_calls",
+        "_current_calls",
+        "_current_requests",
+        "_period_s",
+        "_request_bounds",
+        "_requests",
+    )
 
     def __init__(self, period_s: int | None) -> None:
         self._period_s = period_s
         self._calls: dict[int, dict[Key, CallStats]] = {}
         self._requests: dict[int, list[float]] = {}
+        # The period the last call (request) went to, as [start, end) seconds, and its sums:
+        # calls come in time order, mostly, so most need no period worked out.
+        self._call_bounds = self._request_bounds = (0.0, 0.0)
+        self._current_calls: dict[Key, CallStats] = {}
+        self._current_requests: list[float] = []
 
-    def _period(self, end_time_s: float) -> int:
+    def _period(self, end_time_s: float) -> tuple[int, tuple[float, float]]:
+        """The period holding ``end_time_s``, and its bounds in seconds."""
         period_s = self._period_s
-        if period_s is None or not math.isfinite(end_time_s):
-            return 0
-        return period_start_s(end_time_s, period_s)
+        if period_s is None:
+            return 0, (-math.inf, math.inf)
+        if not math.isfinite(end_time_s):
+            return 0, (0.0, 0.0)  # no time: the first period's sums, never taken as current
+        start = period_start_s(end_time_s, period_s)
+        return start, (float(start), float(start + period_s))
 
     def add_call(self, call: Call, end_time_s: float) -> bool:
-        period = self._period(end_time_s)
-        calls = self._calls.get(period)
-        if calls is None:
-            calls = self._calls[period] = {}
+        low, high = self._call_bounds
+        if low <= end_time_s < high:
+            calls = self._current_calls
+        else:
+            period, bounds = self._period(end_time_s)
+            found = self._calls.get(period)
+            if found is None:
+                found = self._calls[period] = {}
+            self._call_bounds, self._current_calls = bounds, found
+            calls = found
         accumulate_call(calls, call)
         return True
 
     def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        period = self._period(end_time_s)
-        stats = self._requests.get(period)
-        if stats is None:
-            stats = self._requests[period] = new_request_stats()
+        low, high = self._request_bounds
+        if low <= end_time_s < high:
+            stats = self._current_requests
+        else:
+            period, bounds = self._period(end_time_s)
+            found = self._requests.get(period)
+            if found is None:
+                found = self._requests[period] = new_request_stats()
+            self._request_bounds, self._current_requests = bounds, found
+            stats = found
         accumulate_request(stats, sample)
 
     def periods(self) -> list[tuple[int, dict[Key, tuple[float, ...]], tuple[float, ...]]]:
