@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_hot_path
 import bench_memory
+import bench_report
 import bench_scrape
 import bench_streaming
 from harness import Row, print_table
@@ -21,7 +22,7 @@ from harness import Row, print_table
 
 def main() -> int:
     rows: list[Row] = []
-    for module in (bench_hot_path, bench_streaming, bench_scrape, bench_memory):
+    for module in (bench_hot_path, bench_streaming, bench_scrape, bench_memory, bench_report):
         start = time.perf_counter()
         rows += module.measure()
         print(f"# {module.__name__}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)

@@ -48,6 +48,22 @@ class KeyValue(msgspec.Struct, gc=False):
     value: AnyValue = msgspec.field(default_factory=AnyValue)
 
 
+class ScalarValue(msgspec.Struct, gc=False):
+    """A span attribute's value, of the kinds the report reads. An array, bytes or
+    key-value list is skipped by msgspec without being built (most are attributes the
+    report does not read); a read attribute holding one sends its line to the slow decoder."""
+
+    stringValue: str | None = None  # noqa: N815 - OTLP/JSON field names
+    intValue: int | None = None  # noqa: N815
+    doubleValue: float | None = None  # noqa: N815
+    boolValue: bool | None = None  # noqa: N815
+
+
+class SpanKeyValue(msgspec.Struct, gc=False):
+    key: str = ""
+    value: ScalarValue = msgspec.field(default_factory=ScalarValue)
+
+
 class Span(msgspec.Struct, gc=False):
     traceId: str | None = None  # noqa: N815
     spanId: str | None = None  # noqa: N815
@@ -55,12 +71,16 @@ class Span(msgspec.Struct, gc=False):
     name: str = ""
     startTimeUnixNano: int | None = None  # noqa: N815
     endTimeUnixNano: int | None = None  # noqa: N815
-    attributes: list[KeyValue] = []
+    attributes: list[SpanKeyValue] = []
     flags: int = 0
 
 
 class Scope(msgspec.Struct, gc=False):
     name: str = ""
+
+
+class _NotScalarError(ValidationError):
+    """A read attribute's value is not a scalar: the line is decoded the slow way."""
 
 
 class ScopeSpans(msgspec.Struct, gc=False):
@@ -130,6 +150,9 @@ def decode_line(
     resources = [(_process(rs.resource, processes), rs.scopeSpans) for rs in doc.resourceSpans]
     out: list[SpanRecord] = []
     append = out.append
+    # Told once the whole line is read: a line sent to the slow decoder is reported there.
+    problems: list[str] = []
+    bad_span, report = problems.append, bad_span
     last_trace_hex, last_trace_id = "", 0
     last_parent_hex, last_parent_id = "", 0
     for process, scope_spans in resources:
@@ -186,7 +209,11 @@ def decode_line(
                         if found is None:
                             found = value.intValue
                             if found is None:
-                                found = _value(value)
+                                found = value.doubleValue
+                                if found is None:
+                                    found = value.boolValue
+                                    if found is None:
+                                        raise _NotScalarError(key)
                         attrs[key] = found
                 append(
                     _new(
@@ -204,4 +231,6 @@ def decode_line(
                         ),
                     )
                 )
+    for problem in problems:
+        report(problem)
     return out

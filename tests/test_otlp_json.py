@@ -138,3 +138,22 @@ def test_resources_remembered_are_bounded() -> None:
     )
     assert spans is not None
     assert spans[0].trace_key & 0xFFFF == MAX_ENCODED_RESOURCES + 3  # svc-0 is process 1
+
+
+def _scalar_span(span_id: str) -> dict[str, Any]:
+    span = _span(span_id)
+    span["attributes"] = [kv for kv in span["attributes"] if "arrayValue" not in kv["value"]]
+    return span
+
+
+def test_a_read_attribute_that_is_no_scalar_sends_its_line_the_slow_way_and_reports_once() -> None:
+    # A bad span, then a span whose read attribute is an array: the fast decoder gives the
+    # line up after the bad span, and the bad span is reported by the slow decoder only.
+    mixed = _line((_resource("a"), [_scalar_span("0000000000000000"), _span("00f067aa0ba902b7")]))
+    scalar = _line((_resource("a"), [_scalar_span("0000000000000000"), _scalar_span("00f067aa0ba902b8")]))
+    fast, fast_bad, slow, slow_bad = _both(mixed, scalar)
+    zeros = "span 'chat 0000000000000000': id is all zeros"
+    assert fast_bad == slow_bad == [zeros, zeros]
+    assert _nan_free(fast) == _nan_free(slow)
+    assert [s.attrs.get("llm.request.type") for s in fast] == [("x",), None]
+    assert fast[1].attrs["gen_ai.usage.input_tokens"] == 100
