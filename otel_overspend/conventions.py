@@ -207,7 +207,7 @@ def read_usage(attrs: Mapping[str, Any]) -> Usage | str | None:
     Returns ``None`` for a span that is not an LLM call, a drop reason (``str``) for an LLM
     span whose attributes are malformed, else the :class:`Usage`.
     """
-    found = _as_dict(attrs)
+    found = attrs if type(attrs) is dict else _as_dict(attrs)
     keys = tuple(found)
     plan = _PLANS.get(keys, _UNPLANNED)
     if plan is _UNPLANNED:
