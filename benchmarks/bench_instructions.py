@@ -1,0 +1,143 @@
+"""Instructions, not seconds: the hot path and the offline report counted by callgrind.
+
+    .venv/bin/python benchmarks/bench_instructions.py            # both (about 3 minutes)
+    .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report
+
+On a shared host the same code's CPU time moves by a factor of two or more within an hour
+(the other figures are ratios measured side by side for that reason); the instructions a
+piece of work executes do not. Each measurement runs in its own process under
+``valgrind --tool=callgrind``, which counts only inside the one ``functools.reduce`` call
+that does the work (``--toggle-collect``): imports, warm-up and other threads are left
+out. What it cannot see is how long an instruction takes (cache misses, the host's load),
+so it complements the timed figures of ``tasks.py bench``; it does not replace them.
+
+- Hot path: instructions of the app's thread per span, for the SDK pipeline alone, with an
+  empty second processor, and with ``OverspendProcessor`` (spans as in ``bench_hot_path``,
+  exported by a ``SimpleSpanProcessor``, so that no other thread's timing changes the
+  count; the processor's background thread is held off, so ended spans stay queued through
+  the run as they do through a timed round: the garbage collector's cost of holding them is
+  counted).
+- Report: instructions per span of ``build_report`` on a synthetic 30,000-span file (as in
+  ``bench_report``; ``PYTHONHASHSEED=0``, so two runs of the same code agree within 0.1 %).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SPANS_HOT = 2_000
+SPANS_REPORT = 30_000
+_COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def _hot_path(kind: str) -> None:
+    import bench_hot_path as hot
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from prometheus_client import CollectorRegistry
+
+    from otel_overspend import OverspendProcessor, Settings
+
+    provider = TracerProvider()
+    processor = None
+    if kind == "empty":
+        provider.add_span_processor(hot._Empty())  # noqa: SLF001
+    elif kind == "ours":
+        processor = OverspendProcessor(settings=Settings(serve_metrics=False), registry=CollectorRegistry())
+        provider.add_span_processor(processor)
+    # Exported at once, in this thread: a batch processor's thread would make the count
+    # depend on when it ran (by 3 % between runs).
+    provider.add_span_processor(SimpleSpanProcessor(hot._Noop()))  # noqa: SLF001
+    tracer = provider.get_tracer("bench")
+    hot.emit(tracer, hot.LLM_ATTRS, 400)
+    hot.emit(tracer, hot.PLAIN_ATTRS, 400)
+    if processor is not None:
+        queue = processor._queue  # noqa: SLF001 - hold the background thread off for the run
+        queue._interval_s = 3_600.0  # noqa: SLF001
+        queue._event.set()  # noqa: SLF001 - it wakes, counts the warm-up, then waits an hour
+        processor.force_flush()
+    functools.reduce(lambda _, __: hot.emit(tracer, hot.PLAIN_ATTRS, SPANS_HOT), range(1), None)
+    provider.shutdown()
+
+
+def _report(path: str) -> None:
+    import bench_report
+
+    from otel_overspend.report import build_report
+    from otel_overspend.settings import Settings
+
+    settings = Settings(serve_metrics=False)
+    bench_report.warm_up(Path(path), settings)
+    build_report([Path(path)], settings=settings)
+    functools.reduce(lambda _, __: build_report([Path(path)], settings=settings), range(1), None)
+
+
+def _count(*args: str) -> int:
+    """Instructions collected in the child ``bench_instructions.py --child ARGS``."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=functools_reduce",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--child",
+            *args,
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    found = _COLLECTED.search(done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count: {done.stderr[-500:]!r}")
+    return int(found.group(1))
+
+
+def hot_path() -> None:
+    counts = {kind: _count("hot-path", kind) / SPANS_HOT for kind in ("sdk", "empty", "ours")}
+    sdk = counts["sdk"]
+    print(f"hot path, non-LLM span: SDK pipeline {sdk:,.0f} instructions a span (app thread)")
+    for kind in ("empty", "ours"):
+        print(f"  ... {kind:>5}: {counts[kind]:,.0f} ({counts[kind] / sdk - 1:+.1%})")
+
+
+def report() -> None:
+    import bench_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "traces.json"
+        bench_report.generate(path, SPANS_REPORT)
+        total = _count("report", str(path))
+    print(f"offline report: {total / SPANS_REPORT:,.0f} instructions a span ({SPANS_REPORT:,} spans)")
+
+
+def main(argv: list[str]) -> None:
+    sys.path.insert(0, str(HERE))
+    if argv[:1] == ["--child"]:
+        if argv[1] == "hot-path":
+            _hot_path(argv[2])
+        else:
+            _report(argv[2])
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("needs valgrind (Debian's valgrind package)")
+    which = argv or ["hot-path", "report"]
+    if "hot-path" in which:
+        hot_path()
+    if "report" in which:
+        report()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
