@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING
 
 from harness import Row, interleaved, per_unit_us
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from prometheus_client import CollectorRegistry
 
 from otel_overspend import OverspendProcessor, Settings, step
@@ -57,8 +62,11 @@ class _Empty(SpanProcessor):
 
 
 def pipeline(
-    *, with_processor: bool, second: SpanProcessor | None = None
+    *, with_processor: bool, second: SpanProcessor | None = None, export_at_once: bool = False
 ) -> tuple[TracerProvider, Tracer, OverspendProcessor | None]:
+    """The SDK pipeline, with ``OverspendProcessor`` or ``second`` (or neither) before the
+    exporting processor: a BatchSpanProcessor, or with ``export_at_once`` a
+    SimpleSpanProcessor, which exports in the span's thread (no other thread's timing)."""
     provider = TracerProvider()
     processor = None
     if with_processor:
@@ -67,7 +75,9 @@ def pipeline(
     elif second is not None:
         provider.add_span_processor(second)
     provider.add_span_processor(
-        BatchSpanProcessor(_Noop(), max_queue_size=1 << 20, schedule_delay_millis=200)
+        SimpleSpanProcessor(_Noop())
+        if export_at_once
+        else BatchSpanProcessor(_Noop(), max_queue_size=1 << 20, schedule_delay_millis=200)
     )
     return provider, provider.get_tracer("bench"), processor
 
