@@ -25,13 +25,13 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from otel_overspend.ledger import accumulate_call, accumulate_request, new_request_stats
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from otel_overspend.attribution import Call
     from otel_overspend.ledger import CallStats, Key, RequestSample
@@ -49,6 +49,7 @@ _WEEK_OFFSET_S: Final = 4 * DAY_S
 #: Traces whose local root was replayed, remembered for children exported after it.
 MAX_ROOTED_TRACES: Final = 20_000
 _START_NS: Final = attrgetter("start_ns")
+_S = TypeVar("_S")
 
 
 def period_start_s(t_s: float, period_s: int) -> int:
@@ -57,77 +58,68 @@ def period_start_s(t_s: float, period_s: int) -> int:
     return int((t_s - offset) // period_s) * period_s + offset
 
 
+class _Periods(Generic[_S]):
+    """Sums by period start, with the period the last addition went to at hand as
+    [``low``, ``high``) seconds: spans come in time order, mostly, so most additions need
+    no period worked out."""
+
+    __slots__ = ("_new", "_period_s", "by_start", "current", "high", "low")
+
+    def __init__(self, period_s: int | None, new: Callable[[], _S]) -> None:
+        self._period_s = period_s
+        self._new = new
+        self.by_start: dict[int, _S] = {}
+        self.low = self.high = 0.0
+        self.current = new()
+
+    def at(self, end_time_s: float) -> _S:
+        """The sums of the period holding ``end_time_s``, made current."""
+        period_s = self._period_s
+        if period_s is None:
+            start, low, high = 0, -math.inf, math.inf
+        elif not math.isfinite(end_time_s):
+            start, low, high = 0, 0.0, 0.0  # no time: the first period's, never current
+        else:
+            start = period_start_s(end_time_s, period_s)
+            low, high = float(start), float(start + period_s)
+        found = self.by_start.get(start)
+        if found is None:
+            found = self.by_start[start] = self._new()
+        self.low, self.high, self.current = low, high, found
+        return found
+
+
 class PeriodSink:
     """A :class:`~otel_overspend.recorder.Sink` summing calls and requests per period
     (one period for all when ``period_s`` is ``None``), with the ledger's own functions."""
 
-    __slots__ = (
-        "_call_bounds",
-        "_calls",
-        "_current_calls",
-        "_current_requests",
-        "_period_s",
-        "_request_bounds",
-        "_requests",
-    )
+    __slots__ = ("_calls", "_requests")
 
     def __init__(self, period_s: int | None) -> None:
-        self._period_s = period_s
-        self._calls: dict[int, dict[Key, CallStats]] = {}
-        self._requests: dict[int, list[float]] = {}
-        # The period the last call (request) went to, as [start, end) seconds, and its sums:
-        # calls come in time order, mostly, so most need no period worked out.
-        self._call_bounds = self._request_bounds = (0.0, 0.0)
-        self._current_calls: dict[Key, CallStats] = {}
-        self._current_requests: list[float] = []
-
-    def _period(self, end_time_s: float) -> tuple[int, tuple[float, float]]:
-        """The period holding ``end_time_s``, and its bounds in seconds."""
-        period_s = self._period_s
-        if period_s is None:
-            return 0, (-math.inf, math.inf)
-        if not math.isfinite(end_time_s):
-            return 0, (0.0, 0.0)  # no time: the first period's sums, never taken as current
-        start = period_start_s(end_time_s, period_s)
-        return start, (float(start), float(start + period_s))
+        self._calls: _Periods[dict[Key, CallStats]] = _Periods(period_s, dict)
+        self._requests: _Periods[list[float]] = _Periods(period_s, new_request_stats)
 
     def add_call(self, call: Call, end_time_s: float) -> bool:
-        low, high = self._call_bounds
-        if low <= end_time_s < high:
-            calls = self._current_calls
-        else:
-            period, bounds = self._period(end_time_s)
-            found = self._calls.get(period)
-            if found is None:
-                found = self._calls[period] = {}
-            self._call_bounds, self._current_calls = bounds, found
-            calls = found
-        accumulate_call(calls, call)
+        calls = self._calls
+        accumulate_call(calls.current if calls.low <= end_time_s < calls.high else calls.at(end_time_s), call)
         return True
 
     def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        low, high = self._request_bounds
-        if low <= end_time_s < high:
-            stats = self._current_requests
-        else:
-            period, bounds = self._period(end_time_s)
-            found = self._requests.get(period)
-            if found is None:
-                found = self._requests[period] = new_request_stats()
-            self._request_bounds, self._current_requests = bounds, found
-            stats = found
-        accumulate_request(stats, sample)
+        requests = self._requests
+        current = requests.current if requests.low <= end_time_s < requests.high else requests.at(end_time_s)
+        accumulate_request(current, sample)
 
     def periods(self) -> list[tuple[int, dict[Key, tuple[float, ...]], tuple[float, ...]]]:
         """(period start in seconds, call stats by series, request stats), oldest first."""
         empty = tuple(new_request_stats())
+        calls, requests = self._calls.by_start, self._requests.by_start
         return [
             (
                 period,
-                {key: tuple(stats) for key, stats in self._calls.get(period, {}).items()},
-                tuple(self._requests[period]) if period in self._requests else empty,
+                {key: tuple(stats) for key, stats in calls.get(period, {}).items()},
+                tuple(requests[period]) if period in requests else empty,
             )
-            for period in sorted(self._calls.keys() | self._requests.keys())
+            for period in sorted(calls.keys() | requests.keys())
         ]
 
     def totals(self) -> tuple[dict[Key, tuple[float, ...]], tuple[float, ...]]:
