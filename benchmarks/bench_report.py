@@ -389,7 +389,7 @@ def main() -> None:
             d = report.diagnosis
             print(
                 f"          fraction {d.specialist_eligible_fraction:.4f}, spend ${d.cost_usd:,.2f}, "
-                f"next: {d.next_step_to_specialize} "
+                f"next: {report.advice.diagnosis.next_step_to_specialize} "
                 f"(-${report.next_step_savings_usd_per_week or 0:,.2f} a week)",
                 flush=True,
             )

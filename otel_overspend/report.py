@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from otel_overspend.thresholds import Band
     from otel_overspend.trace_files import Record
 
-__all__ = ("PERIODS", "InputSummary", "Limits", "PeriodDiagnosis", "Report", "build_report")
+__all__ = ("PERIODS", "Advice", "InputSummary", "Limits", "PeriodDiagnosis", "Report", "build_report")
 
 PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
 #: The fraction at which the shipped alert fires first (the seed's "alarm above 0.3").
@@ -74,6 +74,26 @@ class InputSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Advice:
+    """What the recommendation reads: the last day of the traces when they cover more, so
+    that a step moved to a specialist during them is not recommended again; else all."""
+
+    diagnosis: Diagnosis
+    #: Seconds of traces it covers.
+    covered_s: float | None
+    #: From the last :data:`~otel_overspend.replay.RECENT_HOURS` UTC hours of the traces.
+    last_day: bool
+
+    @property
+    def savings_usd_per_week(self) -> float | None:
+        """The next step's savings scaled to a week (``None`` under :data:`MIN_WEEKLY_SCALE_S`)."""
+        savings, covered = self.diagnosis.next_step_savings_usd, self.covered_s
+        if savings is None or covered is None or covered < MIN_WEEKLY_SCALE_S:
+            return None
+        return savings * WEEK_S / covered
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     diagnosis: Diagnosis
     #: Test 3 per step: the projected reduction of that step's own spend.
@@ -87,6 +107,10 @@ class Report:
     #: The health bands of the settings, by signal.
     bands: Mapping[str, Band]
     alarm_fraction: float = ALARM_FRACTION
+    #: The last :data:`~otel_overspend.replay.RECENT_HOURS` UTC hours, when the traces
+    #: cover more and it has priced spend, from ``recent_start_s`` on.
+    recent: Diagnosis | None = None
+    recent_start_s: float | None = None
 
     @property
     def fraction_band(self) -> Band:
@@ -107,9 +131,15 @@ class Report:
         return WEEK_S / covered if covered is not None and covered >= MIN_WEEKLY_SCALE_S else None
 
     @property
+    def advice(self) -> Advice:
+        if self.recent is not None and self.recent_start_s is not None and self.last_s is not None:
+            return Advice(self.recent, self.last_s - self.recent_start_s, last_day=True)
+        return Advice(self.diagnosis, self.covered_s, last_day=False)
+
+    @property
     def next_step_savings_usd_per_week(self) -> float | None:
-        savings, scale = self.diagnosis.next_step_savings_usd, self.week_scale
-        return None if savings is None or scale is None else savings * scale
+        """The recommended step's savings a week (see :attr:`advice`)."""
+        return self.advice.savings_usd_per_week
 
 
 class _Run:
@@ -120,7 +150,7 @@ class _Run:
         self.period = period
         self.problems = problems
         self.parts = parts = Components.from_settings(settings)
-        self.sink = PeriodSink(PERIODS[period] if period is not None else None)
+        self.sink = PeriodSink()
         self.dropped: dict[str, int] = {}
         self.clock = DataClock()
         self.requests = OpenRequests(
@@ -218,9 +248,13 @@ class _Run:
         width = PERIODS[self.period] if self.period is not None else 0
         periods = tuple(
             PeriodDiagnosis(start, start + width, diagnose(c, r, unattributed=unattributed, bands=bands))
-            for start, c, r in (self.sink.periods() if self.period is not None else ())
+            for start, c, r in (self.sink.periods(width) if self.period is not None else ())
         )
         stats = self.replayer.stats
+        recent, since = None, self.sink.recent_start_s
+        if since is not None and stats.first_start_ns is not None and stats.first_start_ns / 1e9 < since:
+            last_day = diagnose(*self.sink.recent(), unattributed=unattributed, bands=bands)
+            recent = last_day if last_day.cost_usd > 0 else None
         return Report(
             diagnosis=total,
             step_reductions=reductions,
@@ -231,6 +265,8 @@ class _Run:
             inputs=self.summary(),
             unattributed=unattributed,
             bands=bands,
+            recent=recent,
+            recent_start_s=None if recent is None or since is None else float(since),
         )
 
     def summary(self) -> InputSummary:

@@ -72,19 +72,30 @@ def _duration(seconds: float | None) -> str:
 
 
 def _recommendation(report: Report) -> str:
-    d = report.diagnosis
-    if d.cost_usd <= 0:
+    if report.diagnosis.cost_usd <= 0:
         return "no priced LLM spend in these traces: nothing to recommend"
+    advice = report.advice
+    d = advice.diagnosis
+    window = f"{'last ' if advice.last_day else ''}{_duration(advice.covered_s)} of traces"
     step = d.next_step_to_specialize
     if step is None:
-        return "no non-generate step would cost less at its specialization-map tier"
-    weekly = report.next_step_savings_usd_per_week
-    over = f"{_usd(d.next_step_savings_usd)} over the {_duration(report.covered_s)} of traces"
+        return f"no non-generate step would cost less at its specialization-map tier (over the {window})"
+    weekly = advice.savings_usd_per_week
+    over = f"{_usd(d.next_step_savings_usd)} over the {window}"
     share = _num(d.step_shares.get(step), "%")
     head = f"specialize {step} next: \N{MINUS SIGN}"
     if weekly is None:
-        return f"{head}{over} ({step} is {share} of spend; too short to scale to a week)"
-    return f"{head}{_usd(weekly)} a week ({over}; {step} is {share} of spend)"
+        text = f"{head}{over} ({step} is {share} of spend; too short to scale to a week)"
+    else:
+        text = f"{head}{_usd(weekly)} a week ({over}; {step} is {share} of spend)"
+    earlier = report.diagnosis.next_step_to_specialize
+    if advice.last_day and earlier is not None and earlier != step:
+        saves = next((line.savings_usd for line in d.steps if line.step == earlier), 0.0)
+        text += (
+            f"; over all {_duration(report.covered_s)} it was {earlier}, which would save"
+            f" {_usd(saves)} over the {window}"
+        )
+    return text
 
 
 def _skipped(report: Report) -> str:
@@ -375,9 +386,12 @@ def report_json(report: Report) -> dict[str, Any]:
         },
         **_diagnosis_json(report.diagnosis, dict(report.step_reductions)),
         "recommendation": {
-            "step": report.diagnosis.next_step_to_specialize,
-            "savings_usd": report.diagnosis.next_step_savings_usd,
+            "step": report.advice.diagnosis.next_step_to_specialize,
+            "savings_usd": report.advice.diagnosis.next_step_savings_usd,
             "savings_usd_per_week": report.next_step_savings_usd_per_week,
+            "seconds": report.advice.covered_s,
+            "last_day": report.advice.last_day,
+            "step_over_all_traces": report.diagnosis.next_step_to_specialize,
             "text": _recommendation(report),
         },
         "periods": {"by": report.period, "series": [_period_json(p) for p in report.periods]},

@@ -199,11 +199,20 @@ def test_by_day(capsys: pytest.CaptureFixture[str], days_file: Path, config: Pat
     assert [p["cost_usd"] for p in series] == pytest.approx(DAY_COSTS_USD, abs=1e-9)
     shares = {s["step"]: s["share"] for s in series[0]["test2_steps"]}
     assert shares["rerank"] == pytest.approx(39_000 / 70_350, abs=1e-12)
-    # The traces cover noon on day 1 to 12:09:10 on day 3: 172,800 + 550 s. rerank saved
-    # 10 x (39,000 - 244) on day 1 and nothing on day 3: 387,560 micro-dollars.
+    # The traces cover noon on day 1 to 12:09:10 on day 3: 172,800 + 550 s.
     assert doc["covered"]["seconds"] == pytest.approx(173_350, abs=1e-6)
-    weekly = doc["recommendation"]["savings_usd_per_week"]
-    assert weekly == pytest.approx(0.38756 * 604_800 / 173_350, abs=1e-9)
+    # Over all of them rerank saves most (10 x (39,000 - 244) micro-dollars on day 1), but
+    # it is on a specialist by day 3: the recommendation reads the last 24 UTC hours (from
+    # 13:00 on day 2: 83,350 s), where faithfulness saves 10 x (13,500 - 82).
+    advice = doc["recommendation"]
+    assert (advice["step"], advice["step_over_all_traces"], advice["last_day"]) == (
+        "faithfulness",
+        "rerank",
+        True,
+    )
+    assert advice["seconds"] == pytest.approx(83_350, abs=1e-6)
+    assert advice["savings_usd"] == pytest.approx(0.13418, abs=1e-9)
+    assert advice["savings_usd_per_week"] == pytest.approx(0.13418 * 604_800 / 83_350, abs=1e-9)
 
 
 def test_by_week_and_table_series(capsys: pytest.CaptureFixture[str], days_file: Path, config: Path) -> None:
@@ -217,10 +226,12 @@ def test_by_week_and_table_series(capsys: pytest.CaptureFixture[str], days_file:
     assert "By day (UTC):" in out
     assert re.search(r"\n  2026-11-03 +10 +\$0\.1650 +0\.000 +healthy +1\.000 +100\.0% +n/a", out)
     assert re.search(r"\n  2026-11-04 +10 +\$0\.3159 +0\.478 +suspect ", out)
+    # faithfulness is 13,500 of day 3's 31,594 micro-dollars: 42.7 %.
     assert (
-        "Recommendation: specialize rerank next: \N{MINUS SIGN}$1.3522 a week ($0.3876 over the 2.0 days"
-        in out
-    )
+        "Recommendation: specialize faithfulness next: \N{MINUS SIGN}$0.9736 a week ($0.1342 over the"
+        " last 23.2 h of traces; faithfulness is 42.7% of spend); over all 2.0 days it was rerank,"
+        " which would save $0.0000 over the last 23.2 h of traces"
+    ) in out
 
 
 def test_plot_png(capsys: pytest.CaptureFixture[str], days_file: Path, config: Path, tmp_path: Path) -> None:
