@@ -66,7 +66,7 @@ def _merge_calls(into: dict[Key, CallStats], other: dict[Key, CallStats]) -> Non
     for key, stats in other.items():
         acc = into.get(key)
         if acc is None:
-            into[key] = stats
+            into[key] = stats.copy()
         else:
             for i, v in enumerate(stats):
                 acc[i] += v
@@ -162,7 +162,7 @@ class PeriodSink:
         calls: dict[int, dict[Key, CallStats]] = {}
         requests: dict[int, list[float]] = {}
         for start, sums in self._calls.tables():
-            _merge_calls(calls.setdefault(start_of(start), {}), {k: list(v) for k, v in sums.items()})
+            _merge_calls(calls.setdefault(start_of(start), {}), sums)
         for start, stats in self._requests.tables():
             _merge_requests(requests.setdefault(start_of(start), new_request_stats()), stats)
         empty = tuple(new_request_stats())
@@ -196,7 +196,7 @@ class PeriodSink:
         if since is not None:
             for start, sums in self._calls.hours.items():
                 if start >= since:
-                    _merge_calls(calls, {k: list(v) for k, v in sums.items()})
+                    _merge_calls(calls, sums)
             for start, stats in self._requests.hours.items():
                 if start >= since:
                     _merge_requests(requests, stats)
