@@ -73,6 +73,12 @@ class InputSummary:
     label_overflow: Mapping[str, int] = field(default_factory=dict)
 
 
+def week_scale(covered_s: float | None) -> float | None:
+    """What multiplies a figure over ``covered_s`` seconds of traces to a figure per week
+    (``None`` under :data:`MIN_WEEKLY_SCALE_S`: the figure would be noise)."""
+    return WEEK_S / covered_s if covered_s is not None and covered_s >= MIN_WEEKLY_SCALE_S else None
+
+
 @dataclass(frozen=True, slots=True)
 class Advice:
     """What the recommendation reads: the last day of the traces when they cover more, so
@@ -87,10 +93,8 @@ class Advice:
     @property
     def savings_usd_per_week(self) -> float | None:
         """The next step's savings scaled to a week (``None`` under :data:`MIN_WEEKLY_SCALE_S`)."""
-        savings, covered = self.diagnosis.next_step_savings_usd, self.covered_s
-        if savings is None or covered is None or covered < MIN_WEEKLY_SCALE_S:
-            return None
-        return savings * WEEK_S / covered
+        savings, scale = self.diagnosis.next_step_savings_usd, week_scale(self.covered_s)
+        return None if savings is None or scale is None else savings * scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +129,8 @@ class Report:
 
     @property
     def week_scale(self) -> float | None:
-        """What multiplies a figure over the traces read to a figure per week (``None``
-        when they cover less than :data:`MIN_WEEKLY_SCALE_S`)."""
-        covered = self.covered_s
-        return WEEK_S / covered if covered is not None and covered >= MIN_WEEKLY_SCALE_S else None
+        """What multiplies a figure over the traces read to a figure per week."""
+        return week_scale(self.covered_s)
 
     @property
     def advice(self) -> Advice:
