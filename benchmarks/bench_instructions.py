@@ -14,9 +14,9 @@ so it complements the timed figures of ``tasks.py bench``; it does not replace t
 - Hot path: instructions of the app's thread per span, for the SDK pipeline alone, with an
   empty second processor, and with ``OverspendProcessor`` (spans as in ``bench_hot_path``,
   exported by a ``SimpleSpanProcessor``, so that no other thread's timing changes the
-  count; the processor's background thread is held off, so ended spans stay queued through
-  the run as they do through a timed round: the garbage collector's cost of holding them is
-  counted).
+  count; the processor's background thread is held off, so what the hooks queue stays
+  queued through the run as it does through a timed round: the garbage collector's cost of
+  holding it is counted).
 - Report: instructions per span of ``build_report`` on a synthetic 30,000-span file (as in
   ``bench_report``). Runs of the same code agree within 0.1 % on the report and 0.3 % on
   the hot path (``PYTHONHASHSEED=0``; a background thread still runs there).

@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from opentelemetry import baggage
+from opentelemetry.attributes import BoundedAttributes as _BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
@@ -30,6 +31,9 @@ from otel_overspend.recorder import Recorder, mark
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
+from otel_overspend.span_fields import DIRECT_ENDED as _DIRECT_ENDED
+from otel_overspend.span_fields import DIRECT_LIVE as _DIRECT_LIVE
+from otel_overspend.span_fields import ended_fields, live_span_id
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
@@ -95,7 +99,7 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None]] = SpanQueue(self._count)
+        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None] | int] = SpanQueue(self._count)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
@@ -150,7 +154,9 @@ class OverspendProcessor(SpanProcessor):
                     self._queue.drain()  # ended spans leave the table when counted
                     if len(open_steps) >= MAX_OPEN_SPANS:
                         self._forget_oldest_step()
-                open_steps[span.context.span_id] = frame.name
+                # A class in _DIRECT_LIVE was checked to hold its context there (see span_fields).
+                span_id = span._context[1] if type(span) in _DIRECT_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
+                open_steps[span_id] = frame.name
                 return
             items = self._items
             items.append((span, self._carried_step(parent_context)))
@@ -201,22 +207,45 @@ class OverspendProcessor(SpanProcessor):
         return step
 
     def on_end(self, span: ReadableSpan) -> None:
-        # The span's thread only queues the span: it is read, priced and counted by the
-        # queue's thread, or by whoever needs the counts first (see otel_overspend.background).
+        # The span's thread only sorts the span: one with an LLM call in or below it is
+        # queued whole, to be read, priced and counted by the queue's thread (or by whoever
+        # needs the counts first: see otel_overspend.background); any other only as its id,
+        # to leave the open-span table in start order. Holding the ended span itself until
+        # the queue is counted would keep it alive through the garbage collector's young
+        # generations, which cost the app's thread more than this test.
         try:
+            if type(span) in _DIRECT_ENDED:
+                ctx, attrs = span._context, span._attributes  # noqa: SLF001 - see span_fields
+            else:
+                ctx, attrs = ended_fields(span)
+            if ctx is None:
+                return
             items = self._items
-            items.append(span)
+            marks = self._marks
+            span_id = ctx[1]
+            keys = attrs._dict if type(attrs) is _BoundedAttributes else attrs  # noqa: SLF001 - see span_fields
+            if (keys is None or _no_usage_keys(keys)) and span_id not in marks:
+                items.append(span_id)
+            else:
+                parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
+                if parent is not None and not parent[2]:  # a local parent: the mark climbs
+                    mark(marks, parent[1])
+                items.append(span)
             if len(items) >= self._max_queued:
                 self._queue.drain()  # the queue's thread is far behind: count here
         except Exception:
             self._fail("on_end")
 
-    def _count(self, item: ReadableSpan | tuple[Span, str | None]) -> None:
+    def _count(self, item: ReadableSpan | tuple[Span, str | None] | int) -> None:
         """Take one started or ended span, in the order they came (in the queue's drain:
         never raises); count the ended LLM spans."""
         try:
-            if type(item) is tuple:
-                self._step_of(*item)
+            kind = type(item)
+            if kind is int:  # an ended span with no LLM call in or below it
+                self._open_steps.pop(cast("int", item), None)
+                return
+            if kind is tuple:
+                self._step_of(*cast("tuple[Span, str | None]", item))
                 return
             span = cast("ReadableSpan", item)
             ctx = span.context
@@ -233,8 +262,7 @@ class OverspendProcessor(SpanProcessor):
             if parent is None or parent.is_remote:
                 parent_id = None  # a local root: it closes its request
             else:
-                parent_id = parent.span_id
-                mark(self._marks, parent_id)  # the mark climbs to every ancestor
+                parent_id = parent.span_id  # marked in on_end
                 if not llm:
                     return
             end_ns = span.end_time or 0

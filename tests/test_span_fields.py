@@ -1,0 +1,109 @@
+"""The span hooks read the SDK's own spans by their fields, any other span by its properties,
+and hold no ended span that has no LLM call in or below it."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanContext
+
+from otel_overspend import Settings, step
+from otel_overspend.ledger import CALLS, INPUT, OUTPUT
+from otel_overspend.span_fields import DIRECT_ENDED, DIRECT_LIVE
+
+from conftest import make_pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+USAGE: dict[str, str | int] = {
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.usage.input_tokens": 120,
+    "gen_ai.usage.output_tokens": 7,
+}
+
+
+class _KeepRefs(SpanProcessor):
+    """Keeps a weak reference to every ended span handed to the processors."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, weakref.ref[ReadableSpan]] = {}
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.refs[span.name] = weakref.ref(span)
+
+
+def _sums(totals: Mapping[Any, tuple[float, ...]]) -> tuple[float, float, float]:
+    return (
+        sum(s[CALLS] for s in totals.values()),
+        sum(s[INPUT] for s in totals.values()),
+        sum(s[OUTPUT] for s in totals.values()),
+    )
+
+
+def test_the_sdk_span_classes_are_learned_as_read_directly() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    with step("rerank"), p.tracer.start_as_current_span("request") as root:
+        pass
+    assert isinstance(root, Span)
+    assert type(root) in DIRECT_LIVE
+    assert ReadableSpan in DIRECT_ENDED
+    p.provider.shutdown()
+
+
+def test_ended_spans_without_an_llm_call_are_not_held_and_llm_spans_are_until_counted() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    queue = p.processor._queue
+    queue._stopped = True  # no background thread: only a flush counts
+    queue._event.set()
+    keep = _KeepRefs()
+    p.provider.add_span_processor(keep)
+    with step("generate"), p.tracer.start_as_current_span("request"):
+        with p.tracer.start_as_current_span("db query", attributes={"db.system": "postgresql"}):
+            pass
+        with p.tracer.start_as_current_span("chat", attributes=USAGE):
+            pass
+    assert keep.refs["db query"]() is None  # freed at once: only its id was queued
+    assert keep.refs["chat"]() is not None  # queued whole, to be counted
+    assert keep.refs["request"]() is not None  # an LLM call below it: it closes the request
+    p.processor.force_flush()
+    assert keep.refs["chat"]() is None
+    assert keep.refs["request"]() is None
+    snap = p.processor.snapshot()
+    assert _sums(snap.totals) == (1.0, 120.0, 7.0)
+    assert snap.requests_total == 1
+    assert p.processor._open_steps == {}
+    assert p.processor._marks == {}
+    p.provider.shutdown()
+
+
+class _UsageInProperty(ReadableSpan):
+    """An ended span whose ``attributes`` property is not its ``_attributes`` field."""
+
+    @property
+    def attributes(self) -> MappingProxyType[str, Any]:
+        return MappingProxyType({**(self._attributes or {}), **USAGE})
+
+
+def test_a_span_class_whose_properties_differ_from_its_fields_is_read_by_its_properties() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
+    now_ns = time.time_ns()
+    span = _UsageInProperty(
+        name="chat",
+        context=ctx,
+        attributes={"http.method": "POST"},
+        start_time=now_ns - 1_000,
+        end_time=now_ns,
+    )
+    p.processor.on_end(span)
+    assert _UsageInProperty not in DIRECT_ENDED
+    snap = p.processor.snapshot()
+    assert _sums(snap.totals) == (1.0, 120.0, 7.0)
+    assert snap.requests_total == 1  # a root: its own request
+    assert p.processor._dropped == {}
+    p.provider.shutdown()
