@@ -16,7 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from opentelemetry import baggage
-from opentelemetry.attributes import BoundedAttributes as _BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
@@ -31,6 +30,7 @@ from otel_overspend.recorder import Recorder, mark
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
+from otel_overspend.span_fields import BOUNDED_ATTRIBUTES as _BOUNDED_ATTRIBUTES
 from otel_overspend.span_fields import DIRECT_ENDED as _DIRECT_ENDED
 from otel_overspend.span_fields import DIRECT_LIVE as _DIRECT_LIVE
 from otel_overspend.span_fields import ended_fields, live_span_id
@@ -223,7 +223,7 @@ class OverspendProcessor(SpanProcessor):
             items = self._items
             marks = self._marks
             span_id = ctx[1]
-            keys = attrs._dict if type(attrs) is _BoundedAttributes else attrs  # noqa: SLF001 - see span_fields
+            keys = attrs._dict if type(attrs) is _BOUNDED_ATTRIBUTES else attrs  # type: ignore[union-attr]  # noqa: SLF001
             if (keys is None or _no_usage_keys(keys)) and span_id not in marks:
                 items.append(span_id)
             else:

@@ -10,26 +10,40 @@ read through the public properties here and held exactly what they return. Any o
 (or an SDK whose layout differs) stays on the public properties. Nothing is ever written.
 
 ``SpanContext`` is read by position (``ctx[1]`` is ``span_id``, ``ctx[2]`` ``is_remote``),
-which its properties are defined as; :func:`_is_context` checks it on the same span.
+which its properties are defined as; :func:`_is_context` checks it on the same span. The
+keys of the SDK's ``BoundedAttributes`` are read from the dict it keeps them in when
+:data:`BOUNDED_ATTRIBUTES` is that class (checked once, at import), else by iterating it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanContext
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("DIRECT_ENDED", "DIRECT_LIVE", "ended_fields", "live_span_id")
+__all__ = ("BOUNDED_ATTRIBUTES", "DIRECT_ENDED", "DIRECT_LIVE", "ended_fields", "live_span_id")
 
 #: Started-span classes whose ``_context`` is their ``context``.
 DIRECT_LIVE: set[type[Any]] = set()
 #: Ended-span classes whose ``_context``, ``_parent`` and ``_attributes`` are what their
 #: ``context``, ``parent`` and ``attributes`` return.
 DIRECT_ENDED: set[type[Any]] = set()
+
+
+def _keeps_a_dict() -> bool:
+    probe = BoundedAttributes(attributes={"probe": 1})
+    own = getattr(probe, "_dict", None)
+    return type(own) is dict and own == dict(probe)
+
+
+#: ``BoundedAttributes`` if its keys can be read from its ``_dict``, else a class no
+#: attributes are (``type(attrs) is BOUNDED_ATTRIBUTES`` is then never true).
+BOUNDED_ATTRIBUTES: type[Any] = BoundedAttributes if _keeps_a_dict() else type(None)
 
 
 def _is_context(found: object, public: SpanContext | None) -> bool:

@@ -8,12 +8,13 @@ import weakref
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext
 
 from otel_overspend import Settings, step
 from otel_overspend.ledger import CALLS, INPUT, OUTPUT
-from otel_overspend.span_fields import DIRECT_ENDED, DIRECT_LIVE
+from otel_overspend.span_fields import BOUNDED_ATTRIBUTES, DIRECT_ENDED, DIRECT_LIVE
 
 from conftest import make_pipeline
 
@@ -52,6 +53,7 @@ def test_the_sdk_span_classes_are_learned_as_read_directly() -> None:
     assert isinstance(root, Span)
     assert type(root) in DIRECT_LIVE
     assert ReadableSpan in DIRECT_ENDED
+    assert BOUNDED_ATTRIBUTES is BoundedAttributes
     p.provider.shutdown()
 
 
