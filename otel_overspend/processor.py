@@ -257,7 +257,7 @@ class OverspendProcessor(SpanProcessor):
             attrs = span.attributes
             llm = attrs is not None and not _no_usage_keys(attrs)
             if not (llm or below):
-                return  # the common case: a span with no LLM call in or below it
+                return  # its mark was forgotten since on_end (a full table)
             parent = span.parent
             if parent is None or parent.is_remote:
                 parent_id = None  # a local root: it closes its request
