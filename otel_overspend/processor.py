@@ -88,7 +88,12 @@ class OverspendProcessor(SpanProcessor):
             timeout_s=self.settings.request_timeout_seconds,
             clock=clock,
         )
+        #: Steps of open spans started in a step() (written and removed by the span's hooks).
+        self._live_steps: dict[int, str] = {}
+        #: Steps of open spans decided by the queue's thread (baggage, parent, rules).
         self._open_steps: dict[int, str] = {}
+        #: Steps of ended LLM spans from ``_live_steps``, handed to the queue's thread.
+        self._ended_steps: dict[int, str] = {}
         #: Spans with an LLM call ended below them that have not ended yet.
         self._marks: dict[int, None] = {}
         self._annotations: dict[int, Call | str] | None = None
@@ -99,7 +104,9 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None] | int] = SpanQueue(self._count)
+        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None] | int] = SpanQueue(
+            self._count, after_drain=self._trim_live_steps
+        )
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
@@ -142,40 +149,55 @@ class OverspendProcessor(SpanProcessor):
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The step of the code (step()) is noted here, as it is gone once the hook returns.
-        # Without one, the baggage is read here too, and the parent's step and the rules are
-        # left to the queue (in start order): queueing the span would keep it alive longer,
+        # The step of the code (step()) is noted here, as it is gone once the hook returns,
+        # in a table only the span hooks touch: on_end takes it out again, so the table
+        # holds the spans open now, not every span ended since the queue was last counted
+        # (the queue's thread keeps it within MAX_OPEN_SPANS: see _trim_live_steps).
+        # Without one, the baggage is read here too, and so is a parent's step from that
+        # table (it may end first); the parent's step from the queue and the rules are left
+        # to the queue (in start order): queueing the span would keep it alive longer,
         # which costs the app's thread more in garbage collection than the dict write.
         try:
             frame = _current_frame()
             if frame is not None:
-                open_steps = self._open_steps
-                if len(open_steps) >= MAX_OPEN_SPANS:
-                    self._queue.drain()  # ended spans leave the table when counted
-                    if len(open_steps) >= MAX_OPEN_SPANS:
-                        self._forget_oldest_step()
                 # A class in _DIRECT_LIVE was checked to hold its context there (see span_fields).
-                span_id = span._context[1] if type(span) in _DIRECT_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
-                open_steps[span_id] = frame.name
+                self._live_steps[
+                    span._context[1] if type(span) in _DIRECT_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
+                ] = frame.name
                 return
+            carried = self._carried_step(parent_context)
+            if carried is None and self._live_steps:
+                parent = span.parent
+                if parent is not None and not parent.is_remote:
+                    carried = self._live_steps.get(parent.span_id)
             items = self._items
-            items.append((span, self._carried_step(parent_context)))
+            items.append((span, carried))
             if len(items) >= self._max_queued:
                 self._queue.drain()  # the queue's thread is far behind: count here
         except Exception:
             self._fail("on_start")
 
-    def _forget_oldest_step(self) -> None:
-        open_steps = self._open_steps
-        open_steps.pop(next(iter(open_steps)), None)
-        self._drop("open_span_table_full")
+    def _forget_oldest_step(self, steps: dict[int, str]) -> None:
+        try:
+            oldest = next(iter(steps))
+        except (RuntimeError, StopIteration):  # another thread changed the table meanwhile
+            return
+        if steps.pop(oldest, None) is not None:
+            self._drop("open_span_table_full")
+
+    def _trim_live_steps(self) -> None:
+        """Forget the oldest open spans' steps beyond MAX_OPEN_SPANS (spans never ended):
+        run after every drain of the queue (twice a second, and before every snapshot)."""
+        live_steps = self._live_steps
+        while len(live_steps) > MAX_OPEN_SPANS:
+            self._forget_oldest_step(live_steps)
 
     def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
         """``on_start`` with ``stamp_spans``: the step is decided now, to be written on the span."""
         try:
             frame = _current_frame()
             carried = frame.name if frame is not None else self._carried_step(parent_context)
-            step = self._step_of(span, carried)
+            step = self._step_of(span, carried, self._live_steps)
             if step is not None:
                 span.set_attribute(BAGGAGE_KEY, step)
         except Exception:
@@ -190,20 +212,20 @@ class OverspendProcessor(SpanProcessor):
         self._drop("invalid_baggage_step")
         return None
 
-    def _step_of(self, span: Span, step: str | None) -> str | None:
-        """A started span's step (``step``: from the code or the baggage), and remember it."""
+    def _step_of(self, span: Span, step: str | None, steps: dict[int, str]) -> str | None:
+        """A started span's step (``step``: from the code, the baggage or a parent that may
+        end first), else its parent's in ``steps``, else a rule; remembered in ``steps``."""
         if step is None:
             parent = span.parent
             if parent is not None and not parent.is_remote:
-                step = self._open_steps.get(parent.span_id)
+                step = steps.get(parent.span_id)
             if step is None:
                 step = self._rules.match(span.name, span.attributes)
                 if step is None:
                     return None
-        open_steps = self._open_steps
-        if len(open_steps) >= MAX_OPEN_SPANS:
-            self._forget_oldest_step()
-        open_steps[span.context.span_id] = step
+        if len(steps) >= MAX_OPEN_SPANS:
+            self._forget_oldest_step(steps)
+        steps[span.context.span_id] = step
         return step
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -215,24 +237,32 @@ class OverspendProcessor(SpanProcessor):
         # generations, which cost the app's thread more than this test.
         try:
             if type(span) in _DIRECT_ENDED:
-                ctx, attrs = span._context, span._attributes  # noqa: SLF001 - see span_fields
+                ctx = span._context  # noqa: SLF001 - see span_fields
+                attrs = span._attributes  # noqa: SLF001
             else:
                 ctx, attrs = ended_fields(span)
             if ctx is None:
                 return
-            items = self._items
-            marks = self._marks
             span_id = ctx[1]
-            keys = attrs._dict if type(attrs) is _BOUNDED_ATTRIBUTES else attrs  # type: ignore[union-attr]  # noqa: SLF001
-            if (keys is None or _no_usage_keys(keys)) and span_id not in marks:
-                items.append(span_id)
-            else:
-                parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
-                if parent is not None and not parent[2]:  # a local parent: the mark climbs
-                    mark(marks, parent[1])
-                items.append(span)
+            step = self._live_steps.pop(span_id, None)
+            if type(attrs) is _BOUNDED_ATTRIBUTES:
+                attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
+            if (attrs is None or _no_usage_keys(attrs)) and span_id not in self._marks:
+                if step is None:  # its step, if any, is the queue's to forget
+                    items = self._items
+                    items.append(span_id)
+                    if len(items) >= self._max_queued:
+                        self._queue.drain()  # the queue's thread is far behind: count here
+                return  # started in a step(): nothing of it is left to the queue
+            parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
+            if parent is not None and not parent[2]:  # a local parent: the mark climbs
+                mark(self._marks, parent[1])
+            if step is not None:
+                self._ended_steps[span_id] = step
+            items = self._items
+            items.append(span)
             if len(items) >= self._max_queued:
-                self._queue.drain()  # the queue's thread is far behind: count here
+                self._queue.drain()
         except Exception:
             self._fail("on_end")
 
@@ -245,7 +275,7 @@ class OverspendProcessor(SpanProcessor):
                 self._open_steps.pop(cast("int", item), None)
                 return
             if kind is tuple:
-                self._step_of(*cast("tuple[Span, str | None]", item))
+                self._step_of(*cast("tuple[Span, str | None]", item), self._open_steps)
                 return
             span = cast("ReadableSpan", item)
             ctx = span.context
@@ -253,6 +283,8 @@ class OverspendProcessor(SpanProcessor):
                 return
             span_id = ctx.span_id
             step = self._open_steps.pop(span_id, None)
+            if step is None:
+                step = self._ended_steps.pop(span_id, None)
             below = self._marks.pop(span_id, False) is None
             attrs = span.attributes
             llm = attrs is not None and not _no_usage_keys(attrs)
@@ -309,7 +341,9 @@ class OverspendProcessor(SpanProcessor):
             if ctx.span_id in self._marks:
                 return None
             return self._recorder.peek(
-                name=span.name, attrs=span.attributes, step=self._open_steps.get(ctx.span_id)
+                name=span.name,
+                attrs=span.attributes,
+                step=self._live_steps.get(ctx.span_id) or self._open_steps.get(ctx.span_id),
             )
         return found if not isinstance(found, str) else None
 
@@ -399,7 +433,9 @@ class OverspendProcessor(SpanProcessor):
             for cap in self._parts.caps:
                 cap.after_fork()
             self._parts.attributor.after_fork()
+            self._live_steps = {}
             self._open_steps = {}
+            self._ended_steps = {}
             if self._annotations is not None:
                 self._annotations = {}
             self._drop_lock = threading.Lock()

@@ -393,6 +393,22 @@ def test_child_inherits_the_parent_spans_step(p: Pipeline) -> None:
     assert calls_by_step(p) == {"rerank": 2, "unattributed": 1}
 
 
+def test_a_child_that_outlives_its_parent_keeps_the_parents_step(p: Pipeline) -> None:
+    queue = p.processor._queue
+    queue._stopped = True  # no background thread: the spans are counted at the flush only
+    queue._event.set()
+    with step("rerank"):
+        parent = p.tracer.start_span("rerank batch")
+    child = p.tracer.start_span(
+        "chat gpt-4o",
+        context=trace.set_span_in_context(parent),
+        attributes={"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 100},
+    )
+    parent.end()  # before the child's start is counted: its step is no longer in any table
+    child.end()
+    assert calls_by_step(p) == {"rerank": 1}
+
+
 def test_a_remote_parent_passes_no_step(p: Pipeline) -> None:
     ctx = PROPAGATOR.extract({"traceparent": TRACEPARENT})
     llm(p, context=ctx)
