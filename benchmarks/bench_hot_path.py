@@ -5,10 +5,14 @@ GenAI attributes; a step context is active; each request is a root span with chi
 
 Measured as CPU time, so that a thread's waiting for another does not count: the budget
 is on the CPU of the thread that ends the span (the app's own request); the CPU of every
-thread, the processor's background counting included, is printed beside it. Rounds of
-the pipelines run interleaved, in alternating order, and the added cost is the median of
-each round's ratio to the SDK round beside it. A pipeline with an empty second processor
-is measured alongside: what the SDK charges for calling any second processor at all.
+thread, the processor's background counting included, is printed beside it. The
+pipelines take turns in short chunks (256 spans, about 8 ms each), one chunk of each in a
+row, in rotating order; the added cost is the median over rows of each chunk's ratio to
+the SDK's chunk in its row. The host's speed moves by 10-15 % between rounds of 60 ms, so
+rounds that long compared one at a time left the median of 41 moving by +-4 % between
+runs; rows of 8 ms chunks, 300 of them, keep it within about +-1 %. A pipeline with an
+empty second processor is measured alongside: what the SDK charges for calling any second
+processor at all.
 """
 
 from __future__ import annotations
@@ -47,8 +51,11 @@ LLM_ATTRS: Attrs = {
     "gen_ai.usage.output_tokens": 200,
 }
 PLAIN_ATTRS: Attrs = {"http.request.method": "GET", "url.path": "/search", "db.system": "postgresql"}
-SPANS_PER_ROUND = 2_000
 CHILDREN = 8
+#: Spans each pipeline emits in one turn (whole requests of CHILDREN spans).
+CHUNK_SPANS = 32 * CHILDREN
+#: Turns of each pipeline between two full garbage collections.
+CHUNKS_PER_ROUND = 10
 
 
 class _Noop(SpanExporter):
@@ -91,30 +98,32 @@ def emit(tracer: Tracer, attrs: Attrs, n: int) -> None:
                         pass
 
 
-def _cpu_round(tracer: Tracer, attrs: Attrs, processor: OverspendProcessor | None) -> tuple[float, float]:
-    """(request thread, all threads) CPU microseconds per span for one round of spans.
+def _cpu_chunk(tracer: Tracer, attrs: Attrs, processor: OverspendProcessor | None) -> tuple[float, float]:
+    """(request thread, all threads) CPU seconds of one chunk of spans.
 
     The request thread's CPU is what the app's own thread pays while ending spans; all
-    threads' CPU adds the background counting (flushed inside the round) and the
+    threads' CPU adds the background counting (flushed inside the chunk) and the
     BatchSpanProcessor's thread, for both pipelines alike.
     """
-    gc.collect()
     process0, thread0 = time.process_time(), time.thread_time()
-    emit(tracer, attrs, SPANS_PER_ROUND)
+    emit(tracer, attrs, CHUNK_SPANS)
     thread1 = time.thread_time()
     if processor is not None:
         processor.force_flush()
-    process1 = time.process_time()
-    return (thread1 - thread0) / SPANS_PER_ROUND * 1e6, (process1 - process0) / SPANS_PER_ROUND * 1e6
+    return thread1 - thread0, time.process_time() - process0
 
 
 def _added(ours: list[float], sdk: list[float]) -> float:
-    """Added cost: the median over rounds of each round's ratio to the SDK round beside it
-    (a drift of the machine's speed between rounds cancels within a pair)."""
+    """Added cost: the median over rows of each chunk's ratio to the SDK chunk beside it
+    (a drift of the machine's speed between rows cancels within one)."""
     return statistics.median(o / s for o, s in zip(ours, sdk, strict=True)) - 1
 
 
-def measure(repeats: int = 41) -> list[Row]:
+def _per_span_us(chunks: list[float]) -> float:
+    return statistics.median(chunks) / CHUNK_SPANS * 1e6
+
+
+def measure(rounds: int = 30) -> list[Row]:
     pipelines = {
         "sdk": pipeline(with_processor=False),
         "empty": pipeline(with_processor=False, second=_Empty()),
@@ -125,14 +134,18 @@ def measure(repeats: int = 41) -> list[Row]:
     rows = []
     for label, attrs, budget in (("LLM span", LLM_ATTRS, 0.15), ("non-LLM span", PLAIN_ATTRS, 0.03)):
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
-        for i in range(repeats):  # interleaved, in alternating order
-            for name in list(pipelines)[:: 1 if i % 2 else -1]:
-                _, tracer, processor = pipelines[name]
-                samples[name].append(_cpu_round(tracer, attrs, processor))
+        names = list(pipelines)
+        for i in range(rounds):
+            gc.collect()
+            for j in range(CHUNKS_PER_ROUND):  # one row: each pipeline in turn, order rotating
+                order = names[j % 3 :] + names[: j % 3]
+                for name in order if (i + j) % 2 else order[::-1]:
+                    _, tracer, processor = pipelines[name]
+                    samples[name].append(_cpu_chunk(tracer, attrs, processor))
         thread = {name: [s[0] for s in values] for name, values in samples.items()}
         every = {name: [s[1] for s in values] for name, values in samples.items()}
         added = _added(thread["ours"], thread["sdk"])
-        sdk_us, our_us = statistics.median(thread["sdk"]), statistics.median(thread["ours"])
+        sdk_us, our_us = _per_span_us(thread["sdk"]), _per_span_us(thread["ours"])
         rows.append(
             Row(
                 f"hot path, {label}",

@@ -27,7 +27,7 @@ def test_fast_text_equals_the_registry_rendering() -> None:
     p = make_pipeline(settings)
     other = Counter("app_requests", "An app's own counter.", registry=p.registry)
     other.inc(3)
-    tricky = 'acme-"quoted"\\model'
+    tricky = 'acme-"quoted"\\model-100%'
     with p.tracer.start_as_current_span("request"):
         for name, model in (("rerank", "acme-a"), ("generate", "acme-b"), ("rerank", tricky)):
             with step(name), p.tracer.start_as_current_span("chat") as span:
@@ -44,6 +44,12 @@ def test_fast_text_equals_the_registry_rendering() -> None:
     reference = generate_latest(p.registry)
     fast = b"".join(render_registry(p.registry, collector))
     assert _samples(fast) == _samples(reference)
+    # A series that appears after a scrape is in the next one (the text is laid out anew).
+    with step("judge"), p.tracer.start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.request.model": "acme-c", "gen_ai.usage.input_tokens": 3})
+    later = b"".join(render_registry(p.registry, collector))
+    assert _samples(later) == _samples(generate_latest(p.registry))
+    assert len(_samples(later)) > len(_samples(fast))
     assert (
         "overspend_llm_calls_total",
         (("model", tricky), ("provider", "unknown"), ("step", "rerank"), ("tier", "frontier")),
