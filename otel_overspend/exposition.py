@@ -143,6 +143,7 @@ class OverspendCollector(Collector):
         # (two scrapes may render at once): per line family and piece of series, the piece's
         # text with each value a '%r', the column it reads and the piece's series.
         self._text: tuple[tuple[Key, ...], list[_Piece]] = ((), [])
+        self._write_text(())  # no series yet: the families' headers only
 
     def describe(self) -> Iterator[Metric]:
         # Names only, so that registering two collectors with one name fails at once.

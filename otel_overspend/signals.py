@@ -37,7 +37,7 @@ from otel_overspend.steps import UNATTRIBUTED
 from otel_overspend.thresholds import BANDS, SPECIALIZATION_CANDIDATE_SHARE, Band, Level
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from otel_overspend.ledger import Key
 
@@ -130,7 +130,7 @@ def _fraction(by_step: Mapping[str, float], total: float, treatment: str) -> flo
 
 
 def diagnose(
-    calls: Mapping[Key, tuple[float, ...]],
+    calls: Mapping[Key, Sequence[float]],
     requests: tuple[float, ...],
     *,
     unattributed: str = "exclude",
@@ -139,7 +139,7 @@ def diagnose(
     """All signals for one window of call stats (by series key) and request stats."""
     # Run on every scrape for every window: the series are grouped by step in one pass, and
     # each step's columns summed in C.
-    rows_by_step: dict[str, list[tuple[float, ...]]] = {}
+    rows_by_step: dict[str, list[Sequence[float]]] = {}
     frontier_by_model: dict[str, float] = {}
     get_rows, get_model = rows_by_step.get, frontier_by_model.get
     i_cost = COST

@@ -104,3 +104,13 @@ def test_muted_collector_yields_nothing_only_while_muted() -> None:
     with collector.muted():
         assert list(collector.collect()) == []
     assert list(collector.collect())
+
+
+def test_a_scrape_before_any_call_names_every_family() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    fast = b"".join(render_registry(p.registry, p.processor._collector)).decode()
+    reference = generate_latest(p.registry).decode()
+    assert [f.name for f in text_string_to_metric_families(fast)] == [
+        f.name for f in text_string_to_metric_families(reference)
+    ]
+    assert "# TYPE overspend_llm_calls_total counter" in fast

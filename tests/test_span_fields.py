@@ -19,7 +19,7 @@ from otel_overspend.span_fields import BOUNDED_ATTRIBUTES, DIRECT_ENDED, DIRECT_
 from conftest import make_pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 USAGE: dict[str, str | int] = {
     "gen_ai.request.model": "gpt-4o",
@@ -38,7 +38,7 @@ class _KeepRefs(SpanProcessor):
         self.refs[span.name] = weakref.ref(span)
 
 
-def _sums(totals: Mapping[Any, tuple[float, ...]]) -> tuple[float, float, float]:
+def _sums(totals: Mapping[Any, Sequence[float]]) -> tuple[float, float, float]:
     return (
         sum(s[CALLS] for s in totals.values()),
         sum(s[INPUT] for s in totals.values()),
