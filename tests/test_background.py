@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from otel_overspend import Settings
+from otel_overspend import Settings, step
+from otel_overspend import processor as processor_module
 from otel_overspend.background import SpanQueue
 
 from conftest import make_pipeline, unavailable
@@ -51,6 +52,33 @@ def test_the_thread_counts_queued_items_in_order_without_being_asked() -> None:
     assert seen.items == list(range(10))
     assert seen.threads == {"otel-overspend-counter"}
     queue.stop()
+
+
+def test_after_drain_runs_on_the_thread_with_nothing_queued_and_after_each_drain() -> None:
+    calls: list[str] = []
+    queue: SpanQueue[int] = SpanQueue(
+        lambda _: None,
+        interval_s=0.05,
+        after_drain=lambda: calls.append(threading.current_thread().name),
+    )
+    assert _wait_for(lambda: len(calls) >= 3)  # woken by time alone, the queue empty
+    assert set(calls) == {"otel-overspend-counter"}
+    queue.stop()
+    calls.clear()
+    queue.drain()
+    assert calls == [threading.current_thread().name]
+
+
+def test_a_span_table_of_spans_never_ended_is_trimmed_by_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 50)
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    with step("rerank"):
+        leaked = [p.tracer.start_span(f"never ended {i}") for i in range(200)]
+    # No scrape and no flush: the queue's thread keeps the table within its bound.
+    assert _wait_for(lambda: len(p.processor._live_steps) <= 50)
+    assert p.sample("overspend_spans_dropped_total", {"reason": "open_span_table_full"}) == 150
+    del leaked
+    p.provider.shutdown()
 
 
 def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
