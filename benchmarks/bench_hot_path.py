@@ -10,7 +10,7 @@ pipelines take turns in short chunks (256 spans, about 8 ms each), one chunk of 
 row, in rotating order; the added cost is the median over rows of each chunk's ratio to
 the SDK's chunk in its row. The host's speed moves by 10-15 % between rounds of 60 ms, so
 rounds that long compared one at a time left the median of 41 moving by +-4 % between
-runs; rows of 8 ms chunks, 300 of them, keep it within about +-1 %. A pipeline with an
+runs; rows of 8 ms chunks, 300 of them, keep it within +-1 to +-2.5 %. A pipeline with an
 empty second processor is measured alongside: what the SDK charges for calling any second
 processor at all.
 """

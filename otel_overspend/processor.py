@@ -231,8 +231,9 @@ class OverspendProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         # The span's thread only sorts the span: one with an LLM call in or below it is
         # queued whole, to be read, priced and counted by the queue's thread (or by whoever
-        # needs the counts first: see otel_overspend.background); any other only as its id,
-        # to leave the open-span table in start order. Holding the ended span itself until
+        # needs the counts first: see otel_overspend.background); any other leaves nothing
+        # if it started in a step() (its step leaves the hooks' table here), else only its
+        # id, to leave the queue's open-span table in start order. Holding the ended span until
         # the queue is counted would keep it alive through the garbage collector's young
         # generations, which cost the app's thread more than this test.
         try:
@@ -248,12 +249,12 @@ class OverspendProcessor(SpanProcessor):
             if type(attrs) is _BOUNDED_ATTRIBUTES:
                 attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
             if (attrs is None or _no_usage_keys(attrs)) and span_id not in self._marks:
-                if step is None:  # its step, if any, is the queue's to forget
+                if step is None:  # not started in a step(): its step, if any, is the queue's
                     items = self._items
                     items.append(span_id)
                     if len(items) >= self._max_queued:
                         self._queue.drain()  # the queue's thread is far behind: count here
-                return  # started in a step(): nothing of it is left to the queue
+                return
             parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
                 mark(self._marks, parent[1])
