@@ -171,6 +171,7 @@ def measure(rounds: int = 30) -> list[Row]:
             )
         )
     rows.append(threads(pipelines["ours"][1], pipelines["ours"][2]))
+    rows.append(slowest_end(pipelines["ours"][1], pipelines["sdk"][1]))
     for provider, _, _ in pipelines.values():
         provider.shutdown()
     return rows
@@ -217,6 +218,49 @@ def threads(tracer: Tracer, processor: OverspendProcessor | None, n_threads: int
         f"x{ratio:.2f} per span, lost {expected - counted:.0f}",
         "<= x1.5, lost 0",
         ratio <= 1.5 and counted == expected,
+    )
+
+
+def _end_times(tracer: Tracer, n_threads: int, per_thread: int) -> list[float]:
+    """Seconds each ``span.end()`` took, LLM spans ended by ``n_threads`` threads at once."""
+    times: list[list[float]] = [[] for _ in range(n_threads)]
+
+    def work(out: list[float]) -> None:
+        with step("rerank"):
+            for _ in range(per_thread):
+                span = tracer.start_span("call", attributes=LLM_ATTRS)
+                started = time.perf_counter()
+                span.end()
+                out.append(time.perf_counter() - started)
+
+    workers = [threading.Thread(target=work, args=(out,)) for out in times]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sorted(t for out in times for t in out)
+
+
+def slowest_end(ours: Tracer, sdk: Tracer, n_threads: int = 4, repeats: int = 5) -> Row:
+    """The slowest span ends under overload: 4 threads ending nothing but LLM spans, faster
+    than the background thread counts them, so the spans' own threads count chunks of the
+    queue. Medians over interleaved repeats of each run's 99.9th percentile and maximum."""
+    per_thread = 5_000
+    tails: dict[str, list[tuple[float, float]]] = {"ours": [], "sdk": []}
+    for _ in range(repeats):
+        for name, tracer in (("ours", ours), ("sdk", sdk)):
+            gc.collect()
+            ends = _end_times(tracer, n_threads, per_thread)
+            tails[name].append((ends[int(len(ends) * 0.999)] * 1e3, ends[-1] * 1e3))
+    (p_ours, max_ours), (p_sdk, max_sdk) = (
+        (statistics.median(t[0] for t in tails[n]), statistics.median(t[1] for t in tails[n]))
+        for n in ("ours", "sdk")
+    )
+    return Row(
+        "  ... slowest span end, overload",
+        f"max {max_ours:.0f} ms, p99.9 {p_ours:.1f} ms",
+        f"(SDK {max_sdk:.0f} ms, {p_sdk:.1f} ms)",
+        ok=True,
     )
 
 

@@ -173,7 +173,7 @@ class OverspendProcessor(SpanProcessor):
             items = self._items
             items.append((span, carried))
             if len(items) >= self._max_queued:
-                self._queue.drain()  # the queue's thread is far behind: count here
+                self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
         except Exception:
             self._fail("on_start")
 
@@ -253,7 +253,7 @@ class OverspendProcessor(SpanProcessor):
                     items = self._items
                     items.append(span_id)
                     if len(items) >= self._max_queued:
-                        self._queue.drain()  # the queue's thread is far behind: count here
+                        self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
                 return
             parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
@@ -263,7 +263,7 @@ class OverspendProcessor(SpanProcessor):
             items = self._items
             items.append(span)
             if len(items) >= self._max_queued:
-                self._queue.drain()
+                self._queue.drain_chunk()
         except Exception:
             self._fail("on_end")
 

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from otel_overspend import Settings, step
+from otel_overspend import background as background_module
 from otel_overspend import processor as processor_module
-from otel_overspend.background import SpanQueue
+from otel_overspend.background import CHUNK, SpanQueue
 
 from conftest import make_pipeline, unavailable
 
@@ -93,6 +94,45 @@ def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
         assert len(queue.items) == expected_left
     assert p.processor.snapshot().totals
     p.provider.shutdown()
+
+
+def test_the_span_that_finds_the_queue_full_counts_one_chunk_not_the_whole_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(background_module, "CHUNK", 4)
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    queue = p.processor._queue
+    p.processor._max_queued = 10
+    queue._stopped = True  # no background thread: only the spans' own thread may drain
+    queue._event.set()
+    left = []
+    with step("rerank"):  # an LLM span in a step queues one item, at its end
+        for _ in range(15):
+            with p.tracer.start_as_current_span("chat", attributes=USAGE):
+                pass
+            left.append(len(queue.items))
+    # The 10th end finds 10 queued and counts the oldest 4; so does every 4th end after it.
+    assert left == [1, 2, 3, 4, 5, 6, 7, 8, 9, 6, 7, 8, 9, 6, 7]
+    p.processor._items.clear()  # what the chunks counted, and nothing else, is in the ledger
+    assert sum(stats[0] for stats in p.processor.snapshot().totals.values()) == 8
+    p.provider.shutdown()
+
+
+def test_a_drain_counts_what_was_queued_before_it_in_chunks_and_ends_under_load() -> None:
+    seen = _Recorder()
+    queue: SpanQueue[int] = SpanQueue(seen, interval_s=60.0)
+
+    def count_and_queue_more(item: int) -> None:
+        seen(item)
+        queue.items.append(item + 10_000)  # another thread keeps queueing as fast as we count
+
+    queue._count = count_and_queue_more
+    queue.items.extend(range(3 * CHUNK + 5))
+    queue.drain()
+    assert seen.items == list(range(3 * CHUNK + 5))  # exactly what was queued, oldest first
+    assert list(queue.items) == [i + 10_000 for i in range(3 * CHUNK + 5)]
+    queue._count = seen
+    queue.stop()
 
 
 def test_drain_and_stop_count_everything_left() -> None:

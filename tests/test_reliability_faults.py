@@ -221,12 +221,16 @@ class _Raising(SpanExporter):
 
 
 class _Hanging(SpanExporter):
+    HANG_S = 60.0
+
     def __init__(self) -> None:
+        self.entered = threading.Event()
         self.release = threading.Event()
         self.exported = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.release.wait(30)
+        self.entered.set()
+        self.release.wait(self.HANG_S)
         self.exported += len(spans)
         return SpanExportResult.SUCCESS
 
@@ -295,10 +299,14 @@ def test_a_hanging_downstream_exporter_never_blocks_the_app(monkeypatch: pytest.
     provider.add_span_processor(batch)
     logging.getLogger("opentelemetry").disabled = True  # "queue full, dropping span", once a span
     try:
-        slowest = _emit(provider.get_tracer("t"), threads=4, per_thread=2_000)
+        tracer = provider.get_tracer("t")
+        tracer.start_span("first").end()
+        assert hanging.entered.wait(5)  # the exporter is stuck before the app's spans begin
+        slowest = _emit(tracer, threads=4, per_thread=2_000)
     finally:
         logging.getLogger("opentelemetry").disabled = False
-    assert slowest < 0.5
+    assert hanging.exported == 0  # still stuck: no span's end waited for it to return,
+    assert slowest < _Hanging.HANG_S / 30  # or that end would have taken the whole hang
     assert _calls(processor) == 8_000  # every call counted, whatever the exporter does
     # Attributions waiting for an exporter that never asks stay within their bound.
     assert processor._annotations is not None
