@@ -7,7 +7,8 @@ Draining is serialised by one lock, so spans are counted one at a time, in the o
 ended. When the queue holds ``max_queued`` spans, the thread that ends a span counts one
 chunk of ``CHUNK`` of them: memory stays bounded (about 3 KB a queued span) and no span is
 lost. Every drain holds the lock for one chunk at a time, so a span's end that finds the
-queue full waits for at most two chunks (a few milliseconds), never for a whole queue.
+queue full waits for the chunks of the threads ahead of it (a lock is not fair: at times
+more than one), never for a whole queue.
 
 The thread is woken by time only: waking it on a count, every few hundred spans, cost the
 app's threads more in GIL hand-overs (+4 % CPU a span) than the counting it moved.
