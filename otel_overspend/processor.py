@@ -248,7 +248,8 @@ class OverspendProcessor(SpanProcessor):
             step = self._live_steps.pop(span_id, None)
             if type(attrs) is _BOUNDED_ATTRIBUTES:
                 attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
-            if (attrs is None or _no_usage_keys(attrs)) and span_id not in self._marks:
+            marks = self._marks  # empty unless an LLM call ended below a span still open
+            if (attrs is None or _no_usage_keys(attrs)) and (not marks or span_id not in marks):
                 if step is None:  # not started in a step(): its step, if any, is the queue's
                     items = self._items
                     items.append(span_id)
