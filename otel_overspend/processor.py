@@ -15,12 +15,12 @@ import weakref
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
 
 from otel_overspend.background import SpanQueue
 from otel_overspend.components import Components
+from otel_overspend.context_baggage import baggage_value as _baggage_value
 from otel_overspend.conventions import LLM_MARKER_KEYS
 from otel_overspend.exposition import OverspendCollector, Status, render_registry
 from otel_overspend.forks import reset_in_forked_child
@@ -33,11 +33,12 @@ from otel_overspend.settings import Settings
 from otel_overspend.span_fields import BOUNDED_ATTRIBUTES as _BOUNDED_ATTRIBUTES
 from otel_overspend.span_fields import DIRECT_ENDED as _DIRECT_ENDED
 from otel_overspend.span_fields import DIRECT_LIVE as _DIRECT_LIVE
-from otel_overspend.span_fields import ended_fields, live_span_id
+from otel_overspend.span_fields import ended_fields, live_fields, live_span_id
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypeAlias
 
     from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
     from otel_overspend.attribution import Call
     from otel_overspend.ledger import Snapshot
     from otel_overspend.signals import Diagnosis
+
+    #: A span started outside any step(), queued: (span id, local parent's id, name,
+    #: attributes, the step carried by baggage or an open parent in a step).
+    StartedSpan: TypeAlias = tuple[int, int | None, str, Mapping[str, Any] | None, str | None]
 
 __all__ = ("OverspendProcessor", "latest_processor")
 
@@ -104,7 +109,7 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[ReadableSpan | tuple[Span, str | None] | int] = SpanQueue(
+        self._queue: SpanQueue[ReadableSpan | StartedSpan | int] = SpanQueue(
             self._count, after_drain=self._trim_live_steps
         )
         self._items = self._queue.items  # read on every span: one attribute, not two
@@ -155,8 +160,10 @@ class OverspendProcessor(SpanProcessor):
         # (the queue's thread keeps it within MAX_OPEN_SPANS: see _trim_live_steps).
         # Without one, the baggage is read here too, and so is a parent's step from that
         # table (it may end first); the parent's step from the queue and the rules are left
-        # to the queue (in start order): queueing the span would keep it alive longer,
-        # which costs the app's thread more in garbage collection than the dict write.
+        # to the queue (in start order). The queue is handed the span's id, its local
+        # parent's, its name and its attributes' dict, not the span: a queued span stays
+        # alive until counted, which costs the app's thread more in garbage collection (a
+        # dict of strings and numbers is not even tracked by the collector).
         try:
             frame = _current_frame()
             if frame is not None:
@@ -165,13 +172,20 @@ class OverspendProcessor(SpanProcessor):
                     span._context[1] if type(span) in _DIRECT_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
                 ] = frame.name
                 return
-            carried = self._carried_step(parent_context)
-            if carried is None and self._live_steps:
-                parent = span.parent
-                if parent is not None and not parent.is_remote:
-                    carried = self._live_steps.get(parent.span_id)
+            raw = _baggage_value(BAGGAGE_KEY, parent_context)
+            carried = None if raw is None else self._valid_step(raw)
+            if type(span) in _DIRECT_LIVE:
+                ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
+                name, attrs = span._name, span._attributes  # noqa: SLF001
+            else:
+                ctx, parent, name, attrs = live_fields(span)
+            if type(attrs) is _BOUNDED_ATTRIBUTES:
+                attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001 - a plain dict: the collector skips it
+            parent_id = None if parent is None or parent[2] else parent[1]
+            if carried is None and parent_id is not None and self._live_steps:
+                carried = self._live_steps.get(parent_id)
             items = self._items
-            items.append((span, carried))
+            items.append((ctx[1], parent_id, name, attrs, carried))  # type: ignore[index]
             if len(items) >= self._max_queued:
                 self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
         except Exception:
@@ -196,36 +210,49 @@ class OverspendProcessor(SpanProcessor):
         """``on_start`` with ``stamp_spans``: the step is decided now, to be written on the span."""
         try:
             frame = _current_frame()
-            carried = frame.name if frame is not None else self._carried_step(parent_context)
-            step = self._step_of(span, carried, self._live_steps)
+            carried: str | None
+            if frame is not None:
+                carried = frame.name
+            else:
+                raw = _baggage_value(BAGGAGE_KEY, parent_context)
+                carried = None if raw is None else self._valid_step(raw)
+            ctx, parent, name, attrs = live_fields(span)
+            parent_id = None if parent is None or parent.is_remote else parent.span_id
+            step = self._step_of(ctx.span_id, parent_id, name, attrs, carried, self._live_steps)
             if step is not None:
                 span.set_attribute(BAGGAGE_KEY, step)
         except Exception:
             self._fail("on_start")
 
-    def _carried_step(self, parent_context: Context | None) -> str | None:
-        carried = baggage.get_baggage(BAGGAGE_KEY, parent_context)
-        if carried is None:
-            return None
+    def _valid_step(self, carried: object) -> str | None:
+        """A step carried in baggage, if it is one (else counted as invalid)."""
         if is_step_name(carried):
             return carried
         self._drop("invalid_baggage_step")
         return None
 
-    def _step_of(self, span: Span, step: str | None, steps: dict[int, str]) -> str | None:
+    def _step_of(  # noqa: PLR0917 - positional, as the queue stores them
+        self,
+        span_id: int,
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        step: str | None,
+        steps: dict[int, str],
+    ) -> str | None:
         """A started span's step (``step``: from the code, the baggage or a parent that may
-        end first), else its parent's in ``steps``, else a rule; remembered in ``steps``."""
+        end first), else its local parent's in ``steps``, else a rule on its name and
+        attributes; remembered in ``steps``."""
         if step is None:
-            parent = span.parent
-            if parent is not None and not parent.is_remote:
-                step = steps.get(parent.span_id)
+            if parent_id is not None:
+                step = steps.get(parent_id)
             if step is None:
-                step = self._rules.match(span.name, span.attributes)
+                step = self._rules.match(name, attrs)
                 if step is None:
                     return None
         if len(steps) >= MAX_OPEN_SPANS:
             self._forget_oldest_step(steps)
-        steps[span.context.span_id] = step
+        steps[span_id] = step
         return step
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -268,7 +295,7 @@ class OverspendProcessor(SpanProcessor):
         except Exception:
             self._fail("on_end")
 
-    def _count(self, item: ReadableSpan | tuple[Span, str | None] | int) -> None:
+    def _count(self, item: ReadableSpan | StartedSpan | int) -> None:
         """Take one started or ended span, in the order they came (in the queue's drain:
         never raises); count the ended LLM spans."""
         try:
@@ -277,7 +304,7 @@ class OverspendProcessor(SpanProcessor):
                 self._open_steps.pop(cast("int", item), None)
                 return
             if kind is tuple:
-                self._step_of(*cast("tuple[Span, str | None]", item), self._open_steps)
+                self._step_of(*cast("StartedSpan", item), self._open_steps)
                 return
             span = cast("ReadableSpan", item)
             ctx = span.context

@@ -109,3 +109,30 @@ def test_a_span_class_whose_properties_differ_from_its_fields_is_read_by_its_pro
     assert snap.requests_total == 1  # a root: its own request
     assert p.processor._dropped == {}
     p.provider.shutdown()
+
+
+class _NameInProperty(Span):
+    """A started span whose ``name`` property is not its ``_name`` field."""
+
+    @property
+    def name(self) -> str:
+        return f"rerank {self._name}"
+
+
+def test_a_started_span_class_whose_name_differs_from_its_field_is_read_by_its_properties() -> None:
+    from otel_overspend.settings import StepRule
+
+    p = make_pipeline(
+        Settings(
+            serve_metrics=False,
+            use_genai_prices=False,
+            step_rules=[StepRule(step="rerank", span_name="^rerank ")],
+        )
+    )
+    ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
+    span = _NameInProperty(name="documents", context=ctx)
+    p.processor.on_start(span)  # outside any step(): queued for the rules
+    assert _NameInProperty not in DIRECT_LIVE
+    p.processor.force_flush()
+    assert p.processor._open_steps == {0x2E: "rerank"}  # the rule saw the property's name
+    p.provider.shutdown()
