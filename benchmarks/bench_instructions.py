@@ -11,7 +11,8 @@ that does the work (``--toggle-collect``): imports, warm-up and other threads ar
 out. What it cannot see is how long an instruction takes (cache misses, the host's load),
 so it complements the timed figures of ``tasks.py bench``; it does not replace them.
 
-- Hot path: instructions of the app's thread per span, for the SDK pipeline alone, with an
+- Hot path: instructions of the app's thread per non-LLM span, in a ``step()`` and outside
+  any, for the SDK pipeline alone, with an
   empty second processor, and with ``OverspendProcessor`` (spans as in ``bench_hot_path``,
   exported by a ``SimpleSpanProcessor``, so that no other thread's timing changes the
   count; the processor's background thread is held off, so what the hooks queue stays
@@ -39,7 +40,7 @@ SPANS_REPORT = 30_000
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
-def _hot_path(kind: str) -> None:
+def _hot_path(kind: str, where: str) -> None:
     import bench_hot_path as hot
 
     # Exported at once, in this thread: a batch processor's thread would make the count
@@ -55,7 +56,10 @@ def _hot_path(kind: str) -> None:
         queue._interval_s = 3_600.0  # noqa: SLF001
         queue._event.set()  # noqa: SLF001 - it wakes, counts the warm-up, then waits an hour
         processor.force_flush()
-    functools.reduce(lambda _, __: hot.emit(tracer, hot.PLAIN_ATTRS, SPANS_HOT), range(1), None)
+    in_step = where == "in-step"
+    functools.reduce(
+        lambda _, __: hot.emit(tracer, hot.PLAIN_ATTRS, SPANS_HOT, in_step=in_step), range(1), None
+    )
     provider.shutdown()
 
 
@@ -96,11 +100,12 @@ def _count(*args: str) -> int:
 
 
 def hot_path() -> None:
-    counts = {kind: _count("hot-path", kind) / SPANS_HOT for kind in ("sdk", "empty", "ours")}
-    sdk = counts["sdk"]
-    print(f"hot path, non-LLM span: SDK pipeline {sdk:,.0f} instructions a span (app thread)")
-    for kind in ("empty", "ours"):
-        print(f"  ... {kind:>5}: {counts[kind]:,.0f} ({counts[kind] / sdk - 1:+.1%})")
+    for where, label in (("in-step", "in a step()"), ("no-step", "outside any step()")):
+        counts = {kind: _count("hot-path", kind, where) / SPANS_HOT for kind in ("sdk", "empty", "ours")}
+        sdk = counts["sdk"]
+        print(f"hot path, non-LLM span {label}: SDK pipeline {sdk:,.0f} instructions a span (app thread)")
+        for kind in ("empty", "ours"):
+            print(f"  ... {kind:>5}: {counts[kind]:,.0f} ({counts[kind] / sdk - 1:+.1%})")
 
 
 def report() -> None:
@@ -117,7 +122,7 @@ def main(argv: list[str]) -> None:
     sys.path.insert(0, str(HERE))
     if argv[:1] == ["--child"]:
         if argv[1] == "hot-path":
-            _hot_path(argv[2])
+            _hot_path(argv[2], argv[3])
         else:
             _report(argv[2])
         return

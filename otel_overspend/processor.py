@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import REGISTRY
@@ -37,8 +37,7 @@ from otel_overspend.span_fields import ended_fields, live_fields, live_span_id
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from typing import Any, TypeAlias
+    from collections.abc import Callable
 
     from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
@@ -48,10 +47,6 @@ if TYPE_CHECKING:
     from otel_overspend.attribution import Call
     from otel_overspend.ledger import Snapshot
     from otel_overspend.signals import Diagnosis
-
-    #: A span started outside any step(), queued: (span id, local parent's id, name,
-    #: attributes, the step carried by baggage or an open parent in a step).
-    StartedSpan: TypeAlias = tuple[int, int | None, str, Mapping[str, Any] | None, str | None]
 
 __all__ = ("OverspendProcessor", "latest_processor")
 
@@ -84,6 +79,9 @@ class OverspendProcessor(SpanProcessor):
         parts = Components.from_settings(self.settings, clock=clock)
         self._parts = parts
         self._rules = parts.rules
+        # A span outside a step() is matched against the rules only if it may match one.
+        self._rules_on_names = parts.rules.on_names
+        self._no_rule_keys = parts.rules.keys.isdisjoint
         self._ledger = parts.ledger
         if self.settings.stamp_spans:
             # Decided once here, not on every span: the step is decided at the start.
@@ -93,10 +91,8 @@ class OverspendProcessor(SpanProcessor):
             timeout_s=self.settings.request_timeout_seconds,
             clock=clock,
         )
-        #: Steps of open spans started in a step() (written and removed by the span's hooks).
+        #: Steps of open spans (written and removed by the span's hooks).
         self._live_steps: dict[int, str] = {}
-        #: Steps of open spans decided by the queue's thread (baggage, parent, rules).
-        self._open_steps: dict[int, str] = {}
         #: Steps of ended LLM spans from ``_live_steps``, handed to the queue's thread.
         self._ended_steps: dict[int, str] = {}
         #: Spans with an LLM call ended below them that have not ended yet.
@@ -109,9 +105,7 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[ReadableSpan | StartedSpan | int] = SpanQueue(
-            self._count, after_drain=self._trim_live_steps
-        )
+        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count, after_drain=self._trim_live_steps)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
@@ -154,16 +148,13 @@ class OverspendProcessor(SpanProcessor):
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The step of the code (step()) is noted here, as it is gone once the hook returns,
-        # in a table only the span hooks touch: on_end takes it out again, so the table
-        # holds the spans open now, not every span ended since the queue was last counted
-        # (the queue's thread keeps it within MAX_OPEN_SPANS: see _trim_live_steps).
-        # Without one, the baggage is read here too, and so is a parent's step from that
-        # table (it may end first); the parent's step from the queue and the rules are left
-        # to the queue (in start order). The queue is handed the span's id, its local
-        # parent's, its name and its attributes' dict, not the span: a queued span stays
-        # alive until counted, which costs the app's thread more in garbage collection (a
-        # dict of strings and numbers is not even tracked by the collector).
+        # The step a span starts in is noted here, as the step() in effect and the baggage
+        # are gone once the hook returns, in a table only the span hooks touch: on_end
+        # takes it out again, so the table holds the spans open now (the queue's thread
+        # keeps it within MAX_OPEN_SPANS: see _trim_live_steps). Outside any step(), the
+        # step is the baggage's, else the local parent's from that table (the parent may
+        # end first), else a rule's on the span's name and start attributes; a span with
+        # none (most spans of most apps) leaves nothing behind, here or in on_end.
         try:
             frame = _current_frame()
             if frame is not None:
@@ -173,23 +164,35 @@ class OverspendProcessor(SpanProcessor):
                 ] = frame.name
                 return
             raw = _baggage_value(BAGGAGE_KEY, parent_context)
-            carried = None if raw is None else self._valid_step(raw)
-            if type(span) in _DIRECT_LIVE:
-                ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
-                name, attrs = span._name, span._attributes  # noqa: SLF001
-            else:
-                ctx, parent, name, attrs = live_fields(span)
-            if type(attrs) is _BOUNDED_ATTRIBUTES:
-                attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001 - a plain dict: the collector skips it
-            parent_id = None if parent is None or parent[2] else parent[1]
-            if carried is None and parent_id is not None and self._live_steps:
-                carried = self._live_steps.get(parent_id)
-            items = self._items
-            items.append((ctx[1], parent_id, name, attrs, carried))  # type: ignore[index]
-            if len(items) >= self._max_queued:
-                self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
+            self._started_step(span, None if raw is None else self._valid_step(raw))
         except Exception:
             self._fail("on_start")
+
+    def _started_step(self, span: Span, step: str | None) -> str | None:
+        """The step of a span started outside any step() (``step``: the baggage's, checked),
+        else its local parent's, else a rule's; remembered in the table of open spans."""
+        steps = self._live_steps
+        if type(span) in _DIRECT_LIVE:
+            ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
+        else:
+            ctx, parent, _, _ = live_fields(span)
+        if step is None:
+            if steps and parent is not None and not parent[2]:
+                step = steps.get(parent[1])
+            if step is None:
+                if type(span) in _DIRECT_LIVE:
+                    name, attrs = span._name, span._attributes  # noqa: SLF001
+                else:
+                    _, _, name, attrs = live_fields(span)
+                if type(attrs) is _BOUNDED_ATTRIBUTES:
+                    attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
+                if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
+                    return None
+                step = self._rules.match(name, attrs)
+                if step is None:
+                    return None
+        steps[ctx[1]] = step  # type: ignore[index]
+        return step
 
     def _forget_oldest_step(self, steps: dict[int, str]) -> None:
         try:
@@ -207,18 +210,14 @@ class OverspendProcessor(SpanProcessor):
             self._forget_oldest_step(live_steps)
 
     def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
-        """``on_start`` with ``stamp_spans``: the step is decided now, to be written on the span."""
+        """``on_start`` with ``stamp_spans``: the step is decided as ever, and written on the span."""
         try:
             frame = _current_frame()
-            carried: str | None
             if frame is not None:
-                carried = frame.name
+                step: str | None = self._started_step(span, frame.name)
             else:
                 raw = _baggage_value(BAGGAGE_KEY, parent_context)
-                carried = None if raw is None else self._valid_step(raw)
-            ctx, parent, name, attrs = live_fields(span)
-            parent_id = None if parent is None or parent.is_remote else parent.span_id
-            step = self._step_of(ctx.span_id, parent_id, name, attrs, carried, self._live_steps)
+                step = self._started_step(span, None if raw is None else self._valid_step(raw))
             if step is not None:
                 span.set_attribute(BAGGAGE_KEY, step)
         except Exception:
@@ -231,38 +230,13 @@ class OverspendProcessor(SpanProcessor):
         self._drop("invalid_baggage_step")
         return None
 
-    def _step_of(  # noqa: PLR0917 - positional, as the queue stores them
-        self,
-        span_id: int,
-        parent_id: int | None,
-        name: str,
-        attrs: Mapping[str, Any] | None,
-        step: str | None,
-        steps: dict[int, str],
-    ) -> str | None:
-        """A started span's step (``step``: from the code, the baggage or a parent that may
-        end first), else its local parent's in ``steps``, else a rule on its name and
-        attributes; remembered in ``steps``."""
-        if step is None:
-            if parent_id is not None:
-                step = steps.get(parent_id)
-            if step is None:
-                step = self._rules.match(name, attrs)
-                if step is None:
-                    return None
-        if len(steps) >= MAX_OPEN_SPANS:
-            self._forget_oldest_step(steps)
-        steps[span_id] = step
-        return step
-
     def on_end(self, span: ReadableSpan) -> None:
         # The span's thread only sorts the span: one with an LLM call in or below it is
         # queued whole, to be read, priced and counted by the queue's thread (or by whoever
         # needs the counts first: see otel_overspend.background); any other leaves nothing
-        # if it started in a step() (its step leaves the hooks' table here), else only its
-        # id, to leave the queue's open-span table in start order. Holding the ended span until
-        # the queue is counted would keep it alive through the garbage collector's young
-        # generations, which cost the app's thread more than this test.
+        # (its step, if it had one, leaves the hooks' table here). Holding the ended span
+        # until the queue is counted would keep it alive through the garbage collector's
+        # young generations, which cost the app's thread more than this test.
         try:
             if type(span) in _DIRECT_ENDED:
                 ctx = span._context  # noqa: SLF001 - see span_fields
@@ -277,11 +251,6 @@ class OverspendProcessor(SpanProcessor):
                 attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
             marks = self._marks  # empty unless an LLM call ended below a span still open
             if (attrs is None or _no_usage_keys(attrs)) and (not marks or span_id not in marks):
-                if step is None:  # not started in a step(): its step, if any, is the queue's
-                    items = self._items
-                    items.append(span_id)
-                    if len(items) >= self._max_queued:
-                        self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
                 return
             parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
@@ -291,29 +260,19 @@ class OverspendProcessor(SpanProcessor):
             items = self._items
             items.append(span)
             if len(items) >= self._max_queued:
-                self._queue.drain_chunk()
+                self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
         except Exception:
             self._fail("on_end")
 
-    def _count(self, item: ReadableSpan | StartedSpan | int) -> None:
-        """Take one started or ended span, in the order they came (in the queue's drain:
-        never raises); count the ended LLM spans."""
+    def _count(self, span: ReadableSpan) -> None:
+        """Count one ended span with an LLM call in or below it, in the order they ended (in
+        the queue's drain: never raises)."""
         try:
-            kind = type(item)
-            if kind is int:  # an ended span with no LLM call in or below it
-                self._open_steps.pop(cast("int", item), None)
-                return
-            if kind is tuple:
-                self._step_of(*cast("StartedSpan", item), self._open_steps)
-                return
-            span = cast("ReadableSpan", item)
             ctx = span.context
             if ctx is None:
                 return
             span_id = ctx.span_id
-            step = self._open_steps.pop(span_id, None)
-            if step is None:
-                step = self._ended_steps.pop(span_id, None)
+            step = self._ended_steps.pop(span_id, None)
             below = self._marks.pop(span_id, False) is None
             attrs = span.attributes
             llm = attrs is not None and not _no_usage_keys(attrs)
@@ -372,7 +331,7 @@ class OverspendProcessor(SpanProcessor):
             return self._recorder.peek(
                 name=span.name,
                 attrs=span.attributes,
-                step=self._live_steps.get(ctx.span_id) or self._open_steps.get(ctx.span_id),
+                step=self._live_steps.get(ctx.span_id),
             )
         return found if not isinstance(found, str) else None
 
@@ -463,7 +422,6 @@ class OverspendProcessor(SpanProcessor):
                 cap.after_fork()
             self._parts.attributor.after_fork()
             self._live_steps = {}
-            self._open_steps = {}
             self._ended_steps = {}
             if self._annotations is not None:
                 self._annotations = {}

@@ -60,21 +60,20 @@ DEFAULT_RULES: Final = (
 class StepRules:
     """An ordered rule list; the first match names the step."""
 
-    __slots__ = ("_keys", "_name_rules", "_rules")
+    __slots__ = ("_rules", "keys", "on_names")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self._rules = tuple(rules)
-        # Rules that look only at attributes can be skipped at once when none of their
-        # attributes is on the span: most spans carry none of them.
-        self._keys = frozenset(r.attribute for r in self._rules if r.attribute is not None)
-        self._name_rules = any(r.attribute is None for r in self._rules)
+        #: The attributes the rules read: a span with none of them is matched by no rule
+        #: unless :attr:`on_names` (most spans carry none of them).
+        self.keys = frozenset(r.attribute for r in self._rules if r.attribute is not None)
+        #: Whether a rule may match on the span's name alone.
+        self.on_names = any(r.attribute is None for r in self._rules)
 
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
-        if not self._rules:
+        if not self.on_names and (not attrs or self.keys.isdisjoint(attrs)):
             return None
-        present = self._keys.intersection(attrs) if attrs else frozenset()
-        if not present and not self._name_rules:
-            return None
+        present = self.keys.intersection(attrs) if attrs else frozenset()
         values: Mapping[str, Any] = attrs or {}
         for rule in self._rules:
             if rule.attribute is not None and rule.attribute not in present:

@@ -85,10 +85,10 @@ def test_a_span_table_of_spans_never_ended_is_trimmed_by_the_thread(monkeypatch:
 def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     queue = p.processor._queue
-    p.processor._max_queued = 6  # each span queues its start and its end
+    p.processor._max_queued = 3  # an LLM span queues itself at its end
     queue._stopped = True  # no background thread: only the spans' own thread may drain
     queue._event.set()
-    for expected_left in (2, 4, 0):  # the third span's end fills the queue: its thread drains it
+    for expected_left in (1, 2, 0):  # the third span's end fills the queue: its thread drains it
         with p.tracer.start_as_current_span("chat", attributes=USAGE):
             pass
         assert len(queue.items) == expected_left

@@ -78,7 +78,7 @@ def test_ended_spans_without_an_llm_call_are_not_held_and_llm_spans_are_until_co
     snap = p.processor.snapshot()
     assert _sums(snap.totals) == (1.0, 120.0, 7.0)
     assert snap.requests_total == 1
-    assert p.processor._open_steps == {}
+    assert p.processor._live_steps == {}
     assert p.processor._marks == {}
     p.provider.shutdown()
 
@@ -131,8 +131,25 @@ def test_a_started_span_class_whose_name_differs_from_its_field_is_read_by_its_p
     )
     ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
     span = _NameInProperty(name="documents", context=ctx)
-    p.processor.on_start(span)  # outside any step(): queued for the rules
+    p.processor.on_start(span)  # outside any step(): the rules name its step
     assert _NameInProperty not in DIRECT_LIVE
-    p.processor.force_flush()
-    assert p.processor._open_steps == {0x2E: "rerank"}  # the rule saw the property's name
+    assert p.processor._live_steps == {0x2E: "rerank"}  # the rule saw the property's name
+    p.provider.shutdown()
+
+
+def test_a_span_outside_any_step_leaves_nothing_behind_and_one_a_rule_names_only_while_open() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    queue = p.processor._queue
+    queue._stopped = True  # no background thread: what the hooks queue stays queued
+    queue._event.set()
+    with p.tracer.start_as_current_span("GET /search"):
+        with p.tracer.start_as_current_span("SELECT", attributes={"db.system": "postgresql"}):
+            assert p.processor._live_steps == {}  # no step, no baggage, no rule: nothing noted
+        kind = {"openinference.span.kind": "RERANKER"}
+        with p.tracer.start_as_current_span("rerank", attributes=kind) as r:
+            assert p.processor._live_steps == {r.get_span_context().span_id: "rerank"}
+            with p.tracer.start_as_current_span("score") as child:  # its parent's step, at its start
+                assert p.processor._live_steps[child.get_span_context().span_id] == "rerank"
+    assert p.processor._live_steps == {}
+    assert len(queue.items) == 0  # no LLM call: nothing queued either
     p.provider.shutdown()
