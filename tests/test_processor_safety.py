@@ -112,7 +112,11 @@ def test_a_failing_on_start_is_counted_and_the_span_still_exports(
 ) -> None:
     p, exporter = exported
     monkeypatch.setattr(StepRules, "match", boom)
-    with p.tracer.start_as_current_span("chat"), p.tracer.start_as_current_span("inner"):
+    kind = {"openinference.span.kind": "CHAIN"}  # an attribute the rules read: they are tried
+    with (
+        p.tracer.start_as_current_span("chat", attributes=kind),
+        p.tracer.start_as_current_span("inner", attributes=kind),
+    ):
         pass
     assert [span.name for span in exporter.get_finished_spans()] == ["inner", "chat"]
     assert dropped(p, "internal_error") == 2
