@@ -172,18 +172,17 @@ class OverspendProcessor(SpanProcessor):
         """The step of a span started outside any step() (``step``: the baggage's, checked),
         else its local parent's, else a rule's; remembered in the table of open spans."""
         steps = self._live_steps
-        if type(span) in _DIRECT_LIVE:
+        direct = type(span) in _DIRECT_LIVE
+        if direct:
             ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
         else:
-            ctx, parent, _, _ = live_fields(span)
+            ctx, parent, name, attrs = live_fields(span)
         if step is None:
             if steps and parent is not None and not parent[2]:
                 step = steps.get(parent[1])
             if step is None:
-                if type(span) in _DIRECT_LIVE:
+                if direct:
                     name, attrs = span._name, span._attributes  # noqa: SLF001
-                else:
-                    _, _, name, attrs = live_fields(span)
                 if type(attrs) is _BOUNDED_ATTRIBUTES:
                     attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
                 if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
