@@ -30,10 +30,9 @@ from otel_overspend.recorder import Recorder, mark
 from otel_overspend.requests import OpenRequests
 from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
-from otel_overspend.span_fields import BOUNDED_ATTRIBUTES as _BOUNDED_ATTRIBUTES
-from otel_overspend.span_fields import DIRECT_ENDED as _DIRECT_ENDED
-from otel_overspend.span_fields import DIRECT_LIVE as _DIRECT_LIVE
-from otel_overspend.span_fields import ended_fields, live_fields, live_span_id
+from otel_overspend.span_fields import SDK_ENDED as _SDK_ENDED
+from otel_overspend.span_fields import SDK_LIVE as _SDK_LIVE
+from otel_overspend.span_fields import direct_attributes, ended_fields, live_fields, live_span_id
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
@@ -158,9 +157,9 @@ class OverspendProcessor(SpanProcessor):
         try:
             frame = _current_frame()
             if frame is not None:
-                # A class in _DIRECT_LIVE was checked to hold its context there (see span_fields).
+                # SDK_LIVE was checked to hold its context there (see span_fields).
                 self._live_steps[
-                    span._context[1] if type(span) in _DIRECT_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
+                    span._context[1] if type(span) is _SDK_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
                 ] = frame.name
                 return
             raw = _baggage_value(BAGGAGE_KEY, parent_context)
@@ -172,7 +171,7 @@ class OverspendProcessor(SpanProcessor):
         """The step of a span started outside any step() (``step``: the baggage's, checked),
         else its local parent's, else a rule's; remembered in the table of open spans."""
         steps = self._live_steps
-        direct = type(span) in _DIRECT_LIVE
+        direct = type(span) is _SDK_LIVE
         if direct:
             ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
         else:
@@ -182,9 +181,7 @@ class OverspendProcessor(SpanProcessor):
                 step = steps.get(parent[1])
             if step is None:
                 if direct:
-                    name, attrs = span._name, span._attributes  # noqa: SLF001
-                if type(attrs) is _BOUNDED_ATTRIBUTES:
-                    attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
+                    name, attrs = span._name, direct_attributes(span)  # noqa: SLF001
                 if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
                     return None
                 step = self._rules.match(name, attrs)
@@ -237,21 +234,22 @@ class OverspendProcessor(SpanProcessor):
         # until the queue is counted would keep it alive through the garbage collector's
         # young generations, which cost the app's thread more than this test.
         try:
-            if type(span) in _DIRECT_ENDED:
+            if type(span) is _SDK_ENDED:
                 ctx = span._context  # noqa: SLF001 - see span_fields
-                attrs = span._attributes  # noqa: SLF001
+                try:
+                    attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+                except AttributeError:  # not a BoundedAttributes after all (see span_fields)
+                    attrs = direct_attributes(span)
             else:
                 ctx, attrs = ended_fields(span)
             if ctx is None:
                 return
             span_id = ctx[1]
             step = self._live_steps.pop(span_id, None)
-            if type(attrs) is _BOUNDED_ATTRIBUTES:
-                attrs = attrs._dict  # type: ignore[union-attr]  # noqa: SLF001
-            marks = self._marks  # empty unless an LLM call ended below a span still open
-            if (attrs is None or _no_usage_keys(attrs)) and (not marks or span_id not in marks):
+            # self._marks is empty unless an LLM call ended below a span still open
+            if (attrs is None or _no_usage_keys(attrs)) and (not self._marks or span_id not in self._marks):
                 return
-            parent = span._parent if type(span) in _DIRECT_ENDED else span.parent  # noqa: SLF001
+            parent = span._parent if type(span) is _SDK_ENDED else span.parent  # noqa: SLF001
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
                 mark(self._marks, parent[1])
             if step is not None:

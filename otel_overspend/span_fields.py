@@ -8,6 +8,9 @@ On a plain span the hooks may add about 5,500 instructions (3 % of the SDK's own
 :data:`DIRECT_LIVE` / :data:`DIRECT_ENDED`; a class gets there once one of its spans has been
 read through the public properties here and held exactly what they return. Any other class
 (or an SDK whose layout differs) stays on the public properties. Nothing is ever written.
+:data:`SDK_LIVE` and :data:`SDK_ENDED` are the classes of the spans the SDK's tracer starts and
+hands to ``on_end``, checked so at import on one probe span (a ``type(span) is`` test costs
+the hooks less than a set lookup, and their attributes need no type check).
 
 ``SpanContext`` is read by position (``ctx[1]`` is ``span_id``, ``ctx[2]`` ``is_remote``),
 which its properties are defined as; :func:`_is_context` checks it on the same span. The
@@ -21,10 +24,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext
 
-__all__ = ("BOUNDED_ATTRIBUTES", "DIRECT_ENDED", "DIRECT_LIVE", "ended_fields", "live_fields", "live_span_id")
+__all__ = (
+    "BOUNDED_ATTRIBUTES",
+    "DIRECT_ENDED",
+    "DIRECT_LIVE",
+    "SDK_ENDED",
+    "SDK_LIVE",
+    "direct_attributes",
+    "ended_fields",
+    "live_fields",
+    "live_span_id",
+)
 
 #: Started-span classes whose ``_context``, ``_parent``, ``_name`` and ``_attributes`` are
 #: what their ``context``, ``parent``, ``name`` and ``attributes`` return.
@@ -62,14 +77,22 @@ def _same_attributes(own: object, public: Mapping[str, Any] | None) -> bool:
     return isinstance(own, Mapping) and dict(own) == dict(public or {})
 
 
+def direct_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The attributes of a span of a class read by its fields: the dict they are kept in
+    when they are the SDK's ``BoundedAttributes``."""
+    attrs = span._attributes  # noqa: SLF001
+    return attrs._dict if type(attrs) is BOUNDED_ATTRIBUTES else attrs  # type: ignore[union-attr]  # noqa: SLF001
+
+
 def live_fields(span: Span) -> tuple[SpanContext, SpanContext | None, str, Mapping[str, Any] | None]:
-    """A started span's (context, parent, name, attributes), through the public properties
-    (learning whether its class can be read directly)."""
-    ctx, parent, name, attrs = span.context, span.parent, span.name, span.attributes
+    """A started span's (context, parent, name, attributes): by its fields if its class is
+    in DIRECT_LIVE, else through the public properties (learning whether it can be)."""
     cls = type(span)
+    if cls in DIRECT_LIVE:
+        return span._context, span._parent, span._name, direct_attributes(span)  # type: ignore[return-value]  # noqa: SLF001
+    ctx, parent, name, attrs = span.context, span.parent, span.name, span.attributes
     if (
-        cls not in DIRECT_LIVE
-        and issubclass(cls, Span)
+        issubclass(cls, Span)
         and ctx is not None
         and _is_context(getattr(span, "_context", None), ctx)
         and _is_context(getattr(span, "_parent", None), parent)
@@ -82,17 +105,22 @@ def live_fields(span: Span) -> tuple[SpanContext, SpanContext | None, str, Mappi
 
 
 def live_span_id(span: Span) -> int:
-    """A started span's id, through the public properties (learning as :func:`live_fields`)."""
+    """A started span's id (read as by :func:`live_fields`)."""
+    if type(span) in DIRECT_LIVE:
+        direct: int = span._context[1]  # type: ignore[index]  # noqa: SLF001
+        return direct
     span_id: int = live_fields(span)[0].span_id
     return span_id
 
 
 def ended_fields(span: ReadableSpan) -> tuple[SpanContext | None, Mapping[str, Any] | None]:
-    """An ended span's (context, attributes), through the public properties (learning
-    whether its class can be read directly)."""
-    ctx, parent, attrs = span.context, span.parent, span.attributes
+    """An ended span's (context, attributes): by its fields if its class is in
+    DIRECT_ENDED, else through the public properties (learning whether it can be)."""
     cls = type(span)
-    if cls not in DIRECT_ENDED and issubclass(cls, ReadableSpan):
+    if cls in DIRECT_ENDED:
+        return span._context, direct_attributes(span)  # noqa: SLF001
+    ctx, parent, attrs = span.context, span.parent, span.attributes
+    if issubclass(cls, ReadableSpan):
         own = getattr(span, "_attributes", None)
         if (
             _is_context(getattr(span, "_context", None), ctx)
@@ -101,3 +129,47 @@ def ended_fields(span: ReadableSpan) -> tuple[SpanContext | None, Mapping[str, A
         ):
             DIRECT_ENDED.add(cls)
     return ctx, attrs
+
+
+class _Keep(SpanProcessor):
+    """Keeps the span the SDK hands to ``on_end`` (its own ``ReadableSpan`` copy in 1.45)."""
+
+    def __init__(self) -> None:
+        self.ended: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+
+def _probe_classes() -> tuple[type[Any], type[Any]]:
+    """The classes of the spans the SDK's tracer starts and hands to ``on_end``, each if one
+    of them, read through its properties, earned its class a place in DIRECT_LIVE or
+    DIRECT_ENDED with its attributes in a ``BoundedAttributes``; else a class no span is
+    (with ``OTEL_SDK_DISABLED``, say, the tracer makes no SDK span)."""
+    none: type[Any] = type(None)
+    if BOUNDED_ATTRIBUTES is not BoundedAttributes:
+        return none, none
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(), shutdown_on_exit=False)
+    keep = _Keep()
+    provider.add_span_processor(keep)
+    span = provider.get_tracer("otel_overspend.probe").start_span("probe", attributes={"probe": 1})
+    live = type(span)
+    if isinstance(span, Span):
+        live_fields(span)
+    bounded = type(getattr(span, "_attributes", None)) is BOUNDED_ATTRIBUTES
+    span.end()
+    provider.shutdown()
+    live = live if bounded and live in DIRECT_LIVE else none
+    if len(keep.ended) != 1:
+        return live, none
+    ended_span = keep.ended[0]
+    ended = type(ended_span)
+    ended_fields(ended_span)
+    bounded = type(getattr(ended_span, "_attributes", None)) is BOUNDED_ATTRIBUTES
+    return live, ended if bounded and ended in DIRECT_ENDED else none
+
+
+#: The class of the spans the SDK's tracer starts (``on_start``) and the class of those it
+#: hands to ``on_end``, checked at import to be read by their fields with their attributes
+#: in a ``BoundedAttributes`` (``type(span) is SDK_LIVE`` is never true if not).
+SDK_LIVE, SDK_ENDED = _probe_classes()

@@ -12,14 +12,17 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext
 
-from otel_overspend import Settings, step
+from otel_overspend import Settings, span_fields, step
+from otel_overspend import processor as processor_module
 from otel_overspend.ledger import CALLS, INPUT, OUTPUT
-from otel_overspend.span_fields import BOUNDED_ATTRIBUTES, DIRECT_ENDED, DIRECT_LIVE
+from otel_overspend.span_fields import BOUNDED_ATTRIBUTES, DIRECT_ENDED, DIRECT_LIVE, SDK_ENDED, SDK_LIVE
 
 from conftest import make_pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    import pytest
 
 USAGE: dict[str, str | int] = {
     "gen_ai.request.model": "gpt-4o",
@@ -152,4 +155,105 @@ def test_a_span_outside_any_step_leaves_nothing_behind_and_one_a_rule_names_only
                 assert p.processor._live_steps[child.get_span_context().span_id] == "rerank"
     assert p.processor._live_steps == {}
     assert len(queue.items) == 0  # no LLM call: nothing queued either
+    p.provider.shutdown()
+
+
+class _Classes(SpanProcessor):
+    """Notes the class of every span handed to ``on_start`` and ``on_end``."""
+
+    def __init__(self) -> None:
+        self.started: set[type[Any]] = set()
+        self.ended: set[type[Any]] = set()
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        self.started.add(type(span))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.add(type(span))
+
+
+def test_the_classes_probed_at_import_are_those_the_sdk_hands_to_processors() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    seen = _Classes()
+    p.provider.add_span_processor(seen)
+    with (
+        step("rerank"),
+        p.tracer.start_as_current_span("request"),
+        p.tracer.start_as_current_span("chat", attributes=USAGE),
+    ):
+        pass
+    assert seen.started == {SDK_LIVE}
+    assert seen.ended == {SDK_ENDED}
+    assert SDK_LIVE is not SDK_ENDED  # SDK 1.45 hands on_end a ReadableSpan copy, not the span
+    p.provider.shutdown()
+
+
+def test_no_class_is_read_by_its_fields_untested(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(span_fields, "BOUNDED_ATTRIBUTES", type(None))
+    assert span_fields._probe_classes() == (type(None), type(None))
+    monkeypatch.undo()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the tracer makes no SDK span at all
+    assert span_fields._probe_classes() == (type(None), type(None))
+
+
+def _seed_request(p: Any) -> None:
+    # The GUIDE's Test 2 request: four frontier calls, each in its own step.
+    for name, tokens_in, tokens_out in (
+        ("rewrite", 200, 50),
+        ("rerank", 12_000, 200),
+        ("generate", 3_500, 400),
+        ("faithfulness", 4_000, 100),
+    ):
+        attrs = {
+            "gen_ai.request.model": "claude-sonnet-4",
+            "gen_ai.usage.input_tokens": tokens_in,
+            "gen_ai.usage.output_tokens": tokens_out,
+        }
+        with (
+            step(name),
+            p.tracer.start_as_current_span(name),
+            p.tracer.start_as_current_span(f"chat {name}", attributes=attrs),
+        ):
+            pass
+
+
+def test_spans_read_by_their_properties_are_counted_as_those_read_by_their_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counted = []
+    for direct in (True, False):
+        if not direct:  # as if the probe had found neither class readable by its fields
+            monkeypatch.setattr(processor_module, "_SDK_LIVE", type(None))
+            monkeypatch.setattr(processor_module, "_SDK_ENDED", type(None))
+            DIRECT_LIVE.clear()
+            DIRECT_ENDED.clear()
+        p = make_pipeline(Settings(serve_metrics=False))
+        with p.tracer.start_as_current_span("request"):
+            _seed_request(p)
+        p.processor.force_flush()
+        snap = p.processor.snapshot()
+        counted.append((_sums(snap.totals), {key[0] for key in snap.totals}, snap.requests_total))
+        assert p.processor._live_steps == {}
+        assert p.processor._dropped == {}
+        p.provider.shutdown()
+    assert SDK_LIVE in DIRECT_LIVE  # learned again through the properties
+    assert SDK_ENDED in DIRECT_ENDED
+    assert counted[0] == counted[1]
+    assert counted[0][0] == (4.0, 19_700.0, 750.0)  # 200+12000+3500+4000 in, 50+200+400+100 out
+    assert counted[0][1] == {"rewrite", "rerank", "generate", "faithfulness"}
+    assert counted[0][2] == 1
+
+
+def test_an_ended_sdk_class_span_without_context_or_bounded_attributes_is_still_read() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    now_ns = time.time_ns()
+    no_context = SDK_ENDED(name="chat", context=None, attributes=USAGE, start_time=now_ns, end_time=now_ns)
+    p.processor.on_end(no_context)  # nothing to key it by: left alone, not an error
+    ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
+    plain = SDK_ENDED(name="chat", context=ctx, attributes=dict(USAGE), start_time=now_ns, end_time=now_ns)
+    assert type(plain._attributes) is dict  # not the BoundedAttributes the probe saw
+    p.processor.on_end(plain)
+    snap = p.processor.snapshot()
+    assert _sums(snap.totals) == (1.0, 120.0, 7.0)
+    assert p.processor._dropped == {}
     p.provider.shutdown()
