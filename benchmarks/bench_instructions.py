@@ -1,6 +1,6 @@
 """Instructions, not seconds: the hot path and the offline report counted by callgrind.
 
-    .venv/bin/python benchmarks/bench_instructions.py            # both (about 3 minutes)
+    .venv/bin/python benchmarks/bench_instructions.py            # both (about 9 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report
 
 On a shared host the same code's CPU time moves by a factor of two or more within an hour
@@ -10,6 +10,14 @@ piece of work executes do not. Each measurement runs in its own process under
 that does the work (``--toggle-collect``): imports, warm-up and other threads are left
 out. What it cannot see is how long an instruction takes (cache misses, the host's load),
 so it complements the timed figures of ``tasks.py bench``; it does not replace them.
+
+A count also depends on where the interpreter's objects happen to lie in memory: CPython's
+attribute cache is indexed by the addresses of the names looked up, so two layouts of the
+same code differ by up to 1 % of a span (their collisions in that cache) while runs of one
+layout agree exactly. The hot path is therefore counted under several layouts (the same
+padding of the environment for each kind, which moves every later allocation) and each
+figure is the median, over the layouts, of the ratio measured in that layout; the range is
+printed beside it.
 
 - Hot path: instructions of the app's thread per non-LLM span, in a ``step()`` and outside
   any, for the SDK pipeline alone, with an
@@ -29,14 +37,18 @@ import functools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SPANS_HOT = 2_000
 SPANS_REPORT = 30_000
+#: Lengths of the environment padding, one memory layout each (0: no padding variable).
+LAYOUTS = (0, 50, 100, 200, 300, 500, 1_000, 2_000, 3_000, 7_000)
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
@@ -75,8 +87,12 @@ def _report(path: str) -> None:
     functools.reduce(lambda _, __: build_report([Path(path)], settings=settings), range(1), None)
 
 
-def _count(*args: str) -> int:
-    """Instructions collected in the child ``bench_instructions.py --child ARGS``."""
+def _count(*args: str, padding: int = 0) -> int:
+    """Instructions collected in the child ``bench_instructions.py --child ARGS``, its
+    environment padded by ``padding`` characters (another memory layout)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if padding:
+        env["OVERSPEND_BENCH_PADDING"] = "x" * padding
     done = subprocess.run(
         [
             "valgrind",
@@ -91,7 +107,7 @@ def _count(*args: str) -> int:
         ],
         capture_output=True,
         check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env=env,
     )
     found = _COLLECTED.search(done.stderr)
     if found is None:
@@ -99,13 +115,27 @@ def _count(*args: str) -> int:
     return int(found.group(1))
 
 
-def hot_path() -> None:
+def _counts(kind: str, where: str, layouts: tuple[int, ...]) -> dict[int, float]:
+    """Instructions a span, by layout, two children at a time (one per core)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {pad: pool.submit(_count, "hot-path", kind, where, padding=pad) for pad in layouts}
+        return {pad: future.result() / SPANS_HOT for pad, future in futures.items()}
+
+
+def hot_path(layouts: tuple[int, ...] = LAYOUTS) -> None:
     for where, label in (("in-step", "in a step()"), ("no-step", "outside any step()")):
-        counts = {kind: _count("hot-path", kind, where) / SPANS_HOT for kind in ("sdk", "empty", "ours")}
+        counts = {kind: _counts(kind, where, layouts) for kind in ("sdk", "empty", "ours")}
         sdk = counts["sdk"]
-        print(f"hot path, non-LLM span {label}: SDK pipeline {sdk:,.0f} instructions a span (app thread)")
+        print(
+            f"hot path, non-LLM span {label}: SDK pipeline {statistics.median(sdk.values()):,.0f}"
+            f" instructions a span (app thread; median of {len(layouts)} memory layouts)"
+        )
         for kind in ("empty", "ours"):
-            print(f"  ... {kind:>5}: {counts[kind]:,.0f} ({counts[kind] / sdk - 1:+.1%})")
+            ratios = sorted(counts[kind][pad] / sdk[pad] - 1 for pad in layouts)
+            print(
+                f"  ... {kind:>5}: {statistics.median(counts[kind].values()):,.0f}"
+                f" ({statistics.median(ratios):+.2%}; {ratios[0]:+.2%} to {ratios[-1]:+.2%} over the layouts)"
+            )
 
 
 def report() -> None:
