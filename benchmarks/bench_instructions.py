@@ -27,8 +27,9 @@ printed beside it.
   queued through the run as it does through a timed round: the garbage collector's cost of
   holding it is counted).
 - Report: instructions per span of ``build_report`` on a synthetic 30,000-span file (as in
-  ``bench_report``). Runs of the same code agree within 0.1 % on the report and 0.3 % on
-  the hot path (``PYTHONHASHSEED=0``; a background thread still runs there).
+  ``bench_report``), in one layout. Runs of the same code in the same layout agree within
+  0.1 % on the report and 0.3 % on the hot path (``PYTHONHASHSEED=0``; a background thread
+  still runs there).
 """
 
 from __future__ import annotations
