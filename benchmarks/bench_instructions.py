@@ -1,7 +1,7 @@
 """Instructions, not seconds: the hot path and the offline report counted by callgrind.
 
     .venv/bin/python benchmarks/bench_instructions.py            # both (about 9 minutes on 2 cores)
-    .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report
+    .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report, floor
 
 On a shared host the same code's CPU time moves by a factor of two or more within an hour
 (the other figures are ratios measured side by side for that reason); the instructions a
@@ -26,6 +26,9 @@ printed beside it.
   count; the processor's background thread is held off, so what the hooks queue stays
   queued through the run as it does through a timed round: the garbage collector's cost of
   holding it is counted).
+- Floor (only when asked for): the same non-LLM span in a ``step()`` with the least a
+  step-attributing processor can do in each of two designs (``floor_processors``): what
+  ``OverspendProcessor``'s own checks add over its design's floor.
 - Report: instructions per span of ``build_report`` on a synthetic 30,000-span file (as in
   ``bench_report``), in one layout. Runs of the same code in the same layout agree within
   0.1 % on the report and 0.3 % on the hot path (``PYTHONHASHSEED=0``; a background thread
@@ -44,8 +47,14 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 HERE = Path(__file__).resolve().parent
+#: The floor processors' names (``floor_processors``), imported only in their children.
+FLOORS = ("table", "held")
 SPANS_HOT = 2_000
 SPANS_REPORT = 30_000
 #: Lengths of the environment padding, one memory layout each (0: no padding variable).
@@ -58,7 +67,13 @@ def _hot_path(kind: str, where: str) -> None:
 
     # Exported at once, in this thread: a batch processor's thread would make the count
     # depend on when it ran (by 3 % between runs).
-    second = hot._Empty() if kind == "empty" else None  # noqa: SLF001
+    second: SpanProcessor | None = None
+    if kind == "empty":
+        second = hot._Empty()  # noqa: SLF001
+    elif kind in FLOORS:
+        import floor_processors
+
+        second = floor_processors.TableFloor() if kind == "table" else floor_processors.HeldFloor()
     provider, tracer, processor = hot.pipeline(
         with_processor=kind == "ours", second=second, export_at_once=True
     )
@@ -139,6 +154,23 @@ def hot_path(layouts: tuple[int, ...] = LAYOUTS) -> None:
             )
 
 
+def floor(layouts: tuple[int, ...] = LAYOUTS) -> None:
+    from floor_processors import HELD_SUPPORTED
+
+    kinds = ["empty", "table", *(["held"] if HELD_SUPPORTED else []), "ours"]
+    counts = {kind: _counts(kind, "in-step", layouts) for kind in ("sdk", *kinds)}
+    sdk = counts["sdk"]
+    print(f"design floors, non-LLM span in a step(): SDK pipeline {statistics.median(sdk.values()):,.0f}")
+    for kind in kinds:
+        ratios = sorted(counts[kind][pad] / sdk[pad] - 1 for pad in layouts)
+        print(
+            f"  ... {kind:>5}: {statistics.median(ratios):+.2%}"
+            f" ({ratios[0]:+.2%} to {ratios[-1]:+.2%} over the layouts)"
+        )
+    if not HELD_SUPPORTED:
+        print("  ... held: this SDK has no _on_ending hook (1.40 and later)")
+
+
 def report() -> None:
     import bench_report
 
@@ -162,6 +194,8 @@ def main(argv: list[str]) -> None:
     which = argv or ["hot-path", "report"]
     if "hot-path" in which:
         hot_path()
+    if "floor" in which:
+        floor()
     if "report" in which:
         report()
 
