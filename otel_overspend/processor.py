@@ -181,7 +181,11 @@ class OverspendProcessor(SpanProcessor):
                 step = steps.get(parent[1])
             if step is None:
                 if direct:
-                    name, attrs = span._name, direct_attributes(span)  # noqa: SLF001
+                    name = span._name  # noqa: SLF001
+                    try:
+                        attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+                    except AttributeError:  # not a BoundedAttributes after all (see span_fields)
+                        attrs = direct_attributes(span)
                 if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
                     return None
                 step = self._rules.match(name, attrs)

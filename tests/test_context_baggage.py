@@ -1,12 +1,18 @@
-"""The direct read of a baggage entry answers what ``opentelemetry.baggage.get_baggage`` does."""
+"""The direct reads of a baggage entry and of the current context answer what the API does."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import baggage, context
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from otel_overspend import context_baggage
 from otel_overspend.context_baggage import baggage_value
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_the_key_is_learned_and_the_direct_read_is_in_use() -> None:
@@ -37,3 +43,27 @@ def test_a_value_under_the_key_that_is_no_dict_reads_as_no_baggage() -> None:
     odd = Context({key: ["not", "a", "dict"]})
     assert baggage_value("overspend.step", odd) is None
     assert baggage.get_baggage("overspend.step", odd) is None
+
+
+def test_the_current_context_is_read_straight_off_the_apis_context_variable() -> None:
+    assert context_baggage.current_context is not context.get_current  # the default runtime
+    outer = context.get_current()
+    assert context_baggage.current_context() is outer
+    inner = context.set_value("unrelated", 1)
+    token = context.attach(inner)
+    try:
+        assert context_baggage.current_context() is inner
+        assert context_baggage.current_context() is context.get_current()
+    finally:
+        context.detach(token)
+    assert context_baggage.current_context() is outer
+
+
+def test_another_runtime_context_is_read_through_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Elsewhere(ContextVarsRuntimeContext):
+        """A runtime context of another class (as OTEL_PYTHON_CONTEXT may load)."""
+
+    monkeypatch.setattr(context, "_RUNTIME_CONTEXT", Elsewhere())
+    assert context_baggage._learn_current() is context.get_current
+    monkeypatch.undo()
+    assert context_baggage._learn_current() is not context.get_current
