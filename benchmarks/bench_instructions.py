@@ -1,6 +1,6 @@
 """Instructions, not seconds: the hot path and the offline report counted by callgrind.
 
-    .venv/bin/python benchmarks/bench_instructions.py            # both (about 9 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_instructions.py            # both (about 12 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report, floor
 
 On a shared host the same code's CPU time moves by a factor of two or more within an hour
