@@ -4,13 +4,12 @@ Neither is usable: each only notes the step a span starts in and tells, as it en
 whether it is an LLM call; nothing is priced, queued, bounded or checked. They are the
 floors that ``bench_instructions.py floor`` counts ``OverspendProcessor`` against.
 
-- :class:`TableFloor` is the design ``OverspendProcessor`` follows: the step is kept in a
-  table by span id from ``on_start`` and taken out in ``on_end``, the two hooks every SDK
-  since 1.0 calls.
-- :class:`HeldFloor` keeps the step on the SDK's own span object and reads it back in
-  ``_on_ending``, the one hook that still sees that object: a private hook the SDK calls
-  only since 1.40 (``on_end`` gets a new ``ReadableSpan``), and an attribute of ours
-  written onto the SDK's span.
+- :class:`AttributesFloor` is the design ``OverspendProcessor`` follows: the step is held
+  on the span's ``BoundedAttributes`` object in ``on_start``, which the ``ReadableSpan``
+  handed to ``on_end`` shares; a span with no LLM call never reads it back.
+- :class:`TableFloor` keeps the step in a table by span id from ``on_start`` and takes it
+  out in ``on_end`` (the design before it): a dict write, a pop and two hashes of the id
+  a span.
 """
 
 from __future__ import annotations
@@ -25,12 +24,10 @@ from otel_overspend.steps import CURRENT_STEP
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-__all__ = ("HELD_SUPPORTED", "HeldFloor", "TableFloor")
+__all__ = ("AttributesFloor", "TableFloor")
 
 _current_frame = CURRENT_STEP.get
 _no_usage_keys = LLM_MARKER_KEYS.isdisjoint
-#: Whether this SDK calls ``_on_ending`` with the live span (1.40 and later).
-HELD_SUPPORTED = "_on_ending" in vars(SpanProcessor)
 
 
 class TableFloor(SpanProcessor):
@@ -48,15 +45,11 @@ class TableFloor(SpanProcessor):
             return
 
 
-class HeldFloor(SpanProcessor):
-    def __init__(self) -> None:
-        self.on_end = id  # type: ignore[method-assign,assignment]  # a C call that does nothing
-
+class AttributesFloor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: ARG002
         frame = _current_frame()
-        span._floor_step = None if frame is None else frame.name  # type: ignore[attr-defined]  # noqa: SLF001
+        span._attributes._floor_step = None if frame is None else frame.name  # type: ignore[union-attr]  # noqa: SLF001
 
-    def _on_ending(self, span: Span) -> None:
-        step = span._floor_step  # type: ignore[attr-defined]  # noqa: SLF001
-        if _no_usage_keys(span._attributes._dict) or step is None:  # type: ignore[union-attr]  # noqa: SLF001
+    def on_end(self, span: ReadableSpan) -> None:
+        if _no_usage_keys(span._attributes._dict):  # type: ignore[union-attr]  # noqa: SLF001
             return

@@ -8,8 +8,10 @@ the direct read is used only if the API's own read of that context agrees with i
 every read goes through the API. The current context is read the same way: with the API's
 own ``ContextVarsRuntimeContext`` (the default), ``get_current`` is two Python calls around
 one ``ContextVar.get``, which is called directly once a probe context attached through the
-API has been read back through both. Nothing is ever written but that probe, detached again
-at once.
+API has been read back through both. The span a context holds (a started span's parent) is
+read by its key too, learned the same way as the baggage's and checked against
+``opentelemetry.trace.get_current_span``. Nothing is ever written but the probes, detached
+again at once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context, get_current
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
@@ -25,7 +27,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("baggage_value", "current_context")
+__all__ = ("BAGGAGE_CONTEXT_KEY", "SPAN_CONTEXT_KEY", "baggage_value", "current_context")
 
 _PROBE = "overspend.probe"
 
@@ -78,8 +80,25 @@ def _through_the_api(name: str, context: Context | None) -> object | None:
     return baggage.get_baggage(name, context)
 
 
-_KEY = _learn_key()
+#: The key a context holds its baggage under (no baggage if ``context.get(BAGGAGE_CONTEXT_KEY)``
+#: is ``None``); ``None`` if not learned.
+BAGGAGE_CONTEXT_KEY: str | None = _learn_key()
 #: ``baggage_value(name, context)`` is ``opentelemetry.baggage.get_baggage(name, context)``.
 baggage_value: Callable[[str, Context | None], object | None] = (
-    _through_the_api if _KEY is None else _direct(_KEY)
+    _through_the_api if BAGGAGE_CONTEXT_KEY is None else _direct(BAGGAGE_CONTEXT_KEY)
 )
+
+
+def _learn_span_key() -> str | None:
+    held = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    probe = trace.set_span_in_context(held, Context())
+    keys = list(probe)
+    if len(keys) != 1 or probe[keys[0]] is not held or trace.get_current_span(probe) is not held:
+        return None
+    return keys[0]
+
+
+#: The key a context holds its span under (``context.get(SPAN_CONTEXT_KEY)`` is the span
+#: ``opentelemetry.trace.get_current_span(context)`` gives, or ``None``, or an object that is
+#: no span where it gives ``INVALID_SPAN``); ``None`` if not learned: use the API then.
+SPAN_CONTEXT_KEY: str | None = _learn_span_key()

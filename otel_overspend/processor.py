@@ -2,7 +2,8 @@
 
 ``on_start`` decides the span's step (the innermost ``step()`` in context, else W3C
 baggage, else the parent span's step, else a rule on the span's name and attributes) and
-remembers it by span id; ``on_end`` reads the span's usage, prices it and records it.
+holds it on the span (see :mod:`otel_overspend.span_fields`); ``on_end`` queues a span
+with an LLM call in or below it, to be read, priced and recorded off the app's thread.
 Neither hook ever raises into the app: failures are counted by reason and logged once.
 """
 
@@ -12,15 +13,20 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import get_current_span
 from prometheus_client import REGISTRY
 
 from otel_overspend.background import SpanQueue
 from otel_overspend.components import Components
+from otel_overspend.context_baggage import BAGGAGE_CONTEXT_KEY as _BAGGAGE_IN_CONTEXT
+from otel_overspend.context_baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
 from otel_overspend.context_baggage import baggage_value as _baggage_value
+from otel_overspend.context_baggage import current_context
 from otel_overspend.conventions import LLM_MARKER_KEYS
 from otel_overspend.exposition import OverspendCollector, Status, render_registry
 from otel_overspend.forks import reset_in_forked_child
@@ -32,7 +38,7 @@ from otel_overspend.server import Endpoint, MetricsServer
 from otel_overspend.settings import Settings
 from otel_overspend.span_fields import SDK_ENDED as _SDK_ENDED
 from otel_overspend.span_fields import SDK_LIVE as _SDK_LIVE
-from otel_overspend.span_fields import direct_attributes, ended_fields, live_fields, live_span_id
+from otel_overspend.span_fields import direct_attributes, ended_fields, held_step, live_fields
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
@@ -53,8 +59,8 @@ _log = logging.getLogger("otel_overspend")
 _current_frame = CURRENT_STEP.get
 _no_usage_keys = LLM_MARKER_KEYS.isdisjoint
 
-#: Spans open at once whose step we remember; beyond it the oldest is forgotten (counted).
-MAX_OPEN_SPANS = 100_000
+#: Attributions of ended LLM spans kept for an exporter wrapper; beyond it the oldest go.
+MAX_ANNOTATIONS = 100_000
 
 
 class OverspendProcessor(SpanProcessor):
@@ -90,10 +96,6 @@ class OverspendProcessor(SpanProcessor):
             timeout_s=self.settings.request_timeout_seconds,
             clock=clock,
         )
-        #: Steps of open spans (written and removed by the span's hooks).
-        self._live_steps: dict[int, str] = {}
-        #: Steps of ended LLM spans from ``_live_steps``, handed to the queue's thread.
-        self._ended_steps: dict[int, str] = {}
         #: Spans with an LLM call ended below them that have not ended yet.
         self._marks: dict[int, None] = {}
         self._annotations: dict[int, Call | str] | None = None
@@ -104,7 +106,7 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
         )
-        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count, after_drain=self._trim_live_steps)
+        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
@@ -147,77 +149,77 @@ class OverspendProcessor(SpanProcessor):
 
     # -- span hooks ------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The step a span starts in is noted here, as the step() in effect and the baggage
-        # are gone once the hook returns, in a table only the span hooks touch: on_end
-        # takes it out again, so the table holds the spans open now (the queue's thread
-        # keeps it within MAX_OPEN_SPANS: see _trim_live_steps). Outside any step(), the
-        # step is the baggage's, else the local parent's from that table (the parent may
-        # end first), else a rule's on the span's name and start attributes; a span with
-        # none (most spans of most apps) leaves nothing behind, here or in on_end.
+        # The step a span starts in is decided here, as the step() in effect and the baggage
+        # are gone once the hook returns, and held on the span's attributes object, which
+        # the ended span shares (SDK_LIVE was checked to: see span_fields); nothing is kept
+        # here for an open span. Outside any step(), the step is the baggage's, else the
+        # parent span's, else a rule's on the span's name and start attributes, else none
+        # (most spans of most apps).
         try:
-            frame = _current_frame()
-            if frame is not None:
-                # SDK_LIVE was checked to hold its context there (see span_fields).
-                self._live_steps[
-                    span._context[1] if type(span) is _SDK_LIVE else live_span_id(span)  # type: ignore[index]  # noqa: SLF001
-                ] = frame.name
-                return
-            raw = _baggage_value(BAGGAGE_KEY, parent_context)
-            self._started_step(span, None if raw is None else self._valid_step(raw))
+            if type(span) is _SDK_LIVE:
+                frame = _current_frame()
+                span._attributes._overspend_step = (  # type: ignore[union-attr]  # noqa: SLF001
+                    frame.name if frame is not None else self._step_outside(span, parent_context)
+                )
+            else:
+                self._start_other(span, parent_context)
         except Exception:
             self._fail("on_start")
 
-    def _started_step(self, span: Span, step: str | None) -> str | None:
-        """The step of a span started outside any step() (``step``: the baggage's, checked),
-        else its local parent's, else a rule's; remembered in the table of open spans."""
-        steps = self._live_steps
-        direct = type(span) is _SDK_LIVE
-        if direct:
-            ctx, parent = span._context, span._parent  # noqa: SLF001 - see span_fields
+    def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
+        """The step of a span started outside any step(): the baggage's, else its parent's
+        (held on the parent, or written on it if it is not the SDK's), else a rule's."""
+        context = parent_context if parent_context is not None else current_context()
+        if _BAGGAGE_IN_CONTEXT is None or context.get(_BAGGAGE_IN_CONTEXT) is not None:  # any baggage
+            raw = _baggage_value(BAGGAGE_KEY, context)
+            if raw is not None:
+                carried = self._valid_step(raw)
+                if carried is not None:
+                    return carried
+        parent = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
+        if parent is not None:
+            if type(parent) is _SDK_LIVE:
+                try:
+                    inherited = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
+                except AttributeError:  # started before this processor was registered
+                    inherited = None
+            else:
+                inherited = _written_step(parent)
+            if inherited is not None:
+                return inherited  # type: ignore[no-any-return]
+        if type(span) is _SDK_LIVE:
+            name = span._name  # noqa: SLF001
+            try:
+                attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+            except AttributeError:  # not a BoundedAttributes after all (see span_fields)
+                attrs = direct_attributes(span)
         else:
-            ctx, parent, name, attrs = live_fields(span)
-        if step is None:
-            if steps and parent is not None and not parent[2]:
-                step = steps.get(parent[1])
-            if step is None:
-                if direct:
-                    name = span._name  # noqa: SLF001
-                    try:
-                        attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-                    except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                        attrs = direct_attributes(span)
-                if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
-                    return None
-                step = self._rules.match(name, attrs)
-                if step is None:
-                    return None
-        steps[ctx[1]] = step  # type: ignore[index]
-        return step
+            _, _, name, attrs = live_fields(span)
+        if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
+            return None
+        return self._rules.match(name, attrs)
 
-    def _forget_oldest_step(self, steps: dict[int, str]) -> None:
-        try:
-            oldest = next(iter(steps))
-        except (RuntimeError, StopIteration):  # another thread changed the table meanwhile
-            return
-        if steps.pop(oldest, None) is not None:
-            self._drop("open_span_table_full")
-
-    def _trim_live_steps(self) -> None:
-        """Forget the oldest open spans' steps beyond MAX_OPEN_SPANS (spans never ended):
-        run after every drain of the queue (twice a second, and before every snapshot)."""
-        live_steps = self._live_steps
-        while len(live_steps) > MAX_OPEN_SPANS:
-            self._forget_oldest_step(live_steps)
+    def _start_other(self, span: Span, parent_context: Context | None) -> None:
+        """``on_start`` for a span of a class other than the SDK's: the step is written on
+        it as the ``overspend.step`` attribute, through its public API (a span that takes
+        no attribute keeps none: its LLM call is then attributed as if it started outside
+        any step)."""
+        frame = _current_frame()
+        step = frame.name if frame is not None else self._step_outside(span, parent_context)
+        set_attribute = getattr(span, "set_attribute", None)
+        if step is not None and callable(set_attribute):
+            set_attribute(BAGGAGE_KEY, step)
 
     def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
-        """``on_start`` with ``stamp_spans``: the step is decided as ever, and written on the span."""
+        """``on_start`` with ``stamp_spans``: the step is decided and held as ever, and
+        written on the span as its ``overspend.step`` attribute."""
         try:
+            if type(span) is not _SDK_LIVE:
+                self._start_other(span, parent_context)
+                return
             frame = _current_frame()
-            if frame is not None:
-                step: str | None = self._started_step(span, frame.name)
-            else:
-                raw = _baggage_value(BAGGAGE_KEY, parent_context)
-                step = self._started_step(span, None if raw is None else self._valid_step(raw))
+            step = frame.name if frame is not None else self._step_outside(span, parent_context)
+            span._attributes._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
             if step is not None:
                 span.set_attribute(BAGGAGE_KEY, step)
         except Exception:
@@ -233,31 +235,29 @@ class OverspendProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         # The span's thread only sorts the span: one with an LLM call in or below it is
         # queued whole, to be read, priced and counted by the queue's thread (or by whoever
-        # needs the counts first: see otel_overspend.background); any other leaves nothing
-        # (its step, if it had one, leaves the hooks' table here). Holding the ended span
-        # until the queue is counted would keep it alive through the garbage collector's
-        # young generations, which cost the app's thread more than this test.
+        # needs the counts first: see otel_overspend.background); any other leaves nothing.
+        # Holding the ended span until the queue is counted would keep it alive through
+        # the garbage collector's young generations, which cost the app's thread more than
+        # this test.
         try:
+            marks = self._marks  # empty unless an LLM call ended below a span still open
             if type(span) is _SDK_ENDED:
-                ctx = span._context  # noqa: SLF001 - see span_fields
                 try:
                     attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
                 except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                    attrs = direct_attributes(span)
+                    attrs = direct_attributes(span) or {}
+                if _no_usage_keys(attrs) and (not marks or span._context[1] not in marks):  # type: ignore[index]  # noqa: SLF001
+                    return
+                parent = span._parent  # noqa: SLF001
             else:
-                ctx, attrs = ended_fields(span)
-            if ctx is None:
-                return
-            span_id = ctx[1]
-            step = self._live_steps.pop(span_id, None)
-            # self._marks is empty unless an LLM call ended below a span still open
-            if (attrs is None or _no_usage_keys(attrs)) and (not self._marks or span_id not in self._marks):
-                return
-            parent = span._parent if type(span) is _SDK_ENDED else span.parent  # noqa: SLF001
+                ctx, found = ended_fields(span)
+                if ctx is None:
+                    return
+                if (found is None or _no_usage_keys(found)) and ctx.span_id not in marks:
+                    return
+                parent = span.parent
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
-                mark(self._marks, parent[1])
-            if step is not None:
-                self._ended_steps[span_id] = step
+                mark(marks, parent[1])
             items = self._items
             items.append(span)
             if len(items) >= self._max_queued:
@@ -273,7 +273,7 @@ class OverspendProcessor(SpanProcessor):
             if ctx is None:
                 return
             span_id = ctx.span_id
-            step = self._ended_steps.pop(span_id, None)
+            step = held_step(span)
             below = self._marks.pop(span_id, False) is None
             attrs = span.attributes
             llm = attrs is not None and not _no_usage_keys(attrs)
@@ -301,7 +301,7 @@ class OverspendProcessor(SpanProcessor):
             )
             if self._annotations is not None and result is not None:
                 annotations = self._annotations
-                if len(annotations) >= MAX_OPEN_SPANS:
+                if len(annotations) >= MAX_ANNOTATIONS:
                     annotations.pop(next(iter(annotations)), None)
                 annotations[span_id] = result
         except Exception:
@@ -332,7 +332,7 @@ class OverspendProcessor(SpanProcessor):
             return self._recorder.peek(
                 name=span.name,
                 attrs=span.attributes,
-                step=self._live_steps.get(ctx.span_id),
+                step=held_step(span),
             )
         return found if not isinstance(found, str) else None
 
@@ -422,8 +422,6 @@ class OverspendProcessor(SpanProcessor):
             for cap in self._parts.caps:
                 cap.after_fork()
             self._parts.attributor.after_fork()
-            self._live_steps = {}
-            self._ended_steps = {}
             if self._annotations is not None:
                 self._annotations = {}
             self._drop_lock = threading.Lock()
@@ -436,6 +434,14 @@ class OverspendProcessor(SpanProcessor):
                 server.close_inherited()
         except Exception:
             self._fail("after_fork")
+
+
+def _written_step(parent: object) -> str | None:
+    """The ``overspend.step`` attribute of a span not of the SDK's class (written there by
+    ``_start_other``, or by the app), if it is a step name; ``None`` for a remote parent."""
+    attrs = getattr(parent, "attributes", None)
+    found = attrs.get(BAGGAGE_KEY) if isinstance(attrs, Mapping) else None
+    return found if is_step_name(found) else None
 
 
 _LATEST: weakref.ref[OverspendProcessor] | None = None

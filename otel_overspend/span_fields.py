@@ -16,10 +16,18 @@ the hooks less than a set lookup, and their attributes need no type check).
 which its properties are defined as; :func:`_is_context` checks it on the same span. The
 keys of the SDK's ``BoundedAttributes`` are read from the dict it keeps them in when
 :data:`BOUNDED_ATTRIBUTES` is that class (checked once, at import), else by iterating it.
+
+The step a span starts in is held on that ``BoundedAttributes`` object, as the Python
+attribute ``_overspend_step`` (:data:`STEP_FIELD`; not one of the span's attributes, so no
+exporter sees it): the ``ReadableSpan`` the SDK hands to ``on_end`` shares the started
+span's object, so the step needs no table of open spans and goes with the span. The probe
+span checks that it does; if not, :data:`SDK_LIVE` and :data:`SDK_ENDED` are a class no
+span is, and the processor writes the step on the span through the public API instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,8 +43,10 @@ __all__ = (
     "DIRECT_LIVE",
     "SDK_ENDED",
     "SDK_LIVE",
+    "STEP_FIELD",
     "direct_attributes",
     "ended_fields",
+    "held_step",
     "live_fields",
     "live_span_id",
 )
@@ -131,21 +141,40 @@ def ended_fields(span: ReadableSpan) -> tuple[SpanContext | None, Mapping[str, A
     return ctx, attrs
 
 
+#: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
+STEP_FIELD = "_overspend_step"
+
+
+def held_step(span: object) -> str | None:
+    """The step held on an SDK span's attributes object, started or ended (``None`` for
+    any other span, or one started before the processor was registered)."""
+    if type(span) is not SDK_ENDED and type(span) is not SDK_LIVE:
+        return None
+    found = getattr(getattr(span, "_attributes", None), STEP_FIELD, None)
+    return found if type(found) is str else None
+
+
 class _Keep(SpanProcessor):
-    """Keeps the span the SDK hands to ``on_end`` (its own ``ReadableSpan`` copy in 1.45)."""
+    """Holds a value on each started span's attributes object, as the processor does, and
+    keeps the span the SDK hands to ``on_end`` (its own ``ReadableSpan`` copy in 1.45)."""
 
     def __init__(self) -> None:
         self.ended: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:  # noqa: ARG002
+        with contextlib.suppress(AttributeError, TypeError):  # no attributes, or no field
+            setattr(span._attributes, STEP_FIELD, "probe")  # noqa: SLF001
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended.append(span)
 
 
 def _probe_classes() -> tuple[type[Any], type[Any]]:
-    """The classes of the spans the SDK's tracer starts and hands to ``on_end``, each if one
-    of them, read through its properties, earned its class a place in DIRECT_LIVE or
-    DIRECT_ENDED with its attributes in a ``BoundedAttributes``; else a class no span is
-    (with ``OTEL_SDK_DISABLED``, say, the tracer makes no SDK span)."""
+    """The classes of the spans the SDK's tracer starts and hands to ``on_end``, if one of
+    each, read through its properties, earned its class a place in DIRECT_LIVE and
+    DIRECT_ENDED with its attributes in a ``BoundedAttributes`` that the ended span shares
+    (holding the step set on it at the start); else a class no span is (with
+    ``OTEL_SDK_DISABLED``, say, the tracer makes no SDK span)."""
     none: type[Any] = type(None)
     if BOUNDED_ATTRIBUTES is not BoundedAttributes:
         return none, none
@@ -159,17 +188,24 @@ def _probe_classes() -> tuple[type[Any], type[Any]]:
     bounded = type(getattr(span, "_attributes", None)) is BOUNDED_ATTRIBUTES
     span.end()
     provider.shutdown()
-    live = live if bounded and live in DIRECT_LIVE else none
-    if len(keep.ended) != 1:
-        return live, none
+    if not (bounded and live in DIRECT_LIVE) or len(keep.ended) != 1:
+        return none, none
     ended_span = keep.ended[0]
     ended = type(ended_span)
     ended_fields(ended_span)
-    bounded = type(getattr(ended_span, "_attributes", None)) is BOUNDED_ATTRIBUTES
-    return live, ended if bounded and ended in DIRECT_ENDED else none
+    shared = getattr(ended_span, "_attributes", None)
+    if (
+        shared is not getattr(span, "_attributes", None)
+        or type(shared) is not BOUNDED_ATTRIBUTES
+        or getattr(shared, STEP_FIELD, None) != "probe"
+        or ended not in DIRECT_ENDED
+    ):
+        return none, none
+    return live, ended
 
 
 #: The class of the spans the SDK's tracer starts (``on_start``) and the class of those it
 #: hands to ``on_end``, checked at import to be read by their fields with their attributes
-#: in a ``BoundedAttributes`` (``type(span) is SDK_LIVE`` is never true if not).
+#: in one ``BoundedAttributes`` that holds the step (``type(span) is SDK_LIVE`` is never
+#: true if not).
 SDK_LIVE, SDK_ENDED = _probe_classes()

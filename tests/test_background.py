@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 import pytest
 
 from otel_overspend import Settings, step
 from otel_overspend import background as background_module
-from otel_overspend import processor as processor_module
 from otel_overspend.background import CHUNK, SpanQueue
+from otel_overspend.span_fields import held_step
 
 from conftest import make_pipeline, unavailable
 
@@ -70,15 +72,16 @@ def test_after_drain_runs_on_the_thread_with_nothing_queued_and_after_each_drain
     assert calls == [threading.current_thread().name]
 
 
-def test_a_span_table_of_spans_never_ended_is_trimmed_by_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 50)
+def test_spans_never_ended_leave_nothing_behind_in_the_processor() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     with step("rerank"):
         leaked = [p.tracer.start_span(f"never ended {i}") for i in range(200)]
-    # No scrape and no flush: the queue's thread keeps the table within its bound.
-    assert _wait_for(lambda: len(p.processor._live_steps) <= 50)
-    assert p.sample("overspend_spans_dropped_total", {"reason": "open_span_table_full"}) == 150
+    assert {held_step(span) for span in leaked} == {"rerank"}  # held on each span, not here
+    refs = [weakref.ref(span) for span in leaked]
     del leaked
+    gc.collect()
+    assert [ref for ref in refs if ref() is not None] == []
+    assert p.sample("overspend_spans_dropped_total", {"reason": "internal_error"}) is None
     p.provider.shutdown()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opentelemetry import baggage, context
+from opentelemetry import baggage, context, trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_overspend import context_baggage
 from otel_overspend.context_baggage import baggage_value
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def test_the_key_is_learned_and_the_direct_read_is_in_use() -> None:
-    assert context_baggage._KEY is not None  # the installed API keeps baggage as a dict
+    assert context_baggage.BAGGAGE_CONTEXT_KEY is not None  # the installed API keeps baggage as a dict
     assert baggage_value is not context_baggage._through_the_api
 
 
@@ -38,7 +39,7 @@ def test_the_direct_read_agrees_with_the_api_on_explicit_and_current_contexts() 
 
 
 def test_a_value_under_the_key_that_is_no_dict_reads_as_no_baggage() -> None:
-    key = context_baggage._KEY
+    key = context_baggage.BAGGAGE_CONTEXT_KEY
     assert key is not None
     odd = Context({key: ["not", "a", "dict"]})
     assert baggage_value("overspend.step", odd) is None
@@ -67,3 +68,17 @@ def test_another_runtime_context_is_read_through_the_api(monkeypatch: pytest.Mon
     assert context_baggage._learn_current() is context.get_current
     monkeypatch.undo()
     assert context_baggage._learn_current() is not context.get_current
+
+
+def test_the_span_a_context_holds_is_read_by_its_key_as_the_api_reads_it() -> None:
+    key = context_baggage.SPAN_CONTEXT_KEY
+    assert key is not None  # the installed API keeps the span under one key
+    span = TracerProvider().get_tracer("test").start_span("parent")
+    remote = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=True))
+    for held in (span, remote):
+        ctx = trace.set_span_in_context(held, context.set_value("unrelated", 1))
+        assert ctx.get(key) is held
+        assert trace.get_current_span(ctx) is held
+    assert Context().get(key) is None
+    assert trace.get_current_span(Context()) is trace.INVALID_SPAN
+    span.end()

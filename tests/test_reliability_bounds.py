@@ -14,10 +14,10 @@ from opentelemetry import trace
 
 from otel_overspend import Settings, step
 from otel_overspend import pricing as pricing_module
-from otel_overspend import processor as processor_module
 from otel_overspend import recorder as recorder_module
 from otel_overspend.models import ModelResolver
 from otel_overspend.pricing import PriceSchedule
+from otel_overspend.span_fields import held_step
 
 from conftest import FakeClock, Pipeline, make_pipeline, unavailable
 
@@ -108,8 +108,7 @@ def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
     assert len(requests) == 0
 
 
-def test_the_open_span_tables_are_bounded_and_overflows_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 100)
+def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recorder_module, "MAX_MARKED_SPANS", 100)
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     open_spans: list[Span] = []
@@ -119,30 +118,28 @@ def test_the_open_span_tables_are_bounded_and_overflows_are_counted(monkeypatch:
             open_spans.append(span)
             # An LLM call under each open span marks it (the de-duplication table).
             _call(p, "acme", context=trace.set_span_in_context(span))
-    p.processor.force_flush()  # the table of open spans' steps is trimmed after each count
-    assert len(p.processor._live_steps) <= 100
+    p.processor.force_flush()
     assert len(p.processor._marks) <= 100
-    # Each open span beyond the first 100 pushed out an older one's step: counted.
-    assert (p.sample("overspend_spans_dropped_total", {"reason": "open_span_table_full"}) or 0) == 900
+    # The steps are held on the open spans themselves: none is pushed out by the others.
+    assert {held_step(span) for span in open_spans} == {"rerank"}
     for span in open_spans:
         span.end()
-    assert _labels(p, "step") == {"rerank": 1_000}  # every call still counted, under its step
+    assert _labels(p, "step") == {"rerank": 1_000}  # every call counted, under its step
 
 
-def test_the_open_span_table_without_a_step_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 100)
+def test_open_spans_without_a_step_keep_a_rules_step_and_nothing_else() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     # No step(): a rule names each span's step at its start.
     open_spans = [
         p.tracer.start_span(f"open {i}", attributes={"openinference.span.kind": "RERANKER"})
         for i in range(1_000)
     ]
-    p.processor.force_flush()  # the table of open spans' steps is trimmed after each count
-    assert len(p.processor._live_steps) <= 100
-    assert p.sample("overspend_spans_dropped_total", {"reason": "open_span_table_full"}) == 900
+    assert {held_step(span) for span in open_spans} == {"rerank"}
     for span in open_spans:
         span.end()
+    p.processor.force_flush()
     assert p.processor.snapshot().totals == {}
+    assert len(p.processor._items) == 0
 
 
 @pytest.mark.xfail(

@@ -285,7 +285,7 @@ def test_a_raising_downstream_exporter_never_reaches_the_app(batch: bool) -> Non
 
 
 def test_a_hanging_downstream_exporter_never_blocks_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processor_module, "MAX_OPEN_SPANS", 1_000)
+    monkeypatch.setattr(processor_module, "MAX_ANNOTATIONS", 1_000)
     processor = OverspendProcessor(settings=SETTINGS, registry=CollectorRegistry())
     hanging = _Hanging()
     batch = BatchSpanProcessor(

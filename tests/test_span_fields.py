@@ -15,7 +15,14 @@ from opentelemetry.trace import SpanContext
 from otel_overspend import Settings, span_fields, step
 from otel_overspend import processor as processor_module
 from otel_overspend.ledger import CALLS, INPUT, OUTPUT
-from otel_overspend.span_fields import BOUNDED_ATTRIBUTES, DIRECT_ENDED, DIRECT_LIVE, SDK_ENDED, SDK_LIVE
+from otel_overspend.span_fields import (
+    BOUNDED_ATTRIBUTES,
+    DIRECT_ENDED,
+    DIRECT_LIVE,
+    SDK_ENDED,
+    SDK_LIVE,
+    held_step,
+)
 
 from conftest import make_pipeline
 
@@ -81,7 +88,6 @@ def test_ended_spans_without_an_llm_call_are_not_held_and_llm_spans_are_until_co
     snap = p.processor.snapshot()
     assert _sums(snap.totals) == (1.0, 120.0, 7.0)
     assert snap.requests_total == 1
-    assert p.processor._live_steps == {}
     assert p.processor._marks == {}
     p.provider.shutdown()
 
@@ -136,7 +142,9 @@ def test_a_started_span_class_whose_name_differs_from_its_field_is_read_by_its_p
     span = _NameInProperty(name="documents", context=ctx)
     p.processor.on_start(span)  # outside any step(): the rules name its step
     assert _NameInProperty not in DIRECT_LIVE
-    assert p.processor._live_steps == {0x2E: "rerank"}  # the rule saw the property's name
+    # Not the SDK's class: the step the rule named (on the property's name) is written on it.
+    assert (span.attributes or {}).get("overspend.step") == "rerank"
+    assert held_step(span) is None
     p.provider.shutdown()
 
 
@@ -146,15 +154,15 @@ def test_a_span_outside_any_step_leaves_nothing_behind_and_one_a_rule_names_only
     queue._stopped = True  # no background thread: what the hooks queue stays queued
     queue._event.set()
     with p.tracer.start_as_current_span("GET /search"):
-        with p.tracer.start_as_current_span("SELECT", attributes={"db.system": "postgresql"}):
-            assert p.processor._live_steps == {}  # no step, no baggage, no rule: nothing noted
+        with p.tracer.start_as_current_span("SELECT", attributes={"db.system": "postgresql"}) as db:
+            assert held_step(db) is None  # no step, no baggage, no rule
         kind = {"openinference.span.kind": "RERANKER"}
         with p.tracer.start_as_current_span("rerank", attributes=kind) as r:
-            assert p.processor._live_steps == {r.get_span_context().span_id: "rerank"}
+            assert held_step(r) == "rerank"
             with p.tracer.start_as_current_span("score") as child:  # its parent's step, at its start
-                assert p.processor._live_steps[child.get_span_context().span_id] == "rerank"
-    assert p.processor._live_steps == {}
-    assert len(queue.items) == 0  # no LLM call: nothing queued either
+                assert held_step(child) == "rerank"
+    assert "overspend.step" not in (getattr(r, "attributes", None) or {})  # held beside them
+    assert len(queue.items) == 0  # no LLM call: nothing queued
     p.provider.shutdown()
 
 
@@ -190,6 +198,10 @@ def test_the_classes_probed_at_import_are_those_the_sdk_hands_to_processors() ->
 
 def test_no_class_is_read_by_its_fields_untested(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(span_fields, "BOUNDED_ATTRIBUTES", type(None))
+    assert span_fields._probe_classes() == (type(None), type(None))
+    monkeypatch.undo()
+    # As if the ended span did not share the started span's attributes (the held step).
+    monkeypatch.setattr(span_fields._Keep, "on_start", lambda *_, **__: None)
     assert span_fields._probe_classes() == (type(None), type(None))
     monkeypatch.undo()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the tracer makes no SDK span at all
@@ -233,7 +245,6 @@ def test_spans_read_by_their_properties_are_counted_as_those_read_by_their_field
         p.processor.force_flush()
         snap = p.processor.snapshot()
         counted.append((_sums(snap.totals), {key[0] for key in snap.totals}, snap.requests_total))
-        assert p.processor._live_steps == {}
         assert p.processor._dropped == {}
         p.provider.shutdown()
     assert SDK_LIVE in DIRECT_LIVE  # learned again through the properties
