@@ -13,9 +13,6 @@ more than one), never for a whole queue.
 The thread is woken by time only: waking it on a count, every few hundred spans, cost the
 app's threads more in GIL hand-overs (+4 % CPU a span) than the counting it moved.
 
-After each drain, ``after_drain`` runs (the processor trims its table of open spans there:
-twice a second, and before every snapshot and flush).
-
 Like the SDK's ``BatchSpanProcessor``, the thread is started again in a forked child.
 """
 
@@ -52,7 +49,6 @@ class SpanQueue(Generic[_T]):
 
     __slots__ = (
         "__weakref__",
-        "_after_drain",
         "_count",
         "_event",
         "_failed",
@@ -70,12 +66,10 @@ class SpanQueue(Generic[_T]):
         *,
         interval_s: float = INTERVAL_S,
         max_queued: int = MAX_QUEUED,
-        after_drain: Callable[[], None] | None = None,
     ) -> None:
         if max_queued < 1 or not interval_s > 0:
             raise ValueError(f"need max_queued >= 1 and interval_s > 0, got {max_queued} and {interval_s}")
         self._count = count
-        self._after_drain = after_drain
         self._interval_s = interval_s
         self.max_queued = max_queued
         #: Append here (from any thread), then :meth:`drain` when ``len`` reaches ``max_queued``.
@@ -96,7 +90,7 @@ class SpanQueue(Generic[_T]):
         thread.start()
 
     def drain(self) -> None:
-        """Count every item queued before the call, a chunk at a time; then ``after_drain``."""
+        """Count every item queued before the call, a chunk at a time."""
         items = self.items
         lock = self._lock
         count = self._count
@@ -109,8 +103,6 @@ class SpanQueue(Generic[_T]):
                 if left <= 0 or not items:
                     # FIFO: whatever was queued before the call has been counted, by this
                     # thread or by another, whose chunk ended before this one began.
-                    if self._after_drain is not None:
-                        self._after_drain()
                     return
 
     def drain_chunk(self) -> None:
@@ -126,7 +118,7 @@ class SpanQueue(Generic[_T]):
         while not self._stopped:
             event.wait(self._interval_s)
             event.clear()
-            if self.items or self._after_drain is not None:
+            if self.items:
                 try:
                     self.drain()
                 except Exception:

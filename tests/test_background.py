@@ -57,21 +57,6 @@ def test_the_thread_counts_queued_items_in_order_without_being_asked() -> None:
     queue.stop()
 
 
-def test_after_drain_runs_on_the_thread_with_nothing_queued_and_after_each_drain() -> None:
-    calls: list[str] = []
-    queue: SpanQueue[int] = SpanQueue(
-        lambda _: None,
-        interval_s=0.05,
-        after_drain=lambda: calls.append(threading.current_thread().name),
-    )
-    assert _wait_for(lambda: len(calls) >= 3)  # woken by time alone, the queue empty
-    assert set(calls) == {"otel-overspend-counter"}
-    queue.stop()
-    calls.clear()
-    queue.drain()
-    assert calls == [threading.current_thread().name]
-
-
 def test_spans_never_ended_leave_nothing_behind_in_the_processor() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     with step("rerank"):
