@@ -168,7 +168,8 @@ class OverspendProcessor(SpanProcessor):
 
     def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
         """The step of a span started outside any step(): the baggage's, else its parent's
-        (held on the parent, or written on it if it is not the SDK's), else a rule's."""
+        (held on the parent, else its ``overspend.step`` attribute if this processor holds
+        none there), else a rule's."""
         context = parent_context if parent_context is not None else current_context()
         if _BAGGAGE_IN_CONTEXT is None or context.get(_BAGGAGE_IN_CONTEXT) is not None:  # any baggage
             raw = _baggage_value(BAGGAGE_KEY, context)
@@ -181,8 +182,8 @@ class OverspendProcessor(SpanProcessor):
             if type(parent) is _SDK_LIVE:
                 try:
                     inherited = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
-                except AttributeError:  # started before this processor was registered
-                    inherited = None
+                except AttributeError:  # not seen by this processor (another provider's)
+                    inherited = _written_step(parent)
             else:
                 inherited = _written_step(parent)
             if inherited is not None:
@@ -437,8 +438,9 @@ class OverspendProcessor(SpanProcessor):
 
 
 def _written_step(parent: object) -> str | None:
-    """The ``overspend.step`` attribute of a span not of the SDK's class (written there by
-    ``_start_other``, or by the app), if it is a step name; ``None`` for a remote parent."""
+    """The ``overspend.step`` attribute of a span this processor holds no step on (one not of
+    the SDK's class, where ``_start_other`` wrote it, or another provider's), if it is a
+    step name; ``None`` for a remote parent."""
     attrs = getattr(parent, "attributes", None)
     found = attrs.get(BAGGAGE_KEY) if isinstance(attrs, Mapping) else None
     return found if is_step_name(found) else None

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -407,6 +409,39 @@ def test_a_child_that_outlives_its_parent_keeps_the_parents_step(p: Pipeline) ->
     parent.end()  # before the child's start is counted: its step is no longer in any table
     child.end()
     assert calls_by_step(p) == {"rerank": 1}
+
+
+def test_a_thread_given_the_context_inherits_the_parents_step_without_the_step_frame(p: Pipeline) -> None:
+    # What executors' context propagation does: the OTel context is attached in the worker
+    # thread, the step() frame (a ContextVar of this library's) is not carried.
+    with step("rerank"), p.tracer.start_as_current_span("rerank batch"):
+        ctx = otel_context.get_current()
+    seen: list[str | None] = []
+
+    def work() -> None:
+        token = otel_context.attach(ctx)
+        try:
+            seen.append(current_step())
+            llm(p)
+        finally:
+            otel_context.detach(token)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [None]
+    assert calls_by_step(p) == {"rerank": 1}
+
+
+def test_a_parent_started_elsewhere_passes_only_a_step_it_carries(p: Pipeline) -> None:
+    other = TracerProvider().get_tracer("no overspend here")  # its spans hold no step
+    plain = other.start_span("outer")
+    tagged = other.start_span("outer", attributes={"overspend.step": "faithfulness"})
+    for parent in (plain, tagged):
+        llm(p, context=trace.set_span_in_context(parent))
+        parent.end()
+    assert calls_by_step(p) == {"unattributed": 1, "faithfulness": 1}
+    assert dropped(p, "internal_error") is None
 
 
 def test_a_remote_parent_passes_no_step(p: Pipeline) -> None:
