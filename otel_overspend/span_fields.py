@@ -48,7 +48,6 @@ __all__ = (
     "ended_fields",
     "held_step",
     "live_fields",
-    "live_span_id",
 )
 
 #: Started-span classes whose ``_context``, ``_parent``, ``_name`` and ``_attributes`` are
@@ -112,15 +111,6 @@ def live_fields(span: Span) -> tuple[SpanContext, SpanContext | None, str, Mappi
     ):
         DIRECT_LIVE.add(cls)
     return ctx, parent, name, attrs
-
-
-def live_span_id(span: Span) -> int:
-    """A started span's id (read as by :func:`live_fields`)."""
-    if type(span) in DIRECT_LIVE:
-        direct: int = span._context[1]  # type: ignore[index]  # noqa: SLF001
-        return direct
-    span_id: int = live_fields(span)[0].span_id
-    return span_id
 
 
 def ended_fields(span: ReadableSpan) -> tuple[SpanContext | None, Mapping[str, Any] | None]:
