@@ -5,8 +5,10 @@ instrumentation already put on the span; the model's schedule from genai-prices;
 tier's default price. A call none of these can price has ``cost_usd is None`` and is
 counted as unpriced, never as $0.
 
-The specialized cost is what the same tokens would cost if the call's step ran at the
-tier the specialization map gives it — never more than the call costs now.
+The specialized cost is what the same units (tokens, cache reads and writes, searches)
+would cost if the call's step ran at the tier the specialization map gives it — never more
+than the call costs now. A call priced only by a cost on its span has no units to reprice:
+its specialized cost is unknown (``None``), and the signals leave it out of the headroom.
 
 Everything that depends only on (step, provider, model) — labels, tier, schedules — is
 resolved once per series and cached, so a call costs a dict lookup and a few multiplies.
@@ -50,14 +52,21 @@ class Call(NamedTuple):
     output_tokens: int
     cache_read_tokens: int
     reasoning_tokens: int
+    #: ``None``: nothing could price the call.
     cost_usd: float | None
+    #: What the call would cost at its step's specialization target; ``None`` when the
+    #: call is unpriced, or priced only by a cost on its span (no usage to reprice).
     specialized_cost_usd: float | None
     #: (step, model, tier, provider): the labels of its series.
     key: Key
+    cache_write_tokens: int = 0
+    #: Billed searches of a rerank call.
+    searches: int = 0
 
     @property
     def tokens(self) -> int:
-        """Tokens of the call: input (cache reads included) plus output (reasoning included)."""
+        """Tokens of the call: input (cache reads and writes included) plus output
+        (reasoning included)."""
         return self.input_tokens + self.output_tokens
 
 
@@ -146,8 +155,7 @@ class Attributor:
             folded=folded,
         )
 
-    def attribute(self, usage: Usage, step: str) -> Call:
-        model, provider, tokens_in, tokens_out, cached, reasoning, span_cost, _, _ = usage
+    def _series_for(self, step: str, provider: str, model: str) -> _Series:
         cache_key = (step, provider, model)
         series = self._series.get(cache_key)
         if series is None:
@@ -155,23 +163,70 @@ class Attributor:
             with self._lock:
                 make_room(self._series, self._max_series)
                 self._series[cache_key] = series
+        return series
+
+    def key(self, step: str, usage: Usage) -> Key:
+        """The (capped) labels a call with ``usage`` in ``step`` is counted under."""
+        return self._series_for(step, usage.provider, usage.model).key
+
+    def attribute(self, usage: Usage, step: str) -> Call:
+        (
+            model,
+            provider,
+            tokens_in,
+            tokens_out,
+            cached,
+            reasoning,
+            span_cost,
+            _,
+            _,
+            written,
+            written_1h,
+            searches,
+            _,
+        ) = usage
+        series = self._series_for(step, provider, model)
         for cap in series.folded:
             cap.count_overflow()
         schedule = series.schedule
+        # Only units are priced: searches alone with no price per search, or no units at
+        # all, are unpriced, never $0.
+        priceable = schedule is not None and bool(
+            tokens_in or tokens_out or (searches and schedule.prices_searches)
+        )
         cost: float | None
-        if series.overridden and schedule is not None:
-            cost = schedule.cost_usd(tokens_in, tokens_out, cached)
+        if series.overridden and priceable:
+            cost = schedule.cost_usd(tokens_in, tokens_out, cached, written, written_1h, searches)  # type: ignore[union-attr]
         elif span_cost is not None and self._use_span_cost:
             cost = span_cost
-        elif schedule is not None:
-            cost = schedule.cost_usd(tokens_in, tokens_out, cached)
+        elif priceable:
+            cost = schedule.cost_usd(tokens_in, tokens_out, cached, written, written_1h, searches)  # type: ignore[union-attr]
         else:
             cost = None
         specialized = cost
         target = series.target
         if cost is not None and target is not None:
-            specialized = min(cost, target.cost_usd(tokens_in, tokens_out, cached))
+            if tokens_in or tokens_out or searches:
+                specialized = min(
+                    cost, target.cost_usd(tokens_in, tokens_out, cached, written, written_1h, searches)
+                )
+            else:
+                specialized = None  # priced by its span alone: nothing to reprice
         key = series.key
         return _new_call(
-            (key[0], key[1], key[2], key[3], tokens_in, tokens_out, cached, reasoning, cost, specialized, key)
+            (
+                key[0],
+                key[1],
+                key[2],
+                key[3],
+                tokens_in,
+                tokens_out,
+                cached,
+                reasoning,
+                cost,
+                specialized,
+                key,
+                written,
+                searches,
+            )
         )

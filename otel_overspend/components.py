@@ -28,7 +28,16 @@ __all__ = ("Components",)
 
 
 def _schedule(price: Price, source: str) -> PriceSchedule:
-    return PriceSchedule.flat(price.input, price.output, price.cache_read, source=source)
+    return PriceSchedule.flat(
+        price.input,
+        price.output,
+        price.cache_read,
+        cache_write_usd_per_mtok=price.cache_write,
+        cache_write_1h_usd_per_mtok=price.cache_write_1h,
+        per_request_usd=price.per_request,
+        per_search_usd=price.per_search,
+        source=source,
+    )
 
 
 def _rules(settings: Settings) -> StepRules:

@@ -25,7 +25,18 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from otel_overspend.ledger import CACHE_READ, CALLS, COST, INPUT, OUTPUT, REASONING, SPECIALIZED, UNPRICED
+from otel_overspend.ledger import (
+    CACHE_READ,
+    CACHE_WRITE,
+    CALLS,
+    COST,
+    COST_WITHOUT_COUNTERFACTUAL,
+    INPUT,
+    OUTPUT,
+    REASONING,
+    SPECIALIZED,
+    UNPRICED,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -37,20 +48,43 @@ if TYPE_CHECKING:
 __all__ = ("TOKEN_KINDS", "OverspendCollector", "Status", "render_registry")
 
 _CALL_LABELS = ["step", "model", "tier", "provider"]
-TOKEN_KINDS = (("input", INPUT), ("output", OUTPUT), ("cache_read", CACHE_READ), ("reasoning", REASONING))
+TOKEN_KINDS = (
+    ("input", INPUT),
+    ("output", OUTPUT),
+    ("cache_read", CACHE_READ),
+    ("cache_write", CACHE_WRITE),
+    ("reasoning", REASONING),
+)
 # The per-series counters: (name, help, index into the stats); tokens are one family by kind.
 _CALL_COUNTERS: Final = (
     ("overspend_llm_calls", "LLM calls, by pipeline step, model, tier and provider.", CALLS),
     ("overspend_llm_cost_usd", "LLM spend in USD (priced calls only).", COST),
     (
         "overspend_llm_specialized_cost_usd",
-        "What the same calls would cost in USD with each step at its specialization-map tier.",
+        (
+            "What the same calls would cost in USD with each step at its specialization-map tier "
+            "(calls whose counterfactual is known)."
+        ),
         SPECIALIZED,
+    ),
+    (
+        "overspend_llm_cost_without_counterfactual_usd",
+        (
+            "LLM spend in USD priced only by a cost on the span (no usage to reprice): in "
+            "overspend_llm_cost_usd_total, not in the specialized cost."
+        ),
+        COST_WITHOUT_COUNTERFACTUAL,
+    ),
+    (
+        "overspend_unpriced_llm_calls",
+        "LLM calls no price source could price; their spend is missing from every cost metric.",
+        UNPRICED,
     ),
 )
 _TOKENS_NAME: Final = "overspend_llm_tokens"
 _TOKENS_HELP: Final = (
-    "LLM tokens by kind: input (cache reads included), output (reasoning included), cache_read, reasoning."
+    "LLM tokens by kind: input (cache reads and writes included), output (reasoning included), "
+    "cache_read, cache_write, reasoning."
 )
 _MAX_CACHED_LABELS: Final = 100_000
 # prometheus_client's float formatting (+Inf, NaN, Go's exponent style), typed.
@@ -66,10 +100,14 @@ class Status:
         dropped: dict[str, int],
         label_overflow: dict[str, int],
         requests_evicted: dict[str, int],
+        usage_inferred: dict[str, int] | None = None,
+        calls_without_usage: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.dropped = dropped
         self.label_overflow = label_overflow
         self.requests_evicted = requests_evicted
+        self.usage_inferred = usage_inferred or {}
+        self.calls_without_usage = calls_without_usage or {}
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
@@ -227,19 +265,23 @@ class OverspendCollector(Collector):
         return pieces
 
     def _others(self, snap: Snapshot, status: Status) -> Iterator[Metric]:
-        unpriced_by_model: dict[str, float] = {}
-        for key, stats in snap.totals.items():
-            if stats[UNPRICED]:
-                unpriced_by_model[key[1]] = unpriced_by_model.get(key[1], 0.0) + stats[UNPRICED]
-        unpriced = CounterMetricFamily(
-            "overspend_unpriced_llm_calls",
-            "LLM calls no price source could price; their spend is missing from every cost metric.",
-            labels=["model"],
+        without_usage = CounterMetricFamily(
+            "overspend_llm_calls_without_usage",
+            "LLM calls (by operation or span kind) whose span reports no usage and no cost: "
+            "their spend is missing from every cost metric.",
+            labels=["step", "model"],
         )
-        for model, count in unpriced_by_model.items():
-            unpriced.add_metric([model], count)
-        yield unpriced
+        for (step, model), count in sorted(status.calls_without_usage.items()):
+            without_usage.add_metric([step, model], count)
+        yield without_usage
         yield _by_label("overspend_spans_dropped", "Spans not counted, by reason.", "reason", status.dropped)
+        yield _by_label(
+            "overspend_usage_inferred",
+            "LLM calls whose usage was read by the last-resort rule: input found net of its cache "
+            "(net_input_inferred) or output net of its reasoning (net_output_inferred).",
+            "what",
+            status.usage_inferred,
+        )
         yield _by_label(
             "overspend_label_overflow",
             "Calls whose label value was replaced by 'other' because the label's cap was reached.",

@@ -45,9 +45,22 @@ __all__ = (
 
 Key = tuple[str, str, str, str]  # step, model, tier, provider
 
-# Indices into a call-stats vector.
-CALLS, INPUT, OUTPUT, CACHE_READ, REASONING, COST, SPECIALIZED, UNPRICED = range(8)
-_N_CALL: Final = 8
+# Indices into a call-stats vector. COST_WITHOUT_COUNTERFACTUAL: the dollars of calls
+# priced only by a cost on their span, whose specialized cost is unknown (in COST, not in
+# SPECIALIZED).
+(
+    CALLS,
+    INPUT,
+    OUTPUT,
+    CACHE_READ,
+    REASONING,
+    COST,
+    SPECIALIZED,
+    UNPRICED,
+    CACHE_WRITE,
+    COST_WITHOUT_COUNTERFACTUAL,
+) = range(10)
+_N_CALL: Final = 10
 # Indices into a request-stats vector.
 (
     REQUESTS,
@@ -157,12 +170,17 @@ def accumulate_call(target: dict[Key, CallStats], call: Call) -> None:
     acc[OUTPUT] += call.output_tokens
     acc[CACHE_READ] += call.cache_read_tokens
     acc[REASONING] += call.reasoning_tokens
+    acc[CACHE_WRITE] += call.cache_write_tokens
     cost = call.cost_usd
     if cost is None:
         acc[UNPRICED] += 1.0
     else:
         acc[COST] += cost
-        acc[SPECIALIZED] += call.specialized_cost_usd or 0.0
+        specialized = call.specialized_cost_usd
+        if specialized is None:
+            acc[COST_WITHOUT_COUNTERFACTUAL] += cost
+        else:
+            acc[SPECIALIZED] += specialized
 
 
 def accumulate_request(stats: list[float], sample: RequestSample) -> None:
@@ -215,7 +233,7 @@ class _Ring:
                 continue
             if acc[CALLS] - acc[UNPRICED] < _HALF:  # no priced call left in the window
                 # Dollars are not exact in a float: clear the residue of the subtraction.
-                acc[COST] = acc[SPECIALIZED] = 0.0
+                acc[COST] = acc[SPECIALIZED] = acc[COST_WITHOUT_COUNTERFACTUAL] = 0.0
             sums[key] = acc
         self.calls[slot] = {}
         req = self.req[slot]

@@ -17,7 +17,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otel_overspend.exposition import TOKEN_KINDS
 from otel_overspend.forks import reset_in_forked_child
 from otel_overspend.gauges import SCALARS, diagnoses
-from otel_overspend.ledger import CALLS, COST, SPECIALIZED, UNPRICED
+from otel_overspend.ledger import CALLS, COST, COST_WITHOUT_COUNTERFACTUAL, SPECIALIZED, UNPRICED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -73,6 +73,12 @@ class OtelMetrics:
             [self._series(SPECIALIZED)],
             unit="USD",
             description="Spend with every step at its specialization-map tier",
+        )
+        meter.create_observable_counter(
+            "overspend.llm.cost_without_counterfactual",
+            [self._series(COST_WITHOUT_COUNTERFACTUAL)],
+            unit="USD",
+            description="Spend priced only by a cost on the span: no counterfactual",
         )
         meter.create_observable_counter(
             "overspend.llm.unpriced_calls",

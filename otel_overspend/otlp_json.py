@@ -19,19 +19,7 @@ import binascii
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from otel_overspend.conventions import (
-    CACHE_READ_KEYS,
-    CACHE_WRITE_KEY,
-    COST_KEYS,
-    INPUT_KEYS,
-    MODEL_KEYS,
-    OUTPUT_KEYS,
-    PROVIDER_KEYS,
-    REASONING_KEYS,
-    RESPONSE_ID_KEY,
-    SDK_NAME_KEY,
-    STEP_KEY,
-)
+from otel_overspend.conventions import READ_KEYS, STATUS_ERROR, STATUS_KEY
 from otel_overspend.step_rules import DEFAULT_RULES
 from otel_overspend.steps import BAGGAGE_KEY
 
@@ -58,6 +46,8 @@ MAX_ENCODED_RESOURCES: Final = 1_024
 _HAS_IS_REMOTE: Final = 0x100
 _IS_REMOTE: Final = 0x200
 _REMOTE_MASK: Final = _HAS_IS_REMOTE | _IS_REMOTE
+#: The OTLP JSON status codes of a failed span (the enum's number, or its name).
+ERROR_CODES: Final = (2, "STATUS_CODE_ERROR")
 #: Resource attributes that tell one process from another.
 _PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
 
@@ -87,11 +77,7 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
     rule_keys = {rule.attribute for rule in settings.step_rules if rule.attribute is not None}
     if settings.default_step_rules:
         rule_keys |= {rule.attribute for rule in DEFAULT_RULES if rule.attribute is not None}
-    usage = (
-        MODEL_KEYS + PROVIDER_KEYS + INPUT_KEYS + OUTPUT_KEYS + CACHE_READ_KEYS + REASONING_KEYS + COST_KEYS
-    )
-    extra = (STEP_KEY, RESPONSE_ID_KEY, SDK_NAME_KEY, CACHE_WRITE_KEY, BAGGAGE_KEY)
-    return frozenset((*usage, *extra, *rule_keys))
+    return READ_KEYS | {BAGGAGE_KEY, *rule_keys}
 
 
 class Processes:
@@ -235,6 +221,9 @@ def _span(sp: Any, keys: frozenset[str], process: int, scope: str) -> SpanRecord
         key = kv["key"]
         if key in keys:
             attrs[key] = value(kv.get("value"))
+    status = sp.get("status")
+    if type(status) is dict and status.get("code") in ERROR_CODES:
+        attrs[STATUS_KEY] = STATUS_ERROR  # a failed call: see conventions.ERROR_KEYS
     flags = sp.get("flags") or 0
     remote = type(flags) is int and flags & _REMOTE_MASK == _REMOTE_MASK
     return SpanRecord(

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from otel_overspend.otlp_json import MAX_ENCODED_RESOURCES, SpanRecord, decode_id, process_identity
+from otel_overspend.conventions import STATUS_ERROR, STATUS_KEY
+from otel_overspend.otlp_json import (
+    ERROR_CODES as _ERROR_CODES,
+)
+from otel_overspend.otlp_json import (
+    MAX_ENCODED_RESOURCES,
+    SpanRecord,
+    decode_id,
+    process_identity,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,6 +73,13 @@ class SpanKeyValue(msgspec.Struct, gc=False):
     value: ScalarValue = msgspec.field(default_factory=ScalarValue)
 
 
+class Status(msgspec.Struct, frozen=True, gc=False):
+    code: int | str = 0
+
+
+_NO_STATUS: Final = Status()
+
+
 class Span(msgspec.Struct, gc=False):
     traceId: str | None = None  # noqa: N815
     spanId: str | None = None  # noqa: N815
@@ -73,6 +89,7 @@ class Span(msgspec.Struct, gc=False):
     endTimeUnixNano: int | None = None  # noqa: N815
     attributes: list[SpanKeyValue] = []
     flags: int = 0
+    status: Status = _NO_STATUS
 
 
 class Scope(msgspec.Struct, gc=False):
@@ -138,7 +155,7 @@ def _process(encoded: msgspec.Raw, processes: Processes) -> int:
     return found
 
 
-def decode_line(
+def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inline for speed
     data: bytes, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
 ) -> list[SpanRecord] | None:
     """The spans of one line; ``None`` if it holds no traces. Raises
@@ -215,6 +232,8 @@ def decode_line(
                                     if found is None:
                                         raise _NotScalarError(key)
                         attrs[key] = found
+                if sp.status.code in _ERROR_CODES:
+                    attrs[STATUS_KEY] = STATUS_ERROR
                 append(
                     _new(
                         SpanRecord,

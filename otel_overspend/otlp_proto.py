@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
+from otel_overspend.conventions import STATUS_ERROR, STATUS_KEY
 from otel_overspend.otlp_json import SpanRecord
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ("decode_proto",)
 
 _REMOTE_MASK: Final = 0x300
+_STATUS_CODE_ERROR: Final = 2
 _PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
 
 
@@ -67,6 +69,8 @@ def decode_proto(
                     bad_span(f"span {sp.name!r} has no end time")
                     continue
                 attrs = {kv.key: _value(kv.value) for kv in sp.attributes if kv.key in keys}
+                if sp.status.code == _STATUS_CODE_ERROR:
+                    attrs[STATUS_KEY] = STATUS_ERROR
                 out.append(
                     SpanRecord(
                         (trace_id << 16) | process,

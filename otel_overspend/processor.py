@@ -18,7 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import StatusCode, get_current_span
 from prometheus_client import REGISTRY
 
 from otel_overspend.background import SpanQueue
@@ -27,7 +27,7 @@ from otel_overspend.context_baggage import BAGGAGE_CONTEXT_KEY as _BAGGAGE_IN_CO
 from otel_overspend.context_baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
 from otel_overspend.context_baggage import baggage_value as _baggage_value
 from otel_overspend.context_baggage import current_context
-from otel_overspend.conventions import LLM_MARKER_KEYS
+from otel_overspend.conventions import LLM_MARKER_KEYS, may_be_llm_call
 from otel_overspend.exposition import OverspendCollector, Status, render_registry
 from otel_overspend.forks import reset_in_forked_child
 from otel_overspend.gauges import GaugeRenderer
@@ -97,7 +97,7 @@ class OverspendProcessor(SpanProcessor):
             clock=clock,
         )
         #: Spans with an LLM call ended below them that have not ended yet.
-        self._marks: dict[int, None] = {}
+        self._marks: dict[int, bool | None] = {}
         self._annotations: dict[int, Call | str] | None = None
         self._recorder = Recorder(
             attributor=parts.attributor,
@@ -105,11 +105,15 @@ class OverspendProcessor(SpanProcessor):
             ledger=parts.ledger,
             requests=self._requests,
             drop=self._drop,
+            note=self._note,
+            without_usage=self._count_without_usage,
         )
         self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
+        self._inferred: dict[str, int] = {}
+        self._without_usage: dict[tuple[str, str], int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
         self._registry = registry if registry is not None else REGISTRY
@@ -247,14 +251,18 @@ class OverspendProcessor(SpanProcessor):
                     attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
                 except AttributeError:  # not a BoundedAttributes after all (see span_fields)
                     attrs = direct_attributes(span) or {}
-                if _no_usage_keys(attrs) and (not marks or span._context[1] not in marks):  # type: ignore[index]  # noqa: SLF001
+                if (_no_usage_keys(attrs) or not may_be_llm_call(attrs)) and (
+                    not marks or span._context[1] not in marks  # type: ignore[index]  # noqa: SLF001
+                ):
                     return
                 parent = span._parent  # noqa: SLF001
             else:
                 ctx, found = ended_fields(span)
                 if ctx is None:
                     return
-                if (found is None or _no_usage_keys(found)) and ctx.span_id not in marks:
+                if (found is None or _no_usage_keys(found) or not may_be_llm_call(found)) and (
+                    ctx.span_id not in marks
+                ):
                     return
                 parent = span.parent
             if parent is not None and not parent[2]:  # a local parent: the mark climbs
@@ -268,37 +276,31 @@ class OverspendProcessor(SpanProcessor):
 
     def _count(self, span: ReadableSpan) -> None:
         """Count one ended span with an LLM call in or below it, in the order they ended (in
-        the queue's drain: never raises)."""
+        the queue's drain: never raises). The recorder decides, as the offline report's
+        does, whether it is a call, a duplicate of one below it, or neither."""
         try:
             ctx = span.context
             if ctx is None:
                 return
             span_id = ctx.span_id
-            step = held_step(span)
-            below = self._marks.pop(span_id, False) is None
-            attrs = span.attributes
-            llm = attrs is not None and not _no_usage_keys(attrs)
-            if not (llm or below):
-                return  # its mark was forgotten since on_end (a full table)
+            self._marks.pop(span_id, None)  # it only had this span queued
             parent = span.parent
-            if parent is None or parent.is_remote:
-                parent_id = None  # a local root: it closes its request
-            else:
-                parent_id = parent.span_id  # marked in on_end
-                if not llm:
-                    return
+            # A local root closes its request.
+            parent_id = None if parent is None or parent.is_remote else parent.span_id
             end_ns = span.end_time or 0
             scope = span.instrumentation_scope
-            result = self._recorder.count(
+            status = span.status
+            result = self._recorder.record(
                 ctx.trace_id,
+                span_id,
                 parent_id,
                 span.name,
-                attrs,
+                span.attributes,
                 span.start_time or end_ns,
                 end_ns,
-                step,
+                held_step(span),
                 "" if scope is None else scope.name,
-                below=below,
+                failed=status is not None and status.status_code is StatusCode.ERROR,
             )
             if self._annotations is not None and result is not None:
                 annotations = self._annotations
@@ -342,6 +344,15 @@ class OverspendProcessor(SpanProcessor):
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
+    def _note(self, what: str) -> None:
+        with self._drop_lock:
+            self._inferred[what] = self._inferred.get(what, 0) + 1
+
+    def _count_without_usage(self, step: str, model: str) -> None:
+        key = (step, model)  # capped labels: the map is bounded by the caps
+        with self._drop_lock:
+            self._without_usage[key] = self._without_usage.get(key, 0) + 1
+
     def _fail(self, hook: str) -> None:
         self._drop("internal_error")
         if hook not in self._logged:
@@ -363,8 +374,12 @@ class OverspendProcessor(SpanProcessor):
         snap = self.snapshot()
         with self._drop_lock:
             dropped = dict(self._dropped)
+            inferred = dict(self._inferred)
+            without_usage = dict(self._without_usage)
         return snap, Status(
             dropped=dropped,
+            usage_inferred=inferred,
+            calls_without_usage=without_usage,
             label_overflow={cap.name: cap.overflowed for cap in self._parts.caps},
             requests_evicted={
                 "capacity": self._requests.evicted_capacity,
@@ -427,6 +442,8 @@ class OverspendProcessor(SpanProcessor):
                 self._annotations = {}
             self._drop_lock = threading.Lock()
             self._dropped = {}
+            self._inferred = {}
+            self._without_usage = {}
             self._server_lock = threading.Lock()
             # The server's thread did not survive the fork and its port is the parent's: a
             # worker serves its own /metrics once told where (otel_overspend.gunicorn.post_fork).

@@ -33,11 +33,23 @@ if TYPE_CHECKING:
     from otel_overspend.requests import OpenRequests
     from otel_overspend.step_rules import StepRules
 
-__all__ = ("MAX_MARKED_SPANS", "Recorder", "Sink", "mark")
+__all__ = ("MAX_MARKED_SPANS", "WITHOUT_USAGE", "Recorder", "Sink", "mark")
 
 #: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
 MAX_MARKED_SPANS: Final = 100_000
 _NS_PER_S: Final = 1e9
+#: What :meth:`Recorder.count` answers for an LLM call whose span reports nothing billed:
+#: counted as such (``overspend_llm_calls_without_usage_total``), neither a call nor a drop.
+WITHOUT_USAGE: Final = "llm_call_without_usage"
+#: The marks a span's children leave: an LLM call (or its drop) was counted below it...
+STRONG: Final = None
+#: ...or only an LLM call without usage was (a span above it with usage is then the one
+#: that counts; one without usage is the same call again).
+WEAK: Final = True
+
+
+def _ignore(*_: str) -> None:
+    pass
 
 
 class Sink(Protocol):
@@ -50,7 +62,16 @@ class Sink(Protocol):
 
 
 class Recorder:
-    __slots__ = ("_attributor", "_drop", "_ledger", "_marked", "_requests", "_rules")
+    __slots__ = (
+        "_attributor",
+        "_drop",
+        "_ledger",
+        "_marked",
+        "_note",
+        "_requests",
+        "_rules",
+        "_without_usage",
+    )
 
     def __init__(
         self,
@@ -60,13 +81,20 @@ class Recorder:
         ledger: Sink,
         requests: OpenRequests,
         drop: Callable[[str], None],
+        note: Callable[[str], None] = _ignore,
+        without_usage: Callable[[str, str], None] = _ignore,
     ) -> None:
+        """``drop`` counts an LLM span not counted (or a bad part of one), by reason;
+        ``note`` what reading usage had to infer, by what; ``without_usage`` an LLM call
+        whose span reports nothing billed, by (capped) step and model."""
         self._attributor = attributor
         self._rules = rules
         self._ledger = ledger
         self._requests = requests
         self._drop = drop
-        self._marked: dict[int, None] = {}
+        self._note = note
+        self._without_usage = without_usage
+        self._marked: dict[int, bool | None] = {}
 
     def reset(self) -> None:
         self._marked = {}
@@ -82,16 +110,35 @@ class Recorder:
         end_ns: int,
         step: str | None,
         scope: str = "",
+        *,
+        failed: bool = False,
     ) -> Call | str | None:
-        """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root.
+        """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root;
+        ``failed`` for a span whose status is an error.
 
         Returns the counted call; for an LLM span that was not counted, the reason (a
         duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
         """
-        below = self._marked.pop(span_id, False) is None
-        result = self.count(trace_id, parent_id, name, attrs, start_ns, end_ns, step, scope, below=below)
-        if parent_id is not None and (below or result is not None):
-            mark(self._marked, parent_id)
+        found = self._marked.pop(span_id, False)
+        below = found is STRONG
+        result = self.count(
+            trace_id,
+            parent_id,
+            name,
+            attrs,
+            start_ns,
+            end_ns,
+            step,
+            scope,
+            below=below,
+            weak=found is WEAK,
+            failed=failed,
+        )
+        if parent_id is not None:
+            if below or (result is not None and result is not WITHOUT_USAGE):
+                mark(self._marked, parent_id)
+            elif found is WEAK or result is WITHOUT_USAGE:
+                mark(self._marked, parent_id, weak=True)
         return result
 
     def count(  # noqa: PLR0917 - once per LLM span: positional arguments are cheaper
@@ -106,17 +153,32 @@ class Recorder:
         scope: str,
         *,
         below: bool,
+        weak: bool = False,
+        failed: bool = False,
     ) -> Call | str | None:
         """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
-        LLM span below this one was already seen (then this one is a duplicate)."""
-        usage = read_usage(attrs) if attrs is not None else None
+        LLM span below this one was already seen (then this one is a duplicate), ``weak``
+        whether only an LLM call without usage was (then this one counts if it has usage)."""
+        usage = read_usage(attrs, scope) if attrs is not None else None
         result: Call | str | None = None
         if usage is not None:
             if isinstance(usage, str):
                 result = usage
             elif below:
                 result = "duplicate_llm_span"
+            elif not usage.reported:
+                # A failed call billed nothing; with a weak mark, the call below was
+                # counted as this one already.
+                if not (weak or failed):
+                    key = self._attributor.key(usage_step(usage, step, self._rules, name, attrs), usage)
+                    self._without_usage(key[0], key[1])
+                    result = WITHOUT_USAGE
             else:
+                for note in usage.notes:
+                    if note == "invalid_span_cost":
+                        self._drop(note)
+                    else:
+                        self._note(note)
                 explicit = usage.step
                 # The span's own step is the one decided already (the report, stamp_spans):
                 # nothing to check again.
@@ -135,7 +197,7 @@ class Recorder:
                         result = call
                     else:
                         result = "too_old"
-            if isinstance(result, str):
+            if isinstance(result, str) and result is not WITHOUT_USAGE:
                 self._drop(result)
         if parent_id is None:
             sample = self._requests.close(trace_id, end_ns - start_ns)
@@ -146,16 +208,20 @@ class Recorder:
     def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
         """The call a span would be counted as, without recording it (``None``: no LLM call)."""
         usage = read_usage(attrs) if attrs else None
-        if usage is None or isinstance(usage, str):
+        if usage is None or isinstance(usage, str) or not usage.reported:
             return None
         return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
 
 
-def mark(marks: dict[int, None], span_id: int) -> None:
-    """Note that an LLM call was seen below ``span_id`` (bounded: the oldest marks go first)."""
+def mark(marks: dict[int, bool | None], span_id: int, *, weak: bool = False) -> None:
+    """Note that an LLM call was seen below ``span_id`` (``weak``: only one without usage;
+    a weak mark never replaces a strong one). Bounded: the oldest marks go first."""
     if len(marks) >= MAX_MARKED_SPANS:
         make_room(marks, MAX_MARKED_SPANS)
-    marks[span_id] = None
+    if weak:
+        marks.setdefault(span_id, WEAK)
+    else:
+        marks[span_id] = STRONG
 
 
 def usage_step(

@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from otel_overspend.catalog import TIERS
 from otel_overspend.patterns import compile_pattern
-from otel_overspend.pricing import DEFAULT_TIER_PRICES
+from otel_overspend.pricing import DEFAULT_TIER_PRICES, DEFAULT_TIER_SEARCH_PRICES
 from otel_overspend.steps import UNATTRIBUTED, validate_step_name
 from otel_overspend.thresholds import BANDS
 
@@ -53,12 +53,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Price(_Strict):
-    """USD per 1M tokens."""
+_UsdPerMtok = Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
+#: No request or search costs more than this (USD); a larger price is a typo.
+MAX_USD_PER_REQUEST = 1_000.0
+_UsdPerRequest = Annotated[float, Field(ge=0, le=MAX_USD_PER_REQUEST, allow_inf_nan=False)]
 
-    input: Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
-    output: Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
-    cache_read: Annotated[float | None, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)] = None
+
+class Price(_Strict):
+    """Token rates in USD per 1M tokens; ``per_request`` and ``per_search`` in USD each.
+
+    Unset rates fall back as providers bill: ``cache_read`` and ``cache_write`` (a 5-minute
+    cache write) to ``input``, ``cache_write_1h`` to ``cache_write``. ``per_request`` is
+    charged once per call (a rerank call: once per search); ``per_search``, when set,
+    prices a rerank call's searches instead.
+    """
+
+    input: _UsdPerMtok
+    output: _UsdPerMtok
+    cache_read: _UsdPerMtok | None = None
+    cache_write: _UsdPerMtok | None = None
+    cache_write_1h: _UsdPerMtok | None = None
+    per_request: _UsdPerRequest = 0.0
+    per_search: _UsdPerRequest | None = None
 
 
 class StepRule(_Strict):
@@ -104,7 +120,10 @@ class Band(_Strict):
 
 
 def _default_tier_prices() -> dict[Tier, Price]:
-    return {tier: Price(input=i, output=o) for tier, (i, o) in DEFAULT_TIER_PRICES.items()}  # type: ignore[misc]
+    return {
+        tier: Price(input=i, output=o, per_search=DEFAULT_TIER_SEARCH_PRICES.get(tier))  # type: ignore[misc]
+        for tier, (i, o) in DEFAULT_TIER_PRICES.items()
+    }
 
 
 def _default_specialize() -> dict[str, SpecializeTarget]:

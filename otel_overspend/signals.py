@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from otel_overspend.ledger import (
     CALLS,
     COST,
+    COST_WITHOUT_COUNTERFACTUAL,
     FRONTIER_CALLS,
     GENERATE_SHARE_N,
     GENERATE_SHARE_SUM,
@@ -59,10 +60,15 @@ class StepLine:
     cost_usd: float
     specialized_cost_usd: float
     share: float | None
+    #: Calls nothing could price: left out of ``cost_usd`` and ``share``.
+    unpriced_calls: int = 0
+    #: Dollars of calls priced only by their span's cost (in ``cost_usd``), whose
+    #: specialized cost is unknown: left out of the savings.
+    cost_without_counterfactual_usd: float = 0.0
 
     @property
     def savings_usd(self) -> float:
-        return self.cost_usd - self.specialized_cost_usd
+        return self.cost_usd - self.cost_without_counterfactual_usd - self.specialized_cost_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class Diagnosis:
     cost_usd: float
     specialized_cost_usd: float
     steps: tuple[StepLine, ...]
+    #: Dollars (in ``cost_usd``) whose specialized cost is unknown: out of headroom and reduction.
+    cost_without_counterfactual_usd: float
     # Test 1
     model_concentration: float | None
     top_frontier_model: str | None
@@ -151,7 +159,7 @@ def diagnose(
             rows.append(stats)
         if tier == FRONTIER:
             frontier_by_model[model] = get_model(model, 0.0) + stats[i_cost]
-    # step -> [cost, specialized cost, calls, priced calls, tokens]
+    # step -> [cost, specialized cost, calls, priced calls, tokens, cost without counterfactual]
     by_step: dict[str, list[float]] = {}
     for step, rows in rows_by_step.items():
         columns = tuple(zip(*rows, strict=True))
@@ -162,12 +170,18 @@ def diagnose(
             n_calls,
             n_calls - sum(columns[UNPRICED]),
             sum(columns[INPUT]) + sum(columns[OUTPUT]),
+            sum(columns[COST_WITHOUT_COUNTERFACTUAL]),
         ]
+    # A step whose calls are all unpriced has no dollars to share: its share, and any
+    # ratio that needs its spend (the generate share, the fraction), is absent, not 0.
+    unpriced_steps = {step for step, acc in by_step.items() if acc[2] > 0 and acc[3] == 0}
     cost_by_step = {step: acc[0] for step, acc in by_step.items()}
     n_calls = sum(acc[2] for acc in by_step.values())
     unpriced = n_calls - sum(acc[3] for acc in by_step.values())
     total = sum(cost_by_step.values())
     specialized = sum(acc[1] for acc in by_step.values())
+    without_counterfactual = sum(acc[5] for acc in by_step.values())
+    repriced = total - without_counterfactual
     has_cost = total > 0
 
     lines = sorted(
@@ -180,6 +194,8 @@ def diagnose(
                 specialized_cost_usd=acc[1],
                 # A step with no priced call has no share: 0 would pass its calls off as $0.
                 share=_ratio(acc[0], total) if acc[3] > 0 else None,
+                unpriced_calls=round(acc[2] - acc[3]),
+                cost_without_counterfactual_usd=acc[5],
             )
             for step, acc in by_step.items()
         ),
@@ -197,9 +213,9 @@ def diagnose(
             top_model, top_cost = model, cost
 
     n_requests = requests[REQUESTS]
-    fraction = _fraction(cost_by_step, total, unattributed)
+    fraction = None if GENERATE in unpriced_steps else _fraction(cost_by_step, total, unattributed)
     concentration = _ratio(top_cost, total)
-    generate_share = shares.get(GENERATE, 0.0) if has_cost else None
+    generate_share = shares.get(GENERATE, 0.0) if has_cost and GENERATE not in unpriced_steps else None
     heaviest_share = None if heaviest is None else heaviest.share
     frontier_per_request = _ratio(requests[FRONTIER_CALLS], n_requests)
     tokens_per_request = _ratio(requests[TOKENS], n_requests)
@@ -220,15 +236,18 @@ def diagnose(
         cost_usd=total,
         specialized_cost_usd=specialized,
         steps=tuple(lines),
+        cost_without_counterfactual_usd=without_counterfactual,
         model_concentration=concentration,
         top_frontier_model=top_model,
         step_shares=shares,
         generate_share=generate_share,
-        unattributed_share=shares.get(UNATTRIBUTED, 0.0) if has_cost else None,
+        unattributed_share=shares.get(UNATTRIBUTED, 0.0)
+        if has_cost and UNATTRIBUTED not in unpriced_steps
+        else None,
         heaviest_non_generate_step=None if heaviest is None else heaviest.step,
         heaviest_non_generate_step_share=heaviest_share,
-        headroom_usd=total - specialized if has_cost else None,
-        projected_reduction=_ratio(total - specialized, total),
+        headroom_usd=repriced - specialized if repriced > 0 else None,
+        projected_reduction=_ratio(repriced - specialized, repriced),
         next_step_to_specialize=None if best is None else best.step,
         next_step_savings_usd=None if best is None else best.savings_usd,
         specialist_eligible_fraction=fraction,

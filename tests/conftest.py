@@ -43,6 +43,16 @@ class Pipeline:
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         return self.registry.get_sample_value(name, labels or {})
 
+    def total(self, name: str, **labels: str) -> float | None:
+        """The sum of every sample of ``name`` whose labels include ``labels`` (``None``: none)."""
+        found = [
+            sample.value
+            for family in self.registry.collect()
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        ]
+        return sum(found) if found else None
+
 
 def make_pipeline(settings: Settings | None = None, **kwargs: object) -> Pipeline:
     registry = CollectorRegistry()

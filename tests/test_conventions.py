@@ -150,7 +150,13 @@ def test_token_names(
             reasoning_key: 120,
         },
     )
-    assert tokens_by_kind(p) == {"input": 1000, "output": 300, "cache_read": 400, "reasoning": 120}
+    assert tokens_by_kind(p) == {
+        "input": 1000,
+        "output": 300,
+        "cache_read": 400,
+        "cache_write": 0,
+        "reasoning": 120,
+    }
     assert calls_by(p, "model") == {"gpt-4o": 1}
 
 
@@ -170,7 +176,7 @@ def test_new_names_beat_legacy_ones(p: Pipeline) -> None:
             "gen_ai.usage.reasoning_tokens": 6,
         },
     )
-    assert tokens_by_kind(p) == {"input": 10, "output": 20, "cache_read": 3, "reasoning": 5}
+    assert tokens_by_kind(p) == {"input": 10, "output": 20, "cache_read": 3, "cache_write": 0, "reasoning": 5}
 
 
 def test_output_only_and_input_only_spans_are_calls(p: Pipeline) -> None:

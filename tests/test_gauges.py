@@ -144,7 +144,7 @@ def test_a_window_of_unpriced_calls_has_request_gauges_but_no_cost_gauges() -> N
         for name, labels, _ in samples_with(p, "window", "5m")
         if name == "overspend_signal_level"
     } == {"frontier_calls_per_request", "tokens_per_request"}
-    assert p.sample("overspend_unpriced_llm_calls_total", {"model": UNKNOWN}) == 2.0
+    assert p.total("overspend_unpriced_llm_calls_total", model=UNKNOWN) == 2.0
 
 
 def level(p: Pipeline, signal: str) -> float | None:

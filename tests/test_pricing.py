@@ -60,12 +60,14 @@ def tier(p: Pipeline) -> str:
 
 
 def unpriced(p: Pipeline) -> dict[str, float]:
-    return {
-        sample.labels["model"]: sample.value
-        for family in p.registry.collect()
-        for sample in family.samples
-        if sample.name == "overspend_unpriced_llm_calls_total"
-    }
+    """Unpriced calls by model (the counter is per series: summed over step, tier, provider)."""
+    by_model: dict[str, float] = {}
+    for family in p.registry.collect():
+        for sample in family.samples:
+            if sample.name == "overspend_unpriced_llm_calls_total" and sample.value:
+                model = sample.labels["model"]
+                by_model[model] = by_model.get(model, 0.0) + sample.value
+    return by_model
 
 
 def pipeline(**settings: object) -> Pipeline:

@@ -121,7 +121,7 @@ def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: 
     p.processor.force_flush()
     assert len(p.processor._marks) <= 100
     # The steps are held on the open spans themselves: none is pushed out by the others.
-    assert {held_step(span) for span in open_spans} == {"rerank"}
+    assert {held_step(span) for span in open_spans} == {"retrieve"}
     for span in open_spans:
         span.end()
     assert _labels(p, "step") == {"rerank": 1_000}  # every call counted, under its step
@@ -131,10 +131,10 @@ def test_open_spans_without_a_step_keep_a_rules_step_and_nothing_else() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     # No step(): a rule names each span's step at its start.
     open_spans = [
-        p.tracer.start_span(f"open {i}", attributes={"openinference.span.kind": "RERANKER"})
+        p.tracer.start_span(f"open {i}", attributes={"openinference.span.kind": "RETRIEVER"})
         for i in range(1_000)
     ]
-    assert {held_step(span) for span in open_spans} == {"rerank"}
+    assert {held_step(span) for span in open_spans} == {"retrieve"}
     for span in open_spans:
         span.end()
     p.processor.force_flush()

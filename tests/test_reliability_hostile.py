@@ -39,6 +39,7 @@ from otel_overspend.conventions import (
     OUTPUT_KEYS,
     PROVIDER_KEYS,
     REASONING_KEYS,
+    ZERO_MEANS_UNPRICED_COST_KEYS,
 )
 from otel_overspend.settings import MAX_USD_PER_MTOK, Price
 
@@ -50,6 +51,7 @@ BATCH = 500
 SDK_EXAMPLES = 150
 DIRECT_EXAMPLES = 50
 SPECIALIST_USD_PER_MTOK = 0.02  # the specialist tier's default price, input and output
+SPECIALIST_USD_PER_SEARCH = 0.002  # and its default price of a rerank call's search
 RESOURCE = Resource.get_empty()  # else each ReadableSpan detects one (a millisecond each)
 #: Shrinking a 500-span batch takes minutes: a failure reports its pools and seed as drawn.
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -250,17 +252,18 @@ def _add_names(rnd: random.Random, p: Pools, attrs: dict[str, Any], *, raw: bool
     return reasons
 
 
-def _add_cost(rnd: random.Random, p: Pools, attrs: dict[str, Any]) -> float | None:
-    """A cost the instrumentation computed, or garbage in its place; the valid cost, if any."""
+def _add_cost(rnd: random.Random, p: Pools, attrs: dict[str, Any]) -> tuple[float | None, str | None, bool]:
+    """A cost the instrumentation computed, or garbage in its place: the valid cost, if any,
+    the key it is under (``None`` when no cost attribute was written), and whether it is garbage."""
     roll = rnd.random()
     if roll >= 0.3:
-        return None
+        return None, None, False
     key = rnd.choice(COST_KEYS)
     if roll < 0.15:
         attrs[key] = rnd.choice(p.valid_costs)
-        return float(attrs[key])
+        return float(attrs[key]), key, False
     attrs[key] = rnd.choice(p.hostile_costs)
-    return None
+    return None, key, True
 
 
 def _span_attributes(
@@ -270,20 +273,21 @@ def _span_attributes(
     attrs: dict[str, Any] = {}
     tokens = _add_tokens(rnd, p, attrs, raw=raw)
     invalid_names = _add_names(rnd, p, attrs, raw=raw)
-    span_cost = _add_cost(rnd, p, attrs)
+    span_cost, cost_key, hostile_cost = _add_cost(rnd, p, attrs)
     if rnd.random() < 0.2:
         attrs["overspend.step"] = rnd.choice(p.steps)
+    kind = None
     if rnd.random() < 0.2:
-        attrs["openinference.span.kind"] = rnd.choice(["RERANKER", "LLM", 3, ("EMBEDDING",)])
+        kind = attrs["openinference.span.kind"] = rnd.choice(["RERANKER", "LLM", 3, ("EMBEDDING",)])
     if rnd.random() < 0.3:
         attrs["gen_ai.input.messages"] = rnd.choice(p.span_names)
 
-    marker = any(key in attrs for key in (*INPUT_KEYS, *OUTPUT_KEYS, *COST_KEYS))
-    if raw and marker and rnd.random() < 0.01:
+    usage_keys = any(key in attrs for key in (*INPUT_KEYS, *OUTPUT_KEYS, *COST_KEYS))
+    if raw and usage_keys and rnd.random() < 0.01:
         expected.drop("internal_error")
         return _Exploding(attrs)
-    if not marker:
-        return attrs
+    if not usage_keys and kind not in ("RERANKER", "LLM"):
+        return attrs  # not an LLM call
     if tokens is None:
         expected.drop("invalid_tokens")
         return attrs
@@ -291,23 +295,32 @@ def _span_attributes(
         expected.drop(invalid_names[0])
         return attrs
     tokens_in, tokens_out = tokens.get("input", 0), tokens.get("output", 0)
-    if tokens_in == tokens_out == 0 and span_cost is None:
-        return attrs  # no usage at all: not an LLM call
-    cache = tokens.get("cache", 0)
+    cache, reasoning = tokens.get("cache", 0), tokens.get("reasoning", 0)
+    searches = 1 if kind == "RERANKER" else 0  # a rerank call is one search
+    billed = bool(tokens_in or tokens_out or searches or cache or reasoning)
+    if span_cost == 0.0 and billed and cost_key in ZERO_MEANS_UNPRICED_COST_KEYS:
+        span_cost = None  # LiteLLM's 0 is "no price"
+    if not billed and span_cost is None:
+        return attrs  # no usage: an LLM call without usage (kind LLM), counted apart
+    if hostile_cost:
+        expected.drop("invalid_span_cost")  # counted, and the call priced as if it had none
     if cache > tokens_in:
         tokens_in += cache  # reported net of cache reads: made gross
+    if reasoning > tokens_out:
+        tokens_out += reasoning  # reported net of reasoning: made gross
     if too_old:
         expected.drop("too_old")
         return attrs
     expected.counted += 1
     expected.input_tokens += tokens_in
     expected.output_tokens += tokens_out
-    if price is not None:
+    if price is not None and (tokens_in or tokens_out):
         expected.cost_usd += (tokens_in * price + tokens_out * price) / 1e6
-    elif span_cost is not None:
+    elif span_cost is not None:  # the override cannot price searches alone; the span's cost can
         expected.cost_usd += span_cost
-    else:
+    elif price is None:
         expected.cost_usd += (tokens_in + tokens_out) * SPECIALIST_USD_PER_MTOK / 1e6
+        expected.cost_usd += searches * SPECIALIST_USD_PER_SEARCH
     return attrs
 
 

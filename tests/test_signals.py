@@ -267,8 +267,8 @@ def test_an_unpriced_call_is_counted_but_changes_no_share() -> None:
     # A step whose calls are all unpriced has no share: a share of 0 would read as "$0".
     assert "classify" not in d_mixed.step_shares
     assert mixed.sample("overspend_step_cost_share", {"window": "5m", "step": "classify"}) is None
-    assert mixed.sample("overspend_unpriced_llm_calls_total", {"model": UNKNOWN}) == 8.0
-    assert clean.sample("overspend_unpriced_llm_calls_total", {"model": UNKNOWN}) is None
+    assert mixed.total("overspend_unpriced_llm_calls_total", model=UNKNOWN) == 8.0
+    assert not clean.total("overspend_unpriced_llm_calls_total", model=UNKNOWN)
     for window in ("5m", "7d"):
         assert window_sample(mixed, "overspend_specialist_eligible_fraction", window) == window_sample(
             clean, "overspend_specialist_eligible_fraction", window

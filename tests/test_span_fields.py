@@ -156,11 +156,11 @@ def test_a_span_outside_any_step_leaves_nothing_behind_and_one_a_rule_names_only
     with p.tracer.start_as_current_span("GET /search"):
         with p.tracer.start_as_current_span("SELECT", attributes={"db.system": "postgresql"}) as db:
             assert held_step(db) is None  # no step, no baggage, no rule
-        kind = {"openinference.span.kind": "RERANKER"}
+        kind = {"openinference.span.kind": "RETRIEVER"}
         with p.tracer.start_as_current_span("rerank", attributes=kind) as r:
-            assert held_step(r) == "rerank"
+            assert held_step(r) == "retrieve"
             with p.tracer.start_as_current_span("score") as child:  # its parent's step, at its start
-                assert held_step(child) == "rerank"
+                assert held_step(child) == "retrieve"
     assert "overspend.step" not in (getattr(r, "attributes", None) or {})  # held beside them
     assert len(queue.items) == 0  # no LLM call: nothing queued
     p.provider.shutdown()
