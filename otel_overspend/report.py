@@ -71,6 +71,11 @@ class InputSummary:
     incomplete_traces: Mapping[str, int] = field(default_factory=dict)
     requests_evicted: Mapping[str, int] = field(default_factory=dict)
     label_overflow: Mapping[str, int] = field(default_factory=dict)
+    #: LLM calls whose span reported no usage and no cost, by "step model" (as
+    #: ``overspend_llm_calls_without_usage_total``).
+    calls_without_usage: Mapping[str, int] = field(default_factory=dict)
+    #: Calls whose usage was read by the last-resort rule (as ``overspend_usage_inferred_total``).
+    usage_inferred: Mapping[str, int] = field(default_factory=dict)
 
 
 def week_scale(covered_s: float | None) -> float | None:
@@ -154,6 +159,8 @@ class _Run:
         self.parts = parts = Components.from_settings(settings)
         self.sink = PeriodSink()
         self.dropped: dict[str, int] = {}
+        self.inferred: dict[str, int] = {}
+        self.without_usage: dict[str, int] = {}
         self.clock = DataClock()
         self.requests = OpenRequests(
             max_open=settings.max_open_requests, timeout_s=settings.request_timeout_seconds, clock=self.clock
@@ -164,6 +171,8 @@ class _Run:
             ledger=self.sink,
             requests=self.requests,
             drop=self.drop,
+            note=self.note,
+            without_usage=self.count_without_usage,
         )
         self.replayer = Replayer(
             recorder=recorder,
@@ -181,6 +190,13 @@ class _Run:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def note(self, what: str) -> None:
+        self.inferred[what] = self.inferred.get(what, 0) + 1
+
+    def count_without_usage(self, step: str, model: str) -> None:
+        key = f"{step} {model or 'unknown'}"
+        self.without_usage[key] = self.without_usage.get(key, 0) + 1
 
     def read_file(self, path: Path, progress: Callable[[int, int], None] | None) -> None:
         self.files += 1
@@ -288,6 +304,8 @@ class _Run:
             ),
             requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
             label_overflow=_nonzero(**{cap.name: cap.overflowed for cap in self.parts.caps}),
+            calls_without_usage=dict(sorted(self.without_usage.items())),
+            usage_inferred=dict(sorted(self.inferred.items())),
         )
 
 

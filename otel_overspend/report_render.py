@@ -116,6 +116,8 @@ def _notes(report: Report) -> list[str]:
         ("traces replayed without their root (calls counted, no request)", inputs.incomplete_traces),
         ("open requests evicted", inputs.requests_evicted),
         ("label values folded into 'other'", inputs.label_overflow),
+        ("LLM calls reporting no usage (no dollars: see docs/pricing.md)", inputs.calls_without_usage),
+        ("usage read by the last-resort rule", inputs.usage_inferred),
     ):
         if counts:
             detail = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items())
@@ -371,6 +373,8 @@ def report_json(report: Report) -> dict[str, Any]:
             "incomplete_traces": inputs.incomplete_traces,
             "requests_evicted": inputs.requests_evicted,
             "label_overflow": inputs.label_overflow,
+            "calls_without_usage": inputs.calls_without_usage,
+            "usage_inferred": inputs.usage_inferred,
         },
         "covered": {
             "start": _iso(report.first_s),
