@@ -26,6 +26,7 @@ from report_support import CollectorFileExporter, export_to
 
 from otel_overspend import Settings, step
 from otel_overspend.report import build_report
+from otel_overspend.settings import Price
 from otel_overspend.trace_files import Problems
 
 from conftest import Pipeline, make_pipeline
@@ -379,3 +380,41 @@ def test_an_unpriced_generate_step_leaves_no_share_and_no_fraction() -> None:
     assert "specialist_eligible_fraction" not in d.levels
     assert p.sample("overspend_generate_cost_share", {"window": "5m"}) is None
     assert p.sample("overspend_specialist_eligible_fraction", {"window": "5m"}) is None
+
+
+def test_overrides_price_every_unit_and_the_counterfactual_reprices_the_same_units() -> None:
+    p = make_pipeline(
+        Settings(
+            serve_metrics=False,
+            model_prices={
+                "claude-*": Price(input=2.0, output=8.0, cache_read=0.2, cache_write=2.5, cache_write_1h=4.0),
+                "acme-ranker": Price(input=0.0, output=0.0, per_search=0.001),
+            },
+        )
+    )
+    _emit(p, CASES["anthropic_sdk_1h_writes"])
+    with (
+        p.tracer.start_as_current_span("request"),
+        step("rerank"),
+        p.tracer.start_as_current_span("call") as span,
+    ):
+        span.set_attributes(
+            {
+                "llm.request.type": "rerank",
+                "gen_ai.request.model": "acme-ranker",
+                "gen_ai.usage.search_units": 3,
+            }
+        )
+    p.provider.shutdown()
+    cost = {labels["model"]: value for labels, value in _samples(p, "overspend_llm_cost_usd_total")}
+    # 1,200 x 2 + 800 x 0.2 + 300 x 2.5 + 200 x 4 + 100 x 8 = 2,400 + 160 + 750 + 800 + 800 = 4,910.
+    assert cost[SONNET] == pytest.approx(0.00491, abs=1e-12)
+    # 3 searches x $0.001.
+    assert cost["acme-ranker"] == pytest.approx(0.003, abs=1e-12)
+    specialized = {
+        labels["model"]: value for labels, value in _samples(p, "overspend_llm_specialized_cost_usd_total")
+    }
+    # At the specialist tier's defaults (0.02 / 0.02, no cache rates of its own, $0.002 a
+    # search): (2,500 + 100) x 0.02 = 52 micro-dollars; the reranker: min(3 x 0.002, 0.003).
+    assert specialized[SONNET] == pytest.approx(0.000052, abs=1e-12)
+    assert specialized["acme-ranker"] == pytest.approx(0.003, abs=1e-12)
