@@ -58,12 +58,14 @@ def test_openlit_zero_cost_for_a_model_it_cannot_price_is_no_price() -> None:
     assert got.unpriced == {}
 
 
-def test_openlit_anthropic_input_tokens_are_made_gross() -> None:
-    attributes = span_attributes("messages_cached")
-    assert attributes["gen_ai.usage.input_tokens"] == 1200  # net of the 800 cache reads
+@pytest.mark.parametrize(("case", "writes"), [("messages_cached", 0), ("messages_cache_write_5m", 500)])
+def test_openlit_anthropic_input_tokens_are_made_gross(case: str, writes: int) -> None:
+    attributes = span_attributes(case)
+    assert attributes["gen_ai.usage.input_tokens"] == 1200  # net of the 800 cache reads and the writes
     assert attributes["gen_ai.usage.cache_read.input_tokens"] == 800
-    got = runs.counted("openlit", "messages_cached")
-    assert (got.input_tokens, got.cache_read_tokens) == (2000, 800)
+    assert attributes["gen_ai.usage.cache_creation.input_tokens"] == writes
+    got = runs.counted("openlit", case)
+    assert (got.input_tokens, got.cache_read_tokens) == (2000 + writes, 800)
 
 
 # -- the reading rules, on OpenLIT's attributes (no OpenLIT needed) --------------------------------
@@ -142,4 +144,4 @@ def test_openlit_zero_cost_calls_are_priced_elsewhere_or_counted_unpriced() -> N
     labels = {"step": "rerank", "model": "gpt-4o", "tier": "frontier", "provider": "openai"}
     # genai-prices: 1,000 x 2.50 + 200 x 10 = 4,500 micro-USD, not $0.
     assert p.sample("overspend_llm_cost_usd_total", labels) == pytest.approx(0.0045, rel=1e-9)
-    assert p.sample("overspend_unpriced_llm_calls_total", {"model": "acme-unknown-model"}) == 1.0
+    assert p.total("overspend_unpriced_llm_calls_total", model="acme-unknown-model") == 1.0

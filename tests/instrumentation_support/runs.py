@@ -42,6 +42,10 @@ OPENAI_CASES: Final = (
     "embeddings",
     "responses",
     "responses_stream",
+    "chat_reasoning",
+    "chat_reasoning_stream",
+    "responses_reasoning",
+    "responses_reasoning_stream",
     "error_openai",
 )
 ANTHROPIC_CASES: Final = (
@@ -49,8 +53,16 @@ ANTHROPIC_CASES: Final = (
     "messages_stream",
     "messages_cached",
     "messages_cached_stream",
+    "messages_cache_write_5m",
+    "messages_cache_write_1h",
+    "messages_cache_write_stream",
+    "messages_thinking",
+    "messages_thinking_stream",
     "error_anthropic",
 )
+#: Cohere rerank, for the instrumentations that have a cohere instrumentation (OpenLIT's
+#: does not trace rerank).
+RERANK_CASES: Final = ("rerank", "rerank_v1", "rerank_many")
 #: The module each instrumentation needs (checked in this interpreter for the .venv runs).
 MODULES: Final = {
     "openai-v2": "opentelemetry.instrumentation.openai_v2",
@@ -60,6 +72,8 @@ MODULES: Final = {
     "openinference-openai": "openinference.instrumentation.openai",
     "openinference-anthropic": "openinference.instrumentation.anthropic",
     "openinference-langchain": "openinference.instrumentation.langchain",
+    "openllmetry-cohere": "opentelemetry.instrumentation.cohere",
+    "openinference-cohere": "openinference.instrumentation.cohere",
 }
 
 
@@ -86,6 +100,8 @@ class Run:
         needed = ["openai", "anthropic", *(MODULES[name] for name in self.instrument)]
         if "langchain_chat" in self.cases:
             needed.append("langchain_openai")
+        if any(case.startswith("rerank") for case in self.cases):
+            needed.append("cohere")
         absent = [name for name in needed if importlib.util.find_spec(name) is None]
         if absent:
             install = "pip install -c constraints-instrumentations.txt -e '.[instrumentations]'"
@@ -102,8 +118,16 @@ RUNS: Final = _runs(
     # One instrumentation (or one vendor's pair) at a time.
     Run("openai-v2", ("openai-v2",), (*OPENAI_CASES, "wrapped_chat")),
     Run("openai-v2-latest", ("openai-v2",), OPENAI_CASES, env=_LATEST),
-    Run("openllmetry", ("openllmetry-openai", "openllmetry-anthropic"), OPENAI_CASES + ANTHROPIC_CASES),
-    Run("openinference", ("openinference-openai", "openinference-anthropic"), OPENAI_CASES + ANTHROPIC_CASES),
+    Run(
+        "openllmetry",
+        ("openllmetry-openai", "openllmetry-anthropic", "openllmetry-cohere"),
+        OPENAI_CASES + ANTHROPIC_CASES + RERANK_CASES,
+    ),
+    Run(
+        "openinference",
+        ("openinference-openai", "openinference-anthropic", "openinference-cohere"),
+        OPENAI_CASES + ANTHROPIC_CASES + RERANK_CASES,
+    ),
     Run("openlit", ("openlit",), OPENAI_CASES + ANTHROPIC_CASES),
     # Two instrumentations on the same client call.
     Run(
@@ -225,6 +249,10 @@ class Counted:
     input_tokens: float
     output_tokens: float
     cache_read_tokens: float
+    #: Cache writes of either lifetime (part of ``input_tokens``; kind ``cache_write``).
+    cache_write_tokens: float
+    #: Reasoning tokens (part of ``output_tokens``).
+    reasoning_tokens: float
     cost_usd: float
     dropped: dict[str, float]
     unpriced: dict[str, float]
@@ -239,7 +267,7 @@ def _parse(key: str) -> tuple[str, dict[str, str]]:
 
 def counted(run: str, name: str, registry: str = "default") -> Counted:
     series: dict[tuple[str, str, str, str], float] = {}
-    tokens = {"input": 0.0, "output": 0.0, "cache_read": 0.0}
+    tokens = {"input": 0.0, "output": 0.0, "cache_read": 0.0, "cache_write": 0.0, "reasoning": 0.0}
     cost = requests = 0.0
     dropped: dict[str, float] = {}
     unpriced: dict[str, float] = {}
@@ -258,15 +286,35 @@ def counted(run: str, name: str, registry: str = "default") -> Counted:
         elif metric == "overspend_requests_total":
             requests += value
     return Counted(
-        series, tokens["input"], tokens["output"], tokens["cache_read"], cost, dropped, unpriced, requests
+        series,
+        tokens["input"],
+        tokens["output"],
+        tokens["cache_read"],
+        tokens["cache_write"],
+        tokens["reasoning"],
+        cost,
+        dropped,
+        unpriced,
+        requests,
     )
 
 
 def llm_spans(run: str, name: str) -> list[dict[str, Any]]:
-    """The spans of a case that carry token usage, as the instrumentations emitted them
-    (``name``, ``id``, ``parent``, ``attributes``), in end order."""
-    usage_keys = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-    return [span for span in case(run, name)["spans"] if any(key in span["attributes"] for key in usage_keys)]
+    """The spans of a case that carry token usage or are a rerank call (which has no tokens),
+    as the instrumentations emitted them (``name``, ``id``, ``parent``, ``scope``,
+    ``attributes``), in end order."""
+    usage_keys = (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+        "reranker.model_name",
+    )
+    return [
+        span
+        for span in case(run, name)["spans"]
+        if any(key in span["attributes"] for key in usage_keys)
+        or span["attributes"].get("llm.request.type") == "rerank"
+    ]
 
 
 def root_id(run: str, name: str) -> str:
