@@ -183,6 +183,12 @@ class OverspendProcessor(SpanProcessor):
                     return carried
         parent = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
         if parent is not None:
+            if type(parent) is not _SDK_LIVE:
+                # A proxy around the SDK's span (OpenInference's tracer makes the wrapt
+                # ObjectProxy it returns current): the step is held on the span it wraps.
+                wrapped = getattr(parent, "__wrapped__", None)
+                if type(wrapped) is _SDK_LIVE:
+                    parent = wrapped
             if type(parent) is _SDK_LIVE:
                 try:
                     inherited = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
