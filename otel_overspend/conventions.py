@@ -343,13 +343,13 @@ def _operation_is_llm(operation: Any, kind: Any) -> bool:
     return operation in LLM_OPERATIONS or kind in LLM_SPAN_KINDS
 
 
-def _span_cost(cost: Any, key: str, sdk: Any, *, billed: bool) -> tuple[float | None, tuple[str, ...]]:
+def _span_cost(cost: Any, key: str, sdk: Any) -> tuple[float | None, tuple[str, ...]]:
     """A span's own cost and what is to be noted of it: an unreadable one is none, counted;
-    a 0 from an emitter that writes 0 for "no price", on a call that used tokens, is none."""
+    a 0 from an emitter that writes 0 for "no price" is none."""
     span_cost = _cost(cost)
     if span_cost is None:
         return None, ("invalid_span_cost",)
-    if span_cost == 0.0 and billed and (sdk == OPENLIT or key in ZERO_MEANS_UNPRICED_COST_KEYS):
+    if span_cost == 0.0 and (sdk == OPENLIT or key in ZERO_MEANS_UNPRICED_COST_KEYS):
         return None, ()
     return span_cost, ()
 
@@ -434,7 +434,7 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
     if not searches and (operation == RERANK or kind == RERANKER_KIND):
         searches = 1  # a rerank call is one search unless its span counts them
     billed = bool(input_tokens or output_tokens or searches or cache_read or cache_write or reasoning)
-    span_cost, notes = (None, ()) if cost is None else _span_cost(cost, plan[6], sdk, billed=billed)
+    span_cost, notes = (None, ()) if cost is None else _span_cost(cost, plan[6], sdk)
     failed = error is not None and error not in _NOT_ERRORS
     if not billed and span_cost is None and (failed or not _operation_is_llm(operation, kind)):
         return None  # no usage: a failed call, or a span that is no call

@@ -110,9 +110,10 @@ def test_openlit_openai_input_already_includes_cache_reads() -> None:
     assert usage(attrs).input_tokens == 1000
 
 
-def test_openlit_malformed_cache_writes_count_as_none() -> None:
+def test_openlit_malformed_cache_writes_make_the_span_invalid_as_any_token_count() -> None:
+    # As a malformed cache read or input count: a counted drop, never a guess.
     attrs = openlit_anthropic({"gen_ai.usage.cache_creation.input_tokens": "many"})
-    assert usage(attrs).input_tokens == 2000
+    assert read_usage(attrs) == "invalid_tokens"
 
 
 def test_a_zero_cost_is_no_price_from_openlit_only() -> None:
