@@ -18,6 +18,25 @@ under the label-cap overflow value ``step="other"`` counts as a step other than 
 Ratios divide by a denominator filtered with ``> 0``: with no traffic in the window a ratio
 has no sample at all (rather than ``NaN`` or a misleading ``0``), so no alert fires.
 
+Unpriced calls never read as $0. Priced calls of a step are its calls minus its unpriced
+calls; a step with LLM calls in the window (counted, or seen without usage) and no priced
+one is listed by ``overspend:llm_calls_by_unpriced_step``, and every ratio that would need
+its spend has no sample: its own step share; for ``generate`` the generate share and the
+specialist-eligible fraction (per instance, ``..._by_unpriced_instance_step``); and, while
+any step is listed, the shares of all spend that alert when high (frontier model shares,
+concentration, unattributed share), whose denominator lacks that step's spend. Calls priced
+in part are left out of the ratios; the unpriced counters and the descriptions' "left out"
+sentences say how many. A ratio that alerts when low (generate share) or reads a step's
+spend only in its numerator (the fraction, for steps other than generate) can only move
+away from its threshold when another step is unpriced, so it keeps its sample. The
+projected reduction divides by the spend that has a counterfactual: spend priced only by a
+cost its span carried is left out of both sides.
+
+One limit: while the window still holds priced calls of a step that has just lost its
+price (or its usage), the ratios are over those priced calls alone and can cross a
+threshold before the step is listed; an alert whose ``for:`` is at least the window cannot
+fire from that, one with a shorter ``for:`` can, for at most the window minus ``for:``.
+
 Alerts with several thresholds (the specialist-eligible fraction: warning above 0.3,
 critical above 0.5) render one rule per severity under the same alert name, and both fire
 when the value is above the higher threshold. The warning is *not* bounded above (``< 0.5``)
@@ -65,6 +84,10 @@ DEFAULT_MANIFEST_LABELS: Final[Mapping[str, str]] = {
 
 _COST: Final = "overspend_llm_cost_usd_total"
 _SPECIALIZED: Final = "overspend_llm_specialized_cost_usd_total"
+_WITHOUT_COUNTERFACTUAL: Final = "overspend_llm_cost_without_counterfactual_usd_total"
+_CALLS: Final = "overspend_llm_calls_total"
+_UNPRICED: Final = "overspend_unpriced_llm_calls_total"
+_WITHOUT_USAGE: Final = "overspend_llm_calls_without_usage_total"
 _NON_GENERATE: Final = 'step!~"generate|unattributed"'
 _ATTRIBUTED: Final = 'step!="unattributed"'
 _OPS: Final = frozenset({">", ">=", "<", "<=", "==", "!="})
@@ -122,6 +145,21 @@ def _recording_rules(w: str) -> list[dict[str, Any]]:
     by_model = f"overspend:llm_cost_usd_by_model:rate{w}"
     by_instance_step = f"overspend:llm_cost_usd_by_instance_step:rate{w}"
     specialized = f"overspend:llm_specialized_cost_usd:rate{w}"
+    without_counterfactual = f"overspend:llm_cost_without_counterfactual_usd:rate{w}"
+    calls = f"overspend:llm_calls:rate{w}"
+    calls_by_step = f"overspend:llm_calls_by_step:rate{w}"
+    calls_by_step_model = f"overspend:llm_calls_by_step_model:rate{w}"
+    calls_by_instance_step = f"overspend:llm_calls_by_instance_step:rate{w}"
+    unpriced = f"overspend:unpriced_llm_calls:rate{w}"
+    unpriced_by_step = f"overspend:unpriced_llm_calls_by_step:rate{w}"
+    unpriced_by_instance_step = f"overspend:unpriced_llm_calls_by_instance_step:rate{w}"
+    priced_by_step = f"overspend:priced_llm_calls_by_step:rate{w}"
+    priced_by_instance_step = f"overspend:priced_llm_calls_by_instance_step:rate{w}"
+    no_usage = f"overspend:llm_calls_without_usage:rate{w}"
+    no_usage_by_step_model = f"overspend:llm_calls_without_usage_by_step_model:rate{w}"
+    no_usage_by_instance_step = f"overspend:llm_calls_without_usage_by_instance_step:rate{w}"
+    unpriced_steps = f"overspend:llm_calls_by_unpriced_step:rate{w}"
+    unpriced_instance_steps = f"overspend:llm_calls_by_unpriced_instance_step:rate{w}"
     frontier_share = f"overspend:frontier_model_cost_share:ratio_rate{w}"
     guarded_cost = f"({cost} > 0)"
 
@@ -132,7 +170,17 @@ def _recording_rules(w: str) -> list[dict[str, Any]]:
     def per_request(histogram: str) -> str:
         return f"{rate(f'{histogram}_sum')} / ({rate(f'{histogram}_count')} > 0)"
 
+    def either(a: str, b: str) -> str:
+        """``a + b`` where both have the labels, else whichever has them."""
+        return f"({a} + {b}) or {a} or {b}"
+
+    def share(part: str, rest: str) -> str:
+        """``part / (part + rest)``, a missing side read as 0; no sample when both are 0 or absent."""
+        part_or_0 = f"({part} or 0 * {rest})"
+        return f"{part_or_0} / (({part_or_0} + ({rest} or 0 * {part})) > 0)"
+
     instance_attributed = f"sum by (instance) ({by_instance_step}{{{_ATTRIBUTED}}})"
+    no_usage_by_step = f"sum by (step) ({no_usage_by_step_model})"
     return [
         # Fleet-wide sums of rates (the building blocks).
         _record(cost, rate(_COST)),
@@ -142,47 +190,91 @@ def _recording_rules(w: str) -> list[dict[str, Any]]:
         _record(by_instance_step, rate(_COST, "instance, step")),
         _record(specialized, rate(_SPECIALIZED)),
         _record(f"overspend:llm_specialized_cost_usd_by_step:rate{w}", rate(_SPECIALIZED, "step")),
-        _record(f"overspend:llm_calls_by_tier:rate{w}", rate("overspend_llm_calls_total", "tier")),
+        _record(without_counterfactual, rate(_WITHOUT_COUNTERFACTUAL)),
+        _record(
+            f"overspend:llm_cost_without_counterfactual_usd_by_step:rate{w}",
+            rate(_WITHOUT_COUNTERFACTUAL, "step"),
+        ),
+        _record(calls, rate(_CALLS)),
+        _record(calls_by_step, rate(_CALLS, "step")),
+        _record(calls_by_step_model, rate(_CALLS, "step, model")),
+        _record(calls_by_instance_step, rate(_CALLS, "instance, step")),
+        _record(f"overspend:llm_calls_by_tier:rate{w}", rate(_CALLS, "tier")),
         _record(f"overspend:llm_tokens_by_kind:rate{w}", rate("overspend_llm_tokens_total", "kind")),
         _record(f"overspend:requests:rate{w}", rate("overspend_requests_total")),
-        _record(f"overspend:unpriced_llm_calls:rate{w}", rate("overspend_unpriced_llm_calls_total")),
-        _record(
-            f"overspend:unpriced_llm_calls_by_model:rate{w}",
-            rate("overspend_unpriced_llm_calls_total", "model"),
-        ),
+        _record(unpriced, rate(_UNPRICED)),
+        _record(f"overspend:unpriced_llm_calls_by_model:rate{w}", rate(_UNPRICED, "model")),
+        _record(unpriced_by_step, rate(_UNPRICED, "step")),
+        _record(unpriced_by_instance_step, rate(_UNPRICED, "instance, step")),
+        _record(no_usage, rate(_WITHOUT_USAGE)),
+        _record(no_usage_by_step_model, rate(_WITHOUT_USAGE, "step, model")),
+        _record(no_usage_by_instance_step, rate(_WITHOUT_USAGE, "instance, step")),
         _record(
             f"overspend:spans_dropped_by_reason:rate{w}", rate("overspend_spans_dropped_total", "reason")
         ),
-        # Ratios of sums.
+        # Priced calls = calls - unpriced calls (an exporter without the step label on the
+        # unpriced counter reads as all priced, as before).
+        _record(priced_by_step, f"{calls_by_step} - ({unpriced_by_step} or 0 * {calls_by_step})"),
+        _record(
+            priced_by_instance_step,
+            f"{calls_by_instance_step} - ({unpriced_by_instance_step} or 0 * {calls_by_instance_step})",
+        ),
+        # Steps with LLM calls in the window (counted, or seen without usage) and not one of
+        # them priced: their spend is unknown, not 0. The value is their calls a second.
+        _record(
+            unpriced_steps,
+            f"({either(calls_by_step, no_usage_by_step)}) > 0 unless on (step) ({priced_by_step} > 0)",
+        ),
+        _record(
+            unpriced_instance_steps,
+            f"({either(calls_by_instance_step, no_usage_by_instance_step)}) > 0"
+            f" unless on (instance, step) ({priced_by_instance_step} > 0)",
+        ),
+        # Ratios of sums. A ratio that would read an unpriced step's spend as $0 has no sample.
+        _record(f"overspend:unpriced_llm_calls_share:ratio_rate{w}", f"{unpriced} / ({calls} > 0)"),
+        _record(f"overspend:llm_calls_without_usage_share:ratio_rate{w}", share(no_usage, calls)),
+        _record(
+            f"overspend:llm_calls_without_usage_share_by_step_model:ratio_rate{w}",
+            share(no_usage_by_step_model, calls_by_step_model),
+        ),
         _record(
             f"overspend:specialist_eligible_fraction:ratio_rate{w}",
-            f"(sum({by_step}{{{_NON_GENERATE}}}) or vector(0)) / (sum({by_step}{{{_ATTRIBUTED}}}) > 0)",
+            f"((sum({by_step}{{{_NON_GENERATE}}}) or vector(0)) / (sum({by_step}{{{_ATTRIBUTED}}}) > 0))"
+            f' unless on () {unpriced_steps}{{step="generate"}}',
         ),
         _record(
             f"overspend:specialist_eligible_fraction_by_instance:ratio_rate{w}",
-            f"(sum by (instance) ({by_instance_step}{{{_NON_GENERATE}}}) or 0 * {instance_attributed})"
-            f" / ({instance_attributed} > 0)",
+            f"((sum by (instance) ({by_instance_step}{{{_NON_GENERATE}}}) or 0 * {instance_attributed})"
+            f" / ({instance_attributed} > 0))"
+            f' unless on (instance) {unpriced_instance_steps}{{step="generate"}}',
         ),
         _record(
             frontier_share,
-            f'sum by (model) ({by_model}{{tier="frontier"}}) / on () group_left () {guarded_cost}',
+            f'(sum by (model) ({by_model}{{tier="frontier"}}) / on () group_left () {guarded_cost})'
+            f" unless on () {unpriced_steps}",
         ),
         _record(
             f"overspend:frontier_model_concentration:ratio_rate{w}",
-            f"max({frontier_share}) or 0 * {guarded_cost}",
+            f"(max({frontier_share}) or 0 * {guarded_cost}) unless on () {unpriced_steps}",
         ),
         _record(
-            f"overspend:step_cost_share:ratio_rate{w}", f"{by_step} / on () group_left () {guarded_cost}"
+            f"overspend:step_cost_share:ratio_rate{w}",
+            f"({by_step} unless on (step) {unpriced_steps}) / on () group_left () {guarded_cost}",
         ),
         _record(
             f"overspend:generate_cost_share:ratio_rate{w}",
-            f'(sum({by_step}{{step="generate"}}) or vector(0)) / {guarded_cost}',
+            f'((sum({by_step}{{step="generate"}}) or vector(0)) / {guarded_cost})'
+            f' unless on () {unpriced_steps}{{step="generate"}}',
         ),
         _record(
             f"overspend:unattributed_cost_share:ratio_rate{w}",
-            f'(sum({by_step}{{step="unattributed"}}) or vector(0)) / {guarded_cost}',
+            f'((sum({by_step}{{step="unattributed"}}) or vector(0)) / {guarded_cost})'
+            f" unless on () {unpriced_steps}",
         ),
-        _record(f"overspend:projected_cost_reduction:ratio_rate{w}", f"1 - {specialized} / {guarded_cost}"),
+        _record(
+            f"overspend:projected_cost_reduction:ratio_rate{w}",
+            f"1 - {specialized} / (({cost} - ({without_counterfactual} or vector(0))) > 0)",
+        ),
         _record(
             f"overspend:frontier_calls_per_request:ratio_rate{w}",
             per_request("overspend_request_frontier_calls"),
@@ -221,8 +313,20 @@ def _heaviest_step(w: str) -> str:
     )
 
 
+def _left_out(w: str) -> str:
+    """How many calls a cost ratio could not see (shown only when there are any)."""
+    return _optional(
+        f"overspend:unpriced_llm_calls_share:ratio_rate{w} > 0",
+        " {{ .Value | humanizePercentage }} of LLM calls had no price and are left out.",
+    ) + _optional(
+        f"overspend:llm_calls_without_usage_share:ratio_rate{w} > 0",
+        " {{ .Value | humanizePercentage }} of LLM calls reported no usage and are left out.",
+    )
+
+
 def _alert_texts(w: str) -> dict[str, _AlertText]:
     heaviest = _heaviest_step(w)
+    left_out = _left_out(w)
     return {
         "OverspendSpecialistEligibleFractionHigh": _AlertText(
             record="overspend:specialist_eligible_fraction:ratio_rate",
@@ -239,6 +343,7 @@ def _alert_texts(w: str) -> dict[str, _AlertText]:
                     " {{ .Value | humanizePercentage }}.",
                 )
                 + " Those steps are candidates for a smaller or specialist model."
+                + left_out
             ),
             percent=True,
         ),
@@ -254,6 +359,7 @@ def _alert_texts(w: str) -> dict[str, _AlertText]:
                 )
                 + heaviest
                 + " Check which steps call it and whether they need a frontier model."
+                + left_out
             ),
             percent=True,
         ),
@@ -275,6 +381,7 @@ def _alert_texts(w: str) -> dict[str, _AlertText]:
                 "Over the last [window], the generate step took {{ $value | humanizePercentage }}"
                 " of all LLM spend (threshold [threshold]): supporting steps cost more than the answer."
                 + heaviest
+                + left_out
             ),
             percent=True,
         ),
@@ -306,7 +413,22 @@ def _alert_texts(w: str) -> dict[str, _AlertText]:
                 "Over the last [window], {{ $value | humanizePercentage }} of LLM spend came from calls"
                 ' with no pipeline step (step="unattributed"; threshold [threshold]). The specialist-'
                 "eligible fraction leaves that spend out, so it may be understated."
-                " Map the missing spans to steps."
+                " Map the missing spans to steps." + left_out
+            ),
+            percent=True,
+        ),
+        "OverspendLLMCallsWithoutUsage": _AlertText(
+            record="overspend:llm_calls_without_usage_share_by_step_model:ratio_rate",
+            summary=(
+                "{{ $value | humanizePercentage }} of {{ $labels.model }} calls in step {{ $labels.step }}"
+                " report no token usage"
+            ),
+            description=(
+                "Over the last [window], {{ $value | humanizePercentage }} of the LLM calls to"
+                " {{ $labels.model }} in step {{ $labels.step }} carried neither token usage nor a cost"
+                " (threshold [threshold]): nothing can price them, so their spend is missing from every"
+                " cost metric and ratio. Usually a streamed response whose client did not ask for usage;"
+                " turn usage reporting on in the client."
             ),
             percent=True,
         ),

@@ -90,6 +90,9 @@ ALERTS: dict[str, tuple[AlertThreshold, ...]] = {
     "OverspendTokensPerRequestHigh": (AlertThreshold(15_000.0, "1h", "warning"),),
     "OverspendUnpricedModel": (AlertThreshold(0.0, "15m", "warning"),),
     "OverspendAttributionCoverageLow": (AlertThreshold(0.20, "1h", "warning"),),
+    # LLM spans with neither usage nor cost (a stream without usage), as a share of the calls
+    # of one step and model.
+    "OverspendLLMCallsWithoutUsage": (AlertThreshold(0.10, "30m", "warning"),),
 }
 
 #: The candidate rule of the seed: any non-generate step above this share is worth specializing.

@@ -36,6 +36,36 @@ SEED_RECORDS = (
     "overspend:unpriced_llm_calls:rate{w}",
     "overspend:unpriced_llm_calls_by_model:rate{w}",
 )
+# What issue 22 added: unpriced calls by step, calls without usage, spend without counterfactual.
+COVERAGE_RECORDS = (
+    "overspend:llm_calls:rate{w}",
+    "overspend:llm_calls_by_step:rate{w}",
+    "overspend:unpriced_llm_calls_by_step:rate{w}",
+    "overspend:priced_llm_calls_by_step:rate{w}",
+    "overspend:llm_calls_by_unpriced_step:rate{w}",
+    "overspend:llm_calls_by_unpriced_instance_step:rate{w}",
+    "overspend:unpriced_llm_calls_share:ratio_rate{w}",
+    "overspend:llm_calls_without_usage:rate{w}",
+    "overspend:llm_calls_without_usage_by_step_model:rate{w}",
+    "overspend:llm_calls_without_usage_share:ratio_rate{w}",
+    "overspend:llm_calls_without_usage_share_by_step_model:ratio_rate{w}",
+    "overspend:llm_cost_without_counterfactual_usd:rate{w}",
+)
+# Ratios that would read an all-unpriced step's spend as $0, and what they are gated on: the
+# steps (fleet) or instance steps whose calls in the window are all unpriced.
+_UNPRICED_STEPS = "overspend:llm_calls_by_unpriced_step:rate{w}"
+_UNPRICED_GENERATE = _UNPRICED_STEPS + '{{step="generate"}}'
+GATED_RATIOS = {
+    "overspend:specialist_eligible_fraction:ratio_rate{w}": f"unless on () {_UNPRICED_GENERATE}",
+    "overspend:specialist_eligible_fraction_by_instance:ratio_rate{w}": (
+        'unless on (instance) overspend:llm_calls_by_unpriced_instance_step:rate{w}{{step="generate"}}'
+    ),
+    "overspend:generate_cost_share:ratio_rate{w}": f"unless on () {_UNPRICED_GENERATE}",
+    "overspend:step_cost_share:ratio_rate{w}": f"unless on (step) {_UNPRICED_STEPS}",
+    "overspend:frontier_model_cost_share:ratio_rate{w}": f"unless on () {_UNPRICED_STEPS}",
+    "overspend:frontier_model_concentration:ratio_rate{w}": f"unless on () {_UNPRICED_STEPS}",
+    "overspend:unattributed_cost_share:ratio_rate{w}": f"unless on () {_UNPRICED_STEPS}",
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +105,52 @@ def test_promtool_check_rules(promtool: str) -> None:
 
 def test_promtool_unit_test_files_exist() -> None:
     names = {path.stem for path in PROMTOOL_TESTS}
-    assert {"specialist_eligible_fraction", "fleet", "counter_reset", "other_alerts", "no_traffic"} <= names
+    assert {
+        "specialist_eligible_fraction",
+        "fleet",
+        "counter_reset",
+        "other_alerts",
+        "no_traffic",
+        "unpriced",
+        "calls_without_usage",
+        "counterfactual",
+    } <= names
+
+
+def _cost_share_alerts() -> set[str]:
+    """The alerts that read a recording rule dividing spend."""
+    records = {
+        rule["record"]: rule["expr"]
+        for rule in alerting.render_rules()["groups"][0]["rules"]
+        if "record" in rule
+    }
+    names: set[str] = set()
+    for rule in _alert_rules(alerting.render_rules()):
+        record = rule["expr"].split(" ", 1)[0]
+        if any(part in records[record] for part in ("overspend:llm_cost_usd", "frontier_model_cost_share")):
+            names.add(rule["alert"])
+    return names
+
+
+def test_every_cost_share_alert_has_an_all_unpriced_test_that_stays_silent() -> None:
+    """Each alert on a cost ratio is checked, in unpriced.yml, not to fire on an all-unpriced step."""
+    assert _cost_share_alerts() == {
+        "OverspendSpecialistEligibleFractionHigh",
+        "OverspendFrontierConcentrationHigh",
+        "OverspendGenerateShareLow",
+        "OverspendAttributionCoverageLow",
+    }
+    doc = _load(ROOT / "deploy" / "prometheus" / "tests" / "unpriced.yml")
+    first = doc["tests"][0]
+    unpriced = [s["series"] for s in first["input_series"] if s["series"].startswith("overspend_unpriced_")]
+    assert any('step="generate"' in series for series in unpriced)
+    silent = {check["alertname"] for check in first["alert_rule_test"] if check["exp_alerts"] == []}
+    assert _cost_share_alerts() <= silent
+    absent = {check["expr"] for check in first["promql_expr_test"] if check["exp_samples"] == []}
+    records = {rule["expr"].split(" ", 1)[0] for rule in _alert_rules(alerting.render_rules())} & {
+        name.format(w="1h") for name in GATED_RATIOS
+    }
+    assert records <= absent
 
 
 @pytest.mark.parametrize("test_file", PROMTOOL_TESTS, ids=lambda path: path.name)
@@ -172,7 +247,11 @@ def test_runbook_anchors() -> None:
 
 def test_heaviest_step_is_named_where_it_applies() -> None:
     for rule in _alert_rules(alerting.render_rules()):
-        if rule["alert"] in {"OverspendUnpricedModel", "OverspendAttributionCoverageLow"}:
+        if rule["alert"] in {
+            "OverspendUnpricedModel",
+            "OverspendAttributionCoverageLow",
+            "OverspendLLMCallsWithoutUsage",
+        }:
             continue
         assert (
             'overspend:step_cost_share:ratio_rate1h{step!~"generate|unattributed"}'
@@ -187,7 +266,7 @@ def test_recording_rules_for_every_window() -> None:
     for window in ("1h", "1d", "7d"):
         records = [rule["record"] for rule in groups[f"overspend.rules.{window}"]]
         assert len(records) == len(set(records))
-        for name in SEED_RECORDS:
+        for name in (*SEED_RECORDS, *COVERAGE_RECORDS, *GATED_RATIOS):
             assert name.format(w=window) in records
         for record in records:
             assert RULE_NAME.fullmatch(record), record
@@ -199,13 +278,66 @@ def test_ratios_sum_rates_across_instances_before_dividing() -> None:
     rules = {rule["record"]: rule["expr"] for rule in alerting.render_rules()["groups"][0]["rules"]}
     fraction = rules["overspend:specialist_eligible_fraction:ratio_rate1h"]
     assert fraction == (
-        '(sum(overspend:llm_cost_usd_by_step:rate1h{step!~"generate|unattributed"}) or vector(0))'
-        ' / (sum(overspend:llm_cost_usd_by_step:rate1h{step!="unattributed"}) > 0)'
+        '((sum(overspend:llm_cost_usd_by_step:rate1h{step!~"generate|unattributed"}) or vector(0))'
+        ' / (sum(overspend:llm_cost_usd_by_step:rate1h{step!="unattributed"}) > 0))'
+        ' unless on () overspend:llm_calls_by_unpriced_step:rate1h{step="generate"}'
     )
     assert rules["overspend:llm_cost_usd_by_step:rate1h"] == (
         "sum by (step) (rate(overspend_llm_cost_usd_total[1h]))"
     )
     assert "avg" not in " ".join(rules.values())
+
+
+@pytest.mark.parametrize("window", ["1h", "1d", "7d"])
+def test_ratios_that_would_read_unpriced_spend_as_zero_are_gated(window: str) -> None:
+    rules = {
+        rule["record"]: rule["expr"]
+        for group in alerting.render_rules()["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    for record, gate in GATED_RATIOS.items():
+        assert gate.format(w=window) in rules[record.format(w=window)], record
+    assert rules[f"overspend:priced_llm_calls_by_step:rate{window}"] == (
+        f"overspend:llm_calls_by_step:rate{window} - (overspend:unpriced_llm_calls_by_step:rate{window}"
+        f" or 0 * overspend:llm_calls_by_step:rate{window})"
+    )
+    # Steps seen only through calls without usage count as steps with no priced call.
+    assert (
+        f"overspend:llm_calls_without_usage_by_step_model:rate{window}"
+        in (rules[f"overspend:llm_calls_by_unpriced_step:rate{window}"])
+    )
+
+
+def test_projected_reduction_leaves_out_spend_without_counterfactual() -> None:
+    rules = {rule["record"]: rule["expr"] for rule in alerting.render_rules()["groups"][0]["rules"]}
+    assert rules["overspend:projected_cost_reduction:ratio_rate1h"] == (
+        "1 - overspend:llm_specialized_cost_usd:rate1h / ((overspend:llm_cost_usd:rate1h"
+        " - (overspend:llm_cost_without_counterfactual_usd:rate1h or vector(0))) > 0)"
+    )
+    assert rules["overspend:llm_cost_without_counterfactual_usd:rate1h"] == (
+        "sum(rate(overspend_llm_cost_without_counterfactual_usd_total[1h]))"
+    )
+
+
+def test_unpriced_by_model_still_sums_by_model() -> None:
+    """The counter gained step, tier and provider labels; the rule users read keeps its shape."""
+    rules = {rule["record"]: rule["expr"] for rule in alerting.render_rules()["groups"][0]["rules"]}
+    assert rules["overspend:unpriced_llm_calls_by_model:rate1h"] == (
+        "sum by (model) (rate(overspend_unpriced_llm_calls_total[1h]))"
+    )
+
+
+def test_calls_without_usage_alert() -> None:
+    (rule,) = [
+        r for r in _alert_rules(alerting.render_rules()) if r["alert"] == "OverspendLLMCallsWithoutUsage"
+    ]
+    assert rule["expr"] == "overspend:llm_calls_without_usage_share_by_step_model:ratio_rate1h > 0.1"
+    assert rule["for"] == "30m"
+    assert rule["labels"] == {"severity": "warning"}
+    assert "{{ $labels.step }}" in rule["annotations"]["summary"]
+    assert "{{ $labels.model }}" in rule["annotations"]["summary"]
+    assert rule["annotations"]["runbook_url"].endswith("#alert-overspendllmcallswithoutusage")
 
 
 def test_alerts_read_the_alert_window() -> None:
@@ -228,6 +360,7 @@ def test_for_scale_and_override() -> None:
         "OverspendTokensPerRequestHigh": "36s",
         "OverspendUnpricedModel": "9s",
         "OverspendAttributionCoverageLow": "36s",
+        "OverspendLLMCallsWithoutUsage": "18s",
     }
     overridden = _alert_rules(alerting.render_rules(for_duration="15s"))
     assert {rule["for"] for rule in overridden} == {"15s"}
