@@ -121,7 +121,7 @@ def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: 
     p.processor.force_flush()
     assert len(p.processor._marks) <= 100
     # The steps are held on the open spans themselves: none is pushed out by the others.
-    assert {held_step(span) for span in open_spans} == {"retrieve"}
+    assert {held_step(span) for span in open_spans} == {"rerank"}
     for span in open_spans:
         span.end()
     assert _labels(p, "step") == {"rerank": 1_000}  # every call counted, under its step
