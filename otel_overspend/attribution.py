@@ -62,6 +62,9 @@ class Call(NamedTuple):
     cache_write_tokens: int = 0
     #: Billed searches of a rerank call.
     searches: int = 0
+    #: ``False`` for an LLM call whose span reported nothing billed (no usage, no cost):
+    #: counted apart, as ``overspend_llm_calls_without_usage_total``.
+    billed: bool = True
 
     @property
     def tokens(self) -> int:
@@ -165,10 +168,6 @@ class Attributor:
                 self._series[cache_key] = series
         return series
 
-    def key(self, step: str, usage: Usage) -> Key:
-        """The (capped) labels a call with ``usage`` in ``step`` is counted under."""
-        return self._series_for(step, usage.provider, usage.model).key
-
     def attribute(self, usage: Usage, step: str) -> Call:
         (
             model,
@@ -228,5 +227,6 @@ class Attributor:
                 key,
                 written,
                 searches,
+                True,
             )
         )

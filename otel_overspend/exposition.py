@@ -36,6 +36,7 @@ from otel_overspend.ledger import (
     REASONING,
     SPECIALIZED,
     UNPRICED,
+    WITHOUT_USAGE,
 )
 
 if TYPE_CHECKING:
@@ -101,13 +102,11 @@ class Status:
         label_overflow: dict[str, int],
         requests_evicted: dict[str, int],
         usage_inferred: dict[str, int] | None = None,
-        calls_without_usage: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.dropped = dropped
         self.label_overflow = label_overflow
         self.requests_evicted = requests_evicted
         self.usage_inferred = usage_inferred or {}
-        self.calls_without_usage = calls_without_usage or {}
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
@@ -271,7 +270,12 @@ class OverspendCollector(Collector):
             "their spend is missing from every cost metric.",
             labels=["step", "model"],
         )
-        for (step, model), count in sorted(status.calls_without_usage.items()):
+        by_step_model: dict[tuple[str, str], float] = {}
+        for (step, model, _, _), stats in snap.totals.items():
+            count = stats[WITHOUT_USAGE]
+            if count:
+                by_step_model[step, model] = by_step_model.get((step, model), 0.0) + count
+        for (step, model), count in sorted(by_step_model.items()):
             without_usage.add_metric([step, model], count)
         yield without_usage
         yield _by_label("overspend_spans_dropped", "Spans not counted, by reason.", "reason", status.dropped)

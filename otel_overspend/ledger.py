@@ -47,7 +47,7 @@ Key = tuple[str, str, str, str]  # step, model, tier, provider
 
 # Indices into a call-stats vector. COST_WITHOUT_COUNTERFACTUAL: the dollars of calls
 # priced only by a cost on their span, whose specialized cost is unknown (in COST, not in
-# SPECIALIZED).
+# SPECIALIZED). WITHOUT_USAGE: LLM calls whose span reported nothing billed (not in CALLS).
 (
     CALLS,
     INPUT,
@@ -59,8 +59,9 @@ Key = tuple[str, str, str, str]  # step, model, tier, provider
     UNPRICED,
     CACHE_WRITE,
     COST_WITHOUT_COUNTERFACTUAL,
-) = range(10)
-_N_CALL: Final = 10
+    WITHOUT_USAGE,
+) = range(11)
+_N_CALL: Final = 11
 # Indices into a request-stats vector.
 (
     REQUESTS,
@@ -165,6 +166,9 @@ def accumulate_call(target: dict[Key, CallStats], call: Call) -> None:
     acc = target.get(key)
     if acc is None:
         acc = target[key] = [0.0] * _N_CALL
+    if not call.billed:
+        acc[WITHOUT_USAGE] += 1.0
+        return
     acc[CALLS] += 1.0
     acc[INPUT] += call.input_tokens
     acc[OUTPUT] += call.output_tokens
@@ -228,7 +232,7 @@ class _Ring:
         sums = self.sums
         for key, stats in self.calls[slot].items():
             acc = array(_DOUBLES, map(_sub, sums[key], stats))
-            if acc[CALLS] < _HALF:  # calls are whole numbers, exact in a float
+            if acc[CALLS] < _HALF and acc[WITHOUT_USAGE] < _HALF:  # whole numbers, exact in a float
                 del sums[key]
                 continue
             if acc[CALLS] - acc[UNPRICED] < _HALF:  # no priced call left in the window

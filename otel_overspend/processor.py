@@ -106,14 +106,12 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
             note=self._note,
-            without_usage=self._count_without_usage,
         )
         self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
-        self._without_usage: dict[tuple[str, str], int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
         self._registry = registry if registry is not None else REGISTRY
@@ -354,11 +352,6 @@ class OverspendProcessor(SpanProcessor):
         with self._drop_lock:
             self._inferred[what] = self._inferred.get(what, 0) + 1
 
-    def _count_without_usage(self, step: str, model: str) -> None:
-        key = (step, model)  # capped labels: the map is bounded by the caps
-        with self._drop_lock:
-            self._without_usage[key] = self._without_usage.get(key, 0) + 1
-
     def _fail(self, hook: str) -> None:
         self._drop("internal_error")
         if hook not in self._logged:
@@ -381,11 +374,9 @@ class OverspendProcessor(SpanProcessor):
         with self._drop_lock:
             dropped = dict(self._dropped)
             inferred = dict(self._inferred)
-            without_usage = dict(self._without_usage)
         return snap, Status(
             dropped=dropped,
             usage_inferred=inferred,
-            calls_without_usage=without_usage,
             label_overflow={cap.name: cap.overflowed for cap in self._parts.caps},
             requests_evicted={
                 "capacity": self._requests.evicted_capacity,
@@ -449,7 +440,6 @@ class OverspendProcessor(SpanProcessor):
             self._drop_lock = threading.Lock()
             self._dropped = {}
             self._inferred = {}
-            self._without_usage = {}
             self._server_lock = threading.Lock()
             # The server's thread did not survive the fork and its port is the parent's: a
             # worker serves its own /metrics once told where (otel_overspend.gunicorn.post_fork).

@@ -170,8 +170,11 @@ class Recorder:
                 # A failed call billed nothing; with a weak mark, the call below was
                 # counted as this one already.
                 if not (weak or failed):
-                    key = self._attributor.key(usage_step(usage, step, self._rules, name, attrs), usage)
-                    self._without_usage(key[0], key[1])
+                    call = self._attributor.attribute(
+                        usage, usage_step(usage, step, self._rules, name, attrs)
+                    )
+                    self._ledger.add_call(call._replace(billed=False), end_ns / _NS_PER_S)
+                    self._without_usage(call.step, call.model)
                     result = WITHOUT_USAGE
             else:
                 for note in usage.notes:

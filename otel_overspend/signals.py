@@ -33,6 +33,7 @@ from otel_overspend.ledger import (
     SPECIALIZED,
     TOKENS,
     UNPRICED,
+    WITHOUT_USAGE,
 )
 from otel_overspend.steps import UNATTRIBUTED
 from otel_overspend.thresholds import BANDS, SPECIALIZATION_CANDIDATE_SHARE, Band, Level
@@ -77,6 +78,8 @@ class Diagnosis:
 
     calls: int
     unpriced_calls: int
+    #: LLM calls whose spans reported nothing billed: in no other figure.
+    calls_without_usage: int
     cost_usd: float
     specialized_cost_usd: float
     steps: tuple[StepLine, ...]
@@ -171,10 +174,13 @@ def diagnose(
             n_calls - sum(columns[UNPRICED]),
             sum(columns[INPUT]) + sum(columns[OUTPUT]),
             sum(columns[COST_WITHOUT_COUNTERFACTUAL]),
+            sum(columns[WITHOUT_USAGE]),
         ]
-    # A step whose calls are all unpriced has no dollars to share: its share, and any
-    # ratio that needs its spend (the generate share, the fraction), is absent, not 0.
-    unpriced_steps = {step for step, acc in by_step.items() if acc[2] > 0 and acc[3] == 0}
+    # A step whose calls are all unpriced or without usage has no dollars to share: its
+    # share, and any ratio that needs its spend (the generate share, the fraction, and the
+    # shares of all spend: concentration, unattributed), is absent, not 0 (as the fleet's
+    # recording rules).
+    unpriced_steps = {step for step, acc in by_step.items() if acc[2] + acc[6] > 0 and acc[3] == 0}
     cost_by_step = {step: acc[0] for step, acc in by_step.items()}
     n_calls = sum(acc[2] for acc in by_step.values())
     unpriced = n_calls - sum(acc[3] for acc in by_step.values())
@@ -214,7 +220,7 @@ def diagnose(
 
     n_requests = requests[REQUESTS]
     fraction = None if GENERATE in unpriced_steps else _fraction(cost_by_step, total, unattributed)
-    concentration = _ratio(top_cost, total)
+    concentration = None if unpriced_steps else _ratio(top_cost, total)
     generate_share = shares.get(GENERATE, 0.0) if has_cost and GENERATE not in unpriced_steps else None
     heaviest_share = None if heaviest is None else heaviest.share
     frontier_per_request = _ratio(requests[FRONTIER_CALLS], n_requests)
@@ -233,6 +239,7 @@ def diagnose(
     return Diagnosis(
         calls=round(n_calls),
         unpriced_calls=round(unpriced),
+        calls_without_usage=round(sum(acc[6] for acc in by_step.values())),
         cost_usd=total,
         specialized_cost_usd=specialized,
         steps=tuple(lines),
@@ -241,9 +248,7 @@ def diagnose(
         top_frontier_model=top_model,
         step_shares=shares,
         generate_share=generate_share,
-        unattributed_share=shares.get(UNATTRIBUTED, 0.0)
-        if has_cost and UNATTRIBUTED not in unpriced_steps
-        else None,
+        unattributed_share=shares.get(UNATTRIBUTED, 0.0) if has_cost and not unpriced_steps else None,
         heaviest_non_generate_step=None if heaviest is None else heaviest.step,
         heaviest_non_generate_step_share=heaviest_share,
         headroom_usd=repriced - specialized if repriced > 0 else None,

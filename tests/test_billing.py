@@ -418,3 +418,20 @@ def test_overrides_price_every_unit_and_the_counterfactual_reprices_the_same_uni
     # search): (2,500 + 100) x 0.02 = 52 micro-dollars; the reranker: min(3 x 0.002, 0.003).
     assert specialized[SONNET] == pytest.approx(0.000052, abs=1e-12)
     assert specialized["acme-ranker"] == pytest.approx(0.003, abs=1e-12)
+
+
+def test_a_generate_step_seen_only_without_usage_leaves_no_share_and_no_fraction() -> None:
+    # Streamed generate calls without include_usage: their spend is unknown, not $0.
+    p = make_pipeline(Settings(serve_metrics=False))
+    with p.tracer.start_as_current_span("request"):
+        with step("rerank"), p.tracer.start_as_current_span("call") as span:
+            span.set_attributes({"gen_ai.request.model": "gpt-5", "gen_ai.usage.input_tokens": 1_000})
+        with step("generate"), p.tracer.start_as_current_span("call") as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-5"})
+    p.provider.shutdown()
+    d = dict(p.processor.diagnoses())["5m"]
+    assert (d.calls, d.calls_without_usage) == (1, 1)
+    assert d.generate_share is None
+    assert d.specialist_eligible_fraction is None
+    assert d.model_concentration is None
+    assert p.total("overspend_llm_calls_without_usage_total", step="generate") == 1.0

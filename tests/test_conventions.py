@@ -198,7 +198,6 @@ def test_input_net_of_cache_reads_is_made_gross(p: Pipeline) -> None:
     "attributes",
     [
         {},
-        {"gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"},
         {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0},
         {"gen_ai.usage.cache_read.input_tokens": 50},  # cache reads alone do not make a call
         {"gen_ai.usage.reasoning_tokens": 50},
@@ -313,4 +312,12 @@ def test_sibling_llm_spans_are_separate_calls(p: Pipeline) -> None:
         emit(p, USAGE)
         emit(p, USAGE)
     assert calls_by(p, "model") == {"unknown": 2}
+    assert dropped(p) == {}
+
+
+def test_a_chat_span_without_usage_is_a_call_without_usage(p: Pipeline) -> None:
+    emit(p, {"gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"})
+    assert set(series(p, "overspend_llm_calls_total").values()) == {0.0}  # no call counted
+    assert p.total("overspend_llm_calls_without_usage_total", model="gpt-4o") == 1.0
+    assert p.sample("overspend_requests_total") == 0
     assert dropped(p) == {}

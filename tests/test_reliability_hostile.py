@@ -298,7 +298,7 @@ def _span_attributes(
     cache, reasoning = tokens.get("cache", 0), tokens.get("reasoning", 0)
     searches = 1 if kind == "RERANKER" else 0  # a rerank call is one search
     billed = bool(tokens_in or tokens_out or searches or cache or reasoning)
-    if span_cost == 0.0 and billed and cost_key in ZERO_MEANS_UNPRICED_COST_KEYS:
+    if span_cost == 0.0 and cost_key in ZERO_MEANS_UNPRICED_COST_KEYS:
         span_cost = None  # LiteLLM's 0 is "no price"
     if not billed and span_cost is None:
         return attrs  # no usage: an LLM call without usage (kind LLM), counted apart

@@ -257,7 +257,6 @@ def test_an_unpriced_call_is_counted_but_changes_no_share() -> None:
     for p in (clean, mixed):
         d = diagnoses(p)[300]
         assert d.specialist_eligible_fraction == pytest.approx(6_000 / 10_500)
-        assert d.model_concentration == 1.0
         assert d.generate_share == pytest.approx(4_500 / 10_500)
         assert d.cost_usd == pytest.approx(4 * 0.0105)
         assert d.projected_reduction == pytest.approx(PRICED_REDUCTION)
@@ -266,6 +265,11 @@ def test_an_unpriced_call_is_counted_but_changes_no_share() -> None:
     assert d_mixed.calls == 16
     # A step whose calls are all unpriced has no share: a share of 0 would read as "$0".
     assert "classify" not in d_mixed.step_shares
+    # Shares of all spend are absent while a step's spend is wholly unknown (as the fleet
+    # rules): the top model's share of what could be priced would overstate it.
+    assert diagnoses(clean)[300].model_concentration == 1.0
+    assert d_mixed.model_concentration is None
+    assert d_mixed.unattributed_share is None
     assert mixed.sample("overspend_step_cost_share", {"window": "5m", "step": "classify"}) is None
     assert mixed.total("overspend_unpriced_llm_calls_total", model=UNKNOWN) == 8.0
     assert not clean.total("overspend_unpriced_llm_calls_total", model=UNKNOWN)
