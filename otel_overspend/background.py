@@ -105,6 +105,11 @@ class SpanQueue(Generic[_T]):
                     # thread or by another, whose chunk ended before this one began.
                     return
 
+    def run_locked(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` while no item is being counted (as if it were one)."""
+        with self._lock:
+            fn()
+
     def drain_chunk(self) -> None:
         """Count the oldest ``CHUNK`` items: the share of the thread that found the queue full."""
         with self._lock:

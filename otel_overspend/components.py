@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from otel_overspend.attribution import Attributor
+from otel_overspend.framework_steps import FrameworkSteps
 from otel_overspend.labels import LabelCap
 from otel_overspend.ledger import Ledger
 from otel_overspend.models import ModelResolver
@@ -53,7 +54,8 @@ def _rules(settings: Settings) -> StepRules:
         )
         for r in settings.step_rules
     )
-    return StepRules(user + (DEFAULT_RULES if settings.default_step_rules else ()))
+    framework = FrameworkSteps(aliases=settings.step_aliases, enabled=settings.framework_steps)
+    return StepRules(user + (DEFAULT_RULES if settings.default_step_rules else ()), framework=framework)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,14 @@ COST_KEYS: Final = ("gen_ai.usage.cost", "llm.cost.total", "gen_ai.cost.total_co
 #: call that used tokens, is no price. OpenLIT is told by its SDK name; LiteLLM by its keys.
 ZERO_MEANS_UNPRICED_COST_KEYS: Final = frozenset({"gen_ai.cost.total_cost", "litellm.cost.total"})
 OPENLIT: Final = "openlit"
+#: LiteLLM's id of a call: on a span not made by LiteLLM (scope ``litellm``), LiteLLM wrote
+#: its usage onto another span, the active one, overwriting any call's before it.
+LITELLM_CALL_KEY: Final = "litellm.call_id"
+LITELLM_SCOPE: Final = "litellm"
+#: The raw response LiteLLM records, one ``raw_gen_ai_request`` span per call (while it
+#: captures message content, its default) as a child of the span it wrote usage onto: how
+#: many calls were written there, and so how many were overwritten.
+LITELLM_RAW_USAGE_KEYS: Final = frozenset({"llm.openai.usage", "llm.anthropic.usage", "llm.azure.usage"})
 #: Read only on OpenLIT's spans (see :func:`read_usage`).
 SDK_NAME_KEY: Final = "telemetry.sdk.name"
 #: A failed call: the GenAI conventions' error type, or the span status the trace readers
@@ -98,7 +106,7 @@ RESPONSE_ID_KEY: Final = "gen_ai.response.id"
 USAGE_KEYS: Final = frozenset(INPUT_KEYS + OUTPUT_KEYS + COST_KEYS)
 #: A span carrying any of these may be an LLM call (by its usage, its operation or its
 #: kind); :func:`read_usage` decides on the values.
-LLM_MARKER_KEYS: Final = USAGE_KEYS | frozenset((*OPERATION_KEYS, SPAN_KIND_KEY))
+LLM_MARKER_KEYS: Final = USAGE_KEYS | frozenset((*OPERATION_KEYS, SPAN_KIND_KEY)) | LITELLM_RAW_USAGE_KEYS
 #: Operations and span kinds that are an LLM call (with or without usage on the span).
 LLM_OPERATIONS: Final = frozenset(
     {
@@ -329,6 +337,7 @@ def may_be_llm_call(attrs: Mapping[str, Any]) -> bool:
     get = attrs.get
     return (
         not _has_no_usage_keys(attrs)
+        or not LITELLM_RAW_USAGE_KEYS.isdisjoint(attrs)
         or get(_OPERATION) in LLM_OPERATIONS
         or get(SPAN_KIND_KEY) in LLM_SPAN_KINDS
         or get(_LEGACY_OPERATION) in LLM_OPERATIONS

@@ -19,7 +19,14 @@ import binascii
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from otel_overspend.conventions import READ_KEYS, STATUS_ERROR, STATUS_KEY
+from otel_overspend.conventions import (
+    LITELLM_CALL_KEY,
+    LITELLM_RAW_USAGE_KEYS,
+    READ_KEYS,
+    STATUS_ERROR,
+    STATUS_KEY,
+)
+from otel_overspend.framework_steps import FRAMEWORK_KEYS
 from otel_overspend.step_rules import DEFAULT_RULES
 from otel_overspend.steps import BAGGAGE_KEY
 
@@ -77,7 +84,7 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
     rule_keys = {rule.attribute for rule in settings.step_rules if rule.attribute is not None}
     if settings.default_step_rules:
         rule_keys |= {rule.attribute for rule in DEFAULT_RULES if rule.attribute is not None}
-    return READ_KEYS | {BAGGAGE_KEY, *rule_keys}
+    return READ_KEYS | FRAMEWORK_KEYS | LITELLM_RAW_USAGE_KEYS | {LITELLM_CALL_KEY, BAGGAGE_KEY, *rule_keys}
 
 
 class Processes:

@@ -91,6 +91,7 @@ class OverspendProcessor(SpanProcessor):
         if self.settings.stamp_spans:
             # Decided once here, not on every span: the step is decided at the start.
             self.on_start = self._on_start_stamped  # type: ignore[method-assign]
+        self._clock = clock
         self._requests = OpenRequests(
             max_open=self.settings.max_open_requests,
             timeout_s=self.settings.request_timeout_seconds,
@@ -106,12 +107,15 @@ class OverspendProcessor(SpanProcessor):
             requests=self._requests,
             drop=self._drop,
             note=self._note,
+            overflow=self._count_overflow,
+            fail=partial(self._fail, "count"),
         )
         self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
+        self._overflowed: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
         self._registry = registry if registry is not None else REGISTRY
@@ -352,16 +356,28 @@ class OverspendProcessor(SpanProcessor):
         with self._drop_lock:
             self._inferred[what] = self._inferred.get(what, 0) + 1
 
+    def _count_overflow(self, label: str) -> None:
+        with self._drop_lock:
+            self._overflowed[label] = self._overflowed.get(label, 0) + 1
+
     def _fail(self, hook: str) -> None:
         self._drop("internal_error")
         if hook not in self._logged:
             self._logged.add(hook)
             _log.exception("otel_overspend: %s failed; the span was not counted (logged once per hook)", hook)
 
+    def _flush(self) -> None:
+        """Count every ended span queued, and every call held for a twin from another trace
+        (a scrape, a flush: what they see is never behind)."""
+        self._queue.drain()
+        self._queue.run_locked(self._recorder.flush)
+        stale_ns = int((self._clock() - self.settings.request_timeout_seconds) * 1e9)
+        self._queue.run_locked(partial(self._recorder.expire, stale_ns))
+
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """A consistent copy of everything counted so far (expires stale open requests)."""
-        self._queue.drain()
+        self._flush()
         self._requests.expire()
         return self._ledger.snapshot()
 
@@ -374,10 +390,11 @@ class OverspendProcessor(SpanProcessor):
         with self._drop_lock:
             dropped = dict(self._dropped)
             inferred = dict(self._inferred)
+            overflowed = dict(self._overflowed)
         return snap, Status(
             dropped=dropped,
             usage_inferred=inferred,
-            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps},
+            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps} | overflowed,
             requests_evicted={
                 "capacity": self._requests.evicted_capacity,
                 "timeout": self._requests.evicted_timeout,
@@ -409,6 +426,7 @@ class OverspendProcessor(SpanProcessor):
             server, self.metrics_server = self.metrics_server, None
         try:
             self._queue.stop()
+            self._queue.run_locked(self._recorder.flush)
             if server is not None:
                 server.stop()
         except Exception:
@@ -418,7 +436,7 @@ class OverspendProcessor(SpanProcessor):
         """Count every ended span still queued."""
         del timeout_millis
         try:
-            self._queue.drain()
+            self._flush()
         except Exception:
             self._fail("force_flush")
             return False
@@ -440,6 +458,7 @@ class OverspendProcessor(SpanProcessor):
             self._drop_lock = threading.Lock()
             self._dropped = {}
             self._inferred = {}
+            self._overflowed = {}
             self._server_lock = threading.Lock()
             # The server's thread did not survive the fork and its port is the parent's: a
             # worker serves its own /metrics once told where (otel_overspend.gunicorn.post_fork).

@@ -13,15 +13,32 @@ as OpenLLMetry's and the anthropic SDK's own), the second to end is recognised w
 trace: the same ``gen_ai.response.id``, or — when a span has none — a span from another
 instrumentation scope with the same token counts overlapping it in time. Skipped spans are
 counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
+
+A step decided late: an LLM call whose step is still undecided when it ends (no
+``step()``, baggage or rule at its start; no explicit or framework step on its own final
+attributes) waits for its ancestors to end, and takes the step of the nearest one whose
+final attributes name one (its ``overspend.step``, the step it started in, a framework's
+name for it, a rule). A call still undecided when its local root ends is held a moment
+(:data:`HOLD_NS` of span time) in case the same call comes again from another
+instrumentation in another trace (a framework span and a client span that were never
+nested: no app span) with a step: then it is counted once, with that step; else it is
+counted as ``unattributed``. Both waits are bounded; a call pushed out of one is counted
+at once (as ``overspend_label_overflow_total{label="step_wait"}``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from otel_overspend.bounded import make_room
-from otel_overspend.conventions import read_usage
-from otel_overspend.requests import new_signature
+from otel_overspend.conventions import (
+    LITELLM_CALL_KEY,
+    LITELLM_RAW_USAGE_KEYS,
+    LITELLM_SCOPE,
+    STEP_KEY,
+    read_usage,
+)
+from otel_overspend.requests import new_signature, same_call
 from otel_overspend.steps import UNATTRIBUTED, is_step_name
 
 if TYPE_CHECKING:
@@ -30,10 +47,10 @@ if TYPE_CHECKING:
     from otel_overspend.attribution import Attributor, Call
     from otel_overspend.conventions import Usage
     from otel_overspend.ledger import RequestSample
-    from otel_overspend.requests import OpenRequests
+    from otel_overspend.requests import OpenRequests, Signature
     from otel_overspend.step_rules import StepRules
 
-__all__ = ("MAX_MARKED_SPANS", "WITHOUT_USAGE", "Recorder", "Sink", "mark")
+__all__ = ("HOLD_NS", "MAX_MARKED_SPANS", "WAITING", "WITHOUT_USAGE", "Recorder", "Sink", "mark")
 
 #: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
 MAX_MARKED_SPANS: Final = 100_000
@@ -41,6 +58,31 @@ _NS_PER_S: Final = 1e9
 #: What :meth:`Recorder.count` answers for an LLM call whose span reports nothing billed:
 #: counted as such (``overspend_llm_calls_without_usage_total``), neither a call nor a drop.
 WITHOUT_USAGE: Final = "llm_call_without_usage"
+#: What :meth:`Recorder.count` answers for an LLM call whose step waits for an ancestor's.
+WAITING: Final = "llm_call_waiting_for_step"
+#: LLM calls waiting for an ancestor to end, and calls held after their root ended, at most.
+MAX_WAITING_CALLS: Final = 10_000
+MAX_HELD_CALLS: Final = 1_000
+_MAX_RECENT_PER_SIZE: Final = 16
+#: How long (span time) a call undecided at its root is held for its twin from another trace.
+HOLD_NS: Final = 2_000_000_000
+#: Counted calls remembered to recognise a held call's twin counted first (offline, traces
+#: replay in any order).
+MAX_RECENT_CALLS: Final = 4_096
+#: The label ``overspend_label_overflow_total`` counts a call pushed out of a wait under.
+STEP_WAIT: Final = "step_wait"
+
+
+class _Waiting(NamedTuple):
+    """An LLM call not counted yet: its step is not decided."""
+
+    trace_id: int
+    usage: Usage
+    duration_ns: int
+    end_ns: int
+    sig: Signature
+
+
 #: The marks a span's children leave: an LLM call (or its drop) was counted below it...
 STRONG: Final = None
 #: ...or only an LLM call without usage was (a span above it with usage is then the one
@@ -65,11 +107,19 @@ class Recorder:
     __slots__ = (
         "_attributor",
         "_drop",
+        "_fail",
+        "_held",
+        "_held_n",
         "_ledger",
+        "_litellm_writes",
         "_marked",
         "_note",
+        "_overflow",
+        "_recent",
         "_requests",
         "_rules",
+        "_waiting",
+        "_waiting_n",
         "_without_usage",
     )
 
@@ -83,6 +133,8 @@ class Recorder:
         drop: Callable[[str], None],
         note: Callable[[str], None] = _ignore,
         without_usage: Callable[[str, str], None] = _ignore,
+        overflow: Callable[[str], None] = _ignore,
+        fail: Callable[[], None] | None = None,
     ) -> None:
         """``drop`` counts an LLM span not counted (or a bad part of one), by reason;
         ``note`` what reading usage had to infer, by what; ``without_usage`` an LLM call
@@ -94,10 +146,28 @@ class Recorder:
         self._drop = drop
         self._note = note
         self._without_usage = without_usage
+        self._overflow = overflow
+        #: Told (inside the ``except``) when counting a held call fails; ``None``: re-raise.
+        self._fail = fail
         self._marked: dict[int, bool | None] = {}
+        #: Span id -> how many calls LiteLLM wrote onto it (its raw-response children).
+        self._litellm_writes: dict[int, int] = {}
+        self._reset_waits()
+
+    def _reset_waits(self) -> None:
+        #: Parent span id -> calls waiting for it to end.
+        self._waiting: dict[int, list[_Waiting]] = {}
+        self._waiting_n = 0
+        #: Trace id -> (its root's wall time, calls undecided when it ended), oldest first.
+        self._held: dict[int, tuple[int, list[_Waiting]]] = {}
+        self._held_n = 0
+        #: Input tokens -> the signatures (and traces) of recent counted calls with them.
+        self._recent: dict[int, list[tuple[int, Signature]]] = {}
 
     def reset(self) -> None:
         self._marked = {}
+        self._litellm_writes = {}
+        self._reset_waits()
 
     def record(  # noqa: PLR0917 - once per span: positional arguments are cheaper
         self,
@@ -119,6 +189,20 @@ class Recorder:
         Returns the counted call; for an LLM span that was not counted, the reason (a
         duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
         """
+        if self._waiting:
+            waiting = self._waiting.pop(span_id, None)
+            if waiting is not None:
+                self._decide(waiting, parent_id, name, attrs, step, end_ns - start_ns)
+        if (
+            parent_id is not None
+            and scope == LITELLM_SCOPE
+            and attrs
+            and not LITELLM_RAW_USAGE_KEYS.isdisjoint(attrs)
+        ):
+            writes = self._litellm_writes
+            if len(writes) >= MAX_MARKED_SPANS:
+                make_room(writes, MAX_MARKED_SPANS)
+            writes[parent_id] = writes.get(parent_id, 0) + 1
         found = self._marked.pop(span_id, False)
         below = found is STRONG
         result = self.count(
@@ -139,6 +223,14 @@ class Recorder:
                 mark(self._marked, parent_id)
             elif found is WEAK or result is WITHOUT_USAGE:
                 mark(self._marked, parent_id, weak=True)
+        if self._litellm_writes and attrs and LITELLM_CALL_KEY in attrs and scope != LITELLM_SCOPE:
+            # LiteLLM wrote its calls' usage onto this span (the active one), each over the
+            # one before: all but the last are lost, counted here (one raw-response child
+            # per call tells how many). USE_OTEL_LITELLM_REQUEST_SPAN=true avoids it.
+            for _ in range(self._litellm_writes.pop(span_id, 1) - 1):
+                self._drop("litellm_usage_overwritten")
+        if self._held:
+            self.flush(end_ns - HOLD_NS)
         return result
 
     def count(  # noqa: PLR0917 - once per LLM span: positional arguments are cheaper
@@ -185,35 +277,194 @@ class Recorder:
                 explicit = usage.step
                 # The span's own step is the one decided already (the report, stamp_spans):
                 # nothing to check again.
+                decided: str | None = step
                 if step is None or (explicit is not None and explicit != step):
-                    step = usage_step(usage, step, self._rules, name, attrs)
-                sig = new_signature(
-                    (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)
+                    decided = own_step(usage, step, self._rules, name, attrs)
+                waiting = _Waiting(
+                    trace_id,
+                    usage,
+                    end_ns - start_ns,
+                    end_ns,
+                    new_signature(
+                        (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)
+                    ),
                 )
-                requests = self._requests
-                if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
-                    result = "duplicate_llm_span"
+                if decided is not None:
+                    result = self._settle(waiting, decided)
+                elif parent_id is not None:
+                    result = self._wait(parent_id, [waiting])
                 else:
-                    call = self._attributor.attribute(usage, step)
-                    if self._ledger.add_call(call, end_ns / _NS_PER_S):
-                        requests.add(trace_id, call, end_ns - start_ns, sig)
-                        result = call
-                    else:
-                        result = "too_old"
-            if isinstance(result, str) and result is not WITHOUT_USAGE:
+                    self._hold(trace_id, end_ns - start_ns, [waiting])
+                    result = WAITING
+            if isinstance(result, str) and result is not WITHOUT_USAGE and result is not WAITING:
                 self._drop(result)
-        if parent_id is None:
+        if parent_id is None and trace_id not in self._held:  # else closed on release
             sample = self._requests.close(trace_id, end_ns - start_ns)
             if sample is not None:
                 self._ledger.add_request(sample, end_ns / _NS_PER_S)
         return result
+
+    # -- calls whose step is decided late ------------------------------------------------
+    def _settle(
+        self, waiting: _Waiting, step: str, *, held: bool = False, elsewhere: bool = False
+    ) -> Call | str:
+        """Count a call with its step decided (unless it is a call counted already); a
+        ``held`` one's request has ended: the caller makes its sample. ``elsewhere``: look
+        for its twin counted in another trace too."""
+        trace_id, usage, duration_ns, end_ns, sig = waiting
+        requests = self._requests
+        if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
+            return "duplicate_llm_span"
+        if self._held and step != UNATTRIBUTED:
+            self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
+        if elsewhere and self._counted_elsewhere(trace_id, sig):
+            return "duplicate_llm_span"
+        call = self._attributor.attribute(usage, step)
+        if not self._ledger.add_call(call, end_ns / _NS_PER_S):
+            return "too_old"
+        if not held:
+            requests.add(trace_id, call, duration_ns, sig)
+        self._remember(trace_id, sig)
+        return call
+
+    def _wait(self, parent_id: int, calls: list[_Waiting]) -> str | None:
+        """Let ``calls`` wait for ``parent_id`` to end; when the wait is full, count them
+        at once, unattributed."""
+        if self._waiting_n + len(calls) > MAX_WAITING_CALLS:
+            for waiting in calls:
+                self._overflow(STEP_WAIT)
+                result = self._settle(waiting, UNATTRIBUTED)
+                if isinstance(result, str):
+                    self._drop(result)
+            return None
+        self._waiting_n += len(calls)
+        self._waiting.setdefault(parent_id, []).extend(calls)
+        return WAITING
+
+    def _decide(  # noqa: PLR0917 - the ended span's fields, as record() has them
+        self,
+        waiting: list[_Waiting],
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        step: str | None,
+        wall_ns: int,
+    ) -> None:
+        """An ancestor of ``waiting`` has ended: its step is theirs, else they wait on."""
+        self._waiting_n -= len(waiting)
+        decided = ancestor_step(self._rules, name, attrs, step)
+        if decided is None:
+            if parent_id is not None:
+                self._wait(parent_id, waiting)
+            else:
+                self._hold(waiting[0].trace_id, wall_ns, waiting)
+            return
+        for call in waiting:
+            result = self._settle(call, decided)
+            if isinstance(result, str):
+                self._drop(result)
+
+    def _hold(self, trace_id: int, wall_ns: int, calls: list[_Waiting]) -> None:
+        """Hold calls undecided when their local root ended (see the module docstring)."""
+        entry = self._held.get(trace_id)
+        if entry is None:
+            self._held[trace_id] = (wall_ns, list(calls))
+        else:
+            entry[1].extend(calls)
+        self._held_n += len(calls)
+        while self._held_n > MAX_HELD_CALLS:
+            oldest = next(iter(self._held))
+            self._overflow(STEP_WAIT)
+            self._release(oldest)
+
+    def _release(self, trace_id: int) -> None:
+        """Count a held trace's calls as unattributed and close its request."""
+        wall_ns, calls = self._held.pop(trace_id)
+        self._held_n -= len(calls)
+        end_ns = 0
+        counted: list[tuple[Call, int]] = []
+        # The root kept the request open for these calls, if it had others.
+        joined = self._requests.is_open(trace_id)
+        for waiting in calls:
+            try:
+                result = self._settle(waiting, UNATTRIBUTED, held=not joined, elsewhere=True)
+            except Exception:
+                if self._fail is None:
+                    raise
+                self._fail()
+                continue
+            if isinstance(result, str):
+                self._drop(result)
+            else:
+                counted.append((result, waiting.duration_ns))
+            end_ns = max(end_ns, waiting.end_ns)
+        requests = self._requests
+        sample = requests.close(trace_id, wall_ns) if joined else requests.ended(counted, wall_ns)
+        if sample is not None:
+            self._ledger.add_request(sample, end_ns / _NS_PER_S)
+
+    def _unhold_twin(self, trace_id: int, sig: Signature) -> None:
+        """Forget a held call of another trace that is the call ``sig`` (counted now)."""
+        for held_trace, (_, calls) in list(self._held.items()):
+            if held_trace == trace_id:
+                continue
+            for i, call in enumerate(calls):
+                if same_call(call.sig, sig):
+                    del calls[i]
+                    self._held_n -= 1
+                    self._drop("duplicate_llm_span")
+                    if not calls:
+                        del self._held[held_trace]
+                    return
+
+    def _remember(self, trace_id: int, sig: Signature) -> None:
+        recent = self._recent
+        if len(recent) >= MAX_RECENT_CALLS:
+            make_room(recent, MAX_RECENT_CALLS)
+        seen = recent.get(sig.input_tokens)
+        if seen is None:
+            recent[sig.input_tokens] = [(trace_id, sig)]
+        else:
+            if len(seen) >= _MAX_RECENT_PER_SIZE:
+                del seen[0]
+            seen.append((trace_id, sig))
+
+    def _counted_elsewhere(self, trace_id: int, sig: Signature) -> bool:
+        """Whether a call counted in another trace is the call ``sig``."""
+        seen = self._recent.get(sig.input_tokens, ())
+        return any(other != trace_id and same_call(old, sig) for other, old in seen)
+
+    def expire(self, before_ns: int) -> None:
+        """Count, unattributed, the calls that have waited for an ancestor since before
+        ``before_ns`` (an ancestor that never ends: a long-lived span, a lost one)."""
+        for parent_id, calls in list(self._waiting.items()):
+            if calls[0].end_ns < before_ns:
+                del self._waiting[parent_id]
+                self._waiting_n -= len(calls)
+                for call in calls:
+                    self._overflow(STEP_WAIT)
+                    result = self._settle(call, UNATTRIBUTED)
+                    if isinstance(result, str):
+                        self._drop(result)
+
+    def flush(self, before_ns: int | None = None) -> None:
+        """Count the held calls whose root ended before ``before_ns`` (all: ``None``),
+        oldest first (they were held in about the order they ended)."""
+        held = self._held
+        while held:
+            trace_id = next(iter(held))
+            if before_ns is not None and held[trace_id][1][-1].end_ns >= before_ns:
+                return
+            self._release(trace_id)
 
     def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
         """The call a span would be counted as, without recording it (``None``: no LLM call)."""
         usage = read_usage(attrs) if attrs else None
         if usage is None or isinstance(usage, str) or not usage.reported:
             return None
-        return self._attributor.attribute(usage, usage_step(usage, step, self._rules, name, attrs))
+        return self._attributor.attribute(
+            usage, own_step(usage, step, self._rules, name, attrs) or UNATTRIBUTED
+        )
 
 
 def mark(marks: dict[int, bool | None], span_id: int, *, weak: bool = False) -> None:
@@ -227,14 +478,36 @@ def mark(marks: dict[int, bool | None], span_id: int, *, weak: bool = False) -> 
         marks[span_id] = STRONG
 
 
-def usage_step(
+def own_step(
     usage: Usage, step: str | None, rules: StepRules, name: str, attrs: Mapping[str, Any] | None
-) -> str:
-    """An LLM span's step: its own ``overspend.step`` attribute, else the step decided at
-    its start, else a rule on its final name and attributes, else ``unattributed``."""
+) -> str | None:
+    """An LLM span's step from itself: its own ``overspend.step`` attribute, else the step
+    decided at its start, else a framework's name on its final attributes, else a rule on
+    them; ``None`` when none names one (its ancestors may)."""
     explicit = usage.step
     if explicit is not None and is_step_name(explicit):
         return explicit
     if step is not None:
         return step
-    return rules.match(name, attrs) or UNATTRIBUTED
+    return rules.framework.of(name, attrs) or rules.match(name, attrs)
+
+
+def usage_step(
+    usage: Usage, step: str | None, rules: StepRules, name: str, attrs: Mapping[str, Any] | None
+) -> str:
+    """:func:`own_step`, else ``unattributed``."""
+    return own_step(usage, step, rules, name, attrs) or UNATTRIBUTED
+
+
+def ancestor_step(
+    rules: StepRules, name: str, attrs: Mapping[str, Any] | None, step: str | None
+) -> str | None:
+    """The step an ended span gives the calls below it that had none: its own
+    ``overspend.step`` attribute, else the step it started in, else a framework's name on
+    its final attributes, else a rule on them."""
+    explicit = attrs.get(STEP_KEY) if attrs else None
+    if explicit is not None and is_step_name(explicit):
+        return explicit
+    if step is not None:
+        return step
+    return rules.framework.of(name, attrs) or rules.match(name, attrs)

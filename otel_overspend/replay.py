@@ -274,6 +274,7 @@ class Replayer:
                 watermark = end_ns
             if not parent_id or remote_parent:
                 del traces[key]
+                self._clock.now_ns = watermark  # the requests it opens open by the data's time
                 self._replay(key, held, tops_are_roots=False)
             elif self._held > max_spans or len(traces) > max_traces:
                 self._evict_oldest()
@@ -286,6 +287,7 @@ class Replayer:
             key, held = self._traces.popitem(last=False)
             self.stats.incomplete_end_of_input += 1
             self._replay(key, held, tops_are_roots=True)
+        self._recorder.flush()  # the calls held for a twin from another trace
 
     def _evict_oldest(self) -> None:
         while self._traces and (self._held > self._max_spans or len(self._traces) > self._max_traces):

@@ -161,6 +161,7 @@ class _Run:
         self.dropped: dict[str, int] = {}
         self.inferred: dict[str, int] = {}
         self.without_usage: dict[str, int] = {}
+        self.overflowed: dict[str, int] = {}
         self.clock = DataClock()
         self.requests = OpenRequests(
             max_open=settings.max_open_requests, timeout_s=settings.request_timeout_seconds, clock=self.clock
@@ -173,6 +174,7 @@ class _Run:
             drop=self.drop,
             note=self.note,
             without_usage=self.count_without_usage,
+            overflow=self.count_overflow,
         )
         self.replayer = Replayer(
             recorder=recorder,
@@ -190,6 +192,9 @@ class _Run:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def count_overflow(self, label: str) -> None:
+        self.overflowed[label] = self.overflowed.get(label, 0) + 1
 
     def note(self, what: str) -> None:
         self.inferred[what] = self.inferred.get(what, 0) + 1
@@ -303,7 +308,9 @@ class _Run:
                 end_of_input=stats.incomplete_end_of_input,
             ),
             requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
-            label_overflow=_nonzero(**{cap.name: cap.overflowed for cap in self.parts.caps}),
+            label_overflow=_nonzero(
+                **{cap.name: cap.overflowed for cap in self.parts.caps}, **self.overflowed
+            ),
             calls_without_usage=dict(sorted(self.without_usage.items())),
             usage_inferred=dict(sorted(self.inferred.items())),
         )

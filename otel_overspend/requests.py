@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from otel_overspend.attribution import Call
 
-__all__ = ("OpenRequests", "Signature", "new_signature")
+__all__ = ("OpenRequests", "Signature", "new_signature", "same_call")
 
 _GENERATE = "generate"
 _FRONTIER = "frontier"
@@ -46,6 +46,27 @@ class Signature(NamedTuple):
 
 #: Builds a :class:`Signature` from one tuple in C (the generated ``__new__`` runs Python code).
 new_signature: Final = partial(tuple.__new__, Signature)
+
+
+def same_call(seen: Signature, sig: Signature) -> bool:
+    """Whether two LLM spans are one call.
+
+    Two spans are one call when both carry a response id and the ids are equal; otherwise
+    when they come from different instrumentations (scopes), have the same input tokens,
+    output tokens within one (one instrumentation's streaming count is off by one) and
+    overlap in time. Parallel calls from one instrumentation are never merged, however alike.
+    """
+    if sig.response_id is not None and seen.response_id is not None:
+        return bool(seen.response_id == sig.response_id)
+    return (
+        seen.scope != sig.scope
+        and seen.input_tokens == sig.input_tokens
+        and abs(seen.output_tokens - sig.output_tokens) <= 1
+        and seen.start_ns <= sig.end_ns
+        and sig.start_ns <= seen.end_ns
+    )
+
+
 #: Builds a :class:`~otel_overspend.ledger.RequestSample` from one tuple in C.
 _new_sample: Final = partial(tuple.__new__, RequestSample)
 
@@ -63,6 +84,36 @@ class _Open:
         self.generate_cost = 0.0
         self.llm_time_ns = 0
         self.recent: list[Signature] = []
+
+
+def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
+    if call.tier == _FRONTIER:
+        entry.frontier_calls += 1
+    entry.tokens += call.tokens
+    cost = call.cost_usd
+    if cost is not None:
+        entry.cost += cost
+        if call.step == _GENERATE:
+            entry.generate_cost += cost
+    if duration_ns > 0:
+        entry.llm_time_ns += duration_ns
+    if sig is not None:
+        recent = entry.recent
+        if len(recent) >= MAX_RECENT_CALLS:
+            del recent[0]
+        recent.append(sig)
+
+
+def _sample(entry: _Open, wall_ns: int) -> RequestSample:
+    cost = entry.cost
+    return _new_sample(
+        (
+            entry.frontier_calls,
+            entry.tokens,
+            entry.generate_cost / cost if cost > 0 else None,
+            min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
+        )
+    )
 
 
 class OpenRequests:
@@ -86,31 +137,12 @@ class OpenRequests:
         self.evicted_timeout = 0
 
     def is_duplicate(self, trace_id: int, sig: Signature) -> bool:
-        """Whether a call of this trace already counted is the same call as ``sig``.
-
-        Two spans are one call when both carry a response id and the ids are equal;
-        otherwise when they come from different instrumentations (scopes), have the same
-        input tokens, output tokens within one (one instrumentation's streaming count is
-        off by one) and overlap in time. Parallel calls from one instrumentation are never
-        merged, however alike.
-        """
+        """Whether a call of this trace already counted is the same call as ``sig`` (see
+        :func:`same_call`)."""
         entry = self._open.get(trace_id)
         if entry is None:
             return False
-        response_id, scope, tokens_in = sig.response_id, sig.scope, sig.input_tokens
-        for seen in entry.recent:
-            if response_id is not None and seen.response_id is not None:
-                if seen.response_id == response_id:
-                    return True
-            elif (
-                seen.scope != scope
-                and seen.input_tokens == tokens_in
-                and abs(seen.output_tokens - sig.output_tokens) <= 1
-                and seen.start_ns <= sig.end_ns
-                and sig.start_ns <= seen.end_ns
-            ):
-                return True
-        return False
+        return any(same_call(seen, sig) for seen in entry.recent)
 
     def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
         table = self._open
@@ -123,36 +155,25 @@ class OpenRequests:
             # Open since its first call ended (counting may come later: see background).
             opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
             entry = table[trace_id] = _Open(opened_s)
-        if call.tier == _FRONTIER:
-            entry.frontier_calls += 1
-        entry.tokens += call.tokens
-        cost = call.cost_usd
-        if cost is not None:
-            entry.cost += cost
-            if call.step == _GENERATE:
-                entry.generate_cost += cost
-        if duration_ns > 0:
-            entry.llm_time_ns += duration_ns
-        if sig is not None:
-            recent = entry.recent
-            if len(recent) >= MAX_RECENT_CALLS:
-                del recent[0]
-            recent.append(sig)
+        _add_to(entry, call, duration_ns, sig)
+
+    def is_open(self, trace_id: int) -> bool:
+        return trace_id in self._open
 
     def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
         """End the request of ``trace_id``; ``None`` if it made no LLM call."""
         entry = self._open.pop(trace_id, None)
-        if entry is None:
+        return None if entry is None else _sample(entry, wall_ns)
+
+    @staticmethod
+    def ended(calls: list[tuple[Call, int]], wall_ns: int) -> RequestSample | None:
+        """The request of calls counted after their local root ended (never in the table)."""
+        if not calls:
             return None
-        cost = entry.cost
-        return _new_sample(
-            (
-                entry.frontier_calls,
-                entry.tokens,
-                entry.generate_cost / cost if cost > 0 else None,
-                min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
-            )
-        )
+        entry = _Open(0.0)
+        for call, duration_ns in calls:
+            _add_to(entry, call, duration_ns, None)
+        return _sample(entry, wall_ns)
 
     def expire(self) -> None:
         deadline = self._clock() - self.timeout_s

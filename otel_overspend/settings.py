@@ -25,7 +25,7 @@ from pydantic_settings import (
 from otel_overspend.catalog import TIERS
 from otel_overspend.patterns import compile_pattern
 from otel_overspend.pricing import DEFAULT_TIER_PRICES, DEFAULT_TIER_SEARCH_PRICES
-from otel_overspend.steps import UNATTRIBUTED, validate_step_name
+from otel_overspend.steps import UNATTRIBUTED, is_step_name, validate_step_name
 from otel_overspend.thresholds import BANDS
 
 __all__ = ("Price", "Settings", "StepRule", "parse_duration_seconds")
@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     #: Extra step rules, tried before the built-in ones.
     step_rules: list[StepRule] = Field(default_factory=list)
     default_step_rules: bool = True
+    #: Take steps from the names frameworks record (Traceloop tasks and workflows, LangChain
+    #: run names, LangGraph nodes, Pydantic AI agents): see otel_overspend.framework_steps.
+    framework_steps: bool = True
+    #: framework name -> step (``{"score_docs": "rerank"}``), for names that are not steps.
+    step_aliases: dict[str, str] = Field(default_factory=dict)
     #: Write ``overspend.step`` onto every span at start (costs a little on every span).
     stamp_spans: bool = False
 
@@ -207,6 +212,18 @@ class Settings(BaseSettings):
             if name == UNATTRIBUTED:
                 raise ValueError(f"specialize: {UNATTRIBUTED!r} is not a step that can be specialized")
             validate_step_name(name)
+        return value
+
+    @field_validator("step_aliases")
+    @classmethod
+    def _valid_aliases(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {name: target for name, target in value.items() if not is_step_name(target)}
+        if bad:
+            name, target = next(iter(bad.items()))
+            try:
+                validate_step_name(target)
+            except ValueError as exc:
+                raise ValueError(f"step_aliases: {name!r} -> {target!r}: {exc}") from None
         return value
 
     @field_validator("windows")

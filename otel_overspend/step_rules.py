@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from otel_overspend.framework_steps import FrameworkSteps
+
 if TYPE_CHECKING:
     import re
     from collections.abc import Iterable, Mapping
@@ -60,10 +62,12 @@ DEFAULT_RULES: Final = (
 class StepRules:
     """An ordered rule list; the first match names the step."""
 
-    __slots__ = ("_rules", "keys", "on_names")
+    __slots__ = ("_rules", "framework", "keys", "on_names")
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(self, rules: Iterable[Rule], *, framework: FrameworkSteps | None = None) -> None:
         self._rules = tuple(rules)
+        #: Steps from the names frameworks record, read on a span's final attributes.
+        self.framework = framework if framework is not None else FrameworkSteps()
         #: The attributes the rules read: a span with none of them is matched by no rule
         #: unless :attr:`on_names` (most spans carry none of them).
         self.keys = frozenset(r.attribute for r in self._rules if r.attribute is not None)

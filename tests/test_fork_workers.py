@@ -245,7 +245,7 @@ import json, os, sys, urllib.request
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
-from otel_overspend import OverspendProcessor, Settings
+from otel_overspend import OverspendProcessor, Settings, step
 
 processor = OverspendProcessor(
     settings=Settings(metrics_port=0, use_genai_prices=False, max_models=1, max_open_requests=1),
@@ -279,10 +279,11 @@ call("m2")  # folded into "other": one overflow
 with tracer.start_as_current_span("bad", attributes={"gen_ai.usage.input_tokens": -1}):
     pass  # one drop
 root_a = tracer.start_span("a")
-with tracer.start_as_current_span("x", context=__import__("opentelemetry").trace.set_span_in_context(root_a)):
+# In a step: a call with no step would wait for its still-open ancestors to name one.
+with step("rerank"), tracer.start_as_current_span("x", context=__import__("opentelemetry").trace.set_span_in_context(root_a)):
     call("m1")
 root_b = tracer.start_span("b")
-with tracer.start_as_current_span("y", context=__import__("opentelemetry").trace.set_span_in_context(root_b)):
+with step("rerank"), tracer.start_as_current_span("y", context=__import__("opentelemetry").trace.set_span_in_context(root_b)):
     call("m1")  # the second open request evicts the first: one eviction
 parent_port = processor.metrics_server.port
 print(json.dumps({"parent": state()}), flush=True)
@@ -344,7 +345,8 @@ def test_a_forked_child_starts_from_zero_and_serves_only_when_told(tmp_path: Pat
     ]
     # The parent's server survived the child and still reports the parent's own counts.
     assert sorted(child["parent_still_serves"]) == [
-        'overspend_llm_calls_total{model="m1",provider="unknown",step="unattributed",tier="unknown"} 3.0',
+        'overspend_llm_calls_total{model="m1",provider="unknown",step="rerank",tier="unknown"} 2.0',
+        'overspend_llm_calls_total{model="m1",provider="unknown",step="unattributed",tier="unknown"} 1.0',
         'overspend_llm_calls_total{model="other",provider="unknown",step="unattributed",tier="unknown"} 1.0',
     ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -433,14 +434,22 @@ def test_a_thread_given_the_context_inherits_the_parents_step_without_the_step_f
     assert calls_by_step(p) == {"rerank": 1}
 
 
-def test_a_parent_started_elsewhere_passes_only_a_step_it_carries(p: Pipeline) -> None:
+def test_a_parent_started_elsewhere_passes_only_a_step_it_carries() -> None:
+    ahead_s = [0.0]
+    p = make_pipeline(Settings(serve_metrics=False), clock=lambda: time.time() + ahead_s[0])
     other = TracerProvider().get_tracer("no overspend here")  # its spans hold no step
     plain = other.start_span("outer")
     tagged = other.start_span("outer", attributes={"overspend.step": "faithfulness"})
     for parent in (plain, tagged):
         llm(p, context=trace.set_span_in_context(parent))
         parent.end()
+    # The call under the plain parent waits for an ancestor to name its step; this
+    # processor never sees that parent end, so it is counted, unattributed, once it has
+    # waited longer than the request time-out.
+    assert calls_by_step(p) == {"faithfulness": 1}
+    ahead_s[0] = Settings().request_timeout_seconds + 1
     assert calls_by_step(p) == {"unattributed": 1, "faithfulness": 1}
+    assert p.sample("overspend_label_overflow_total", {"label": "step_wait"}) == 1
     assert dropped(p, "internal_error") is None
 
 
