@@ -280,10 +280,12 @@ with tracer.start_as_current_span("bad", attributes={"gen_ai.usage.input_tokens"
     pass  # one drop
 root_a = tracer.start_span("a")
 # In a step: a call with no step would wait for its still-open ancestors to name one.
-with step("rerank"), tracer.start_as_current_span("x", context=__import__("opentelemetry").trace.set_span_in_context(root_a)):
+in_a = __import__("opentelemetry").trace.set_span_in_context(root_a)
+with step("rerank"), tracer.start_as_current_span("x", context=in_a):
     call("m1")
 root_b = tracer.start_span("b")
-with step("rerank"), tracer.start_as_current_span("y", context=__import__("opentelemetry").trace.set_span_in_context(root_b)):
+in_b = __import__("opentelemetry").trace.set_span_in_context(root_b)
+with step("rerank"), tracer.start_as_current_span("y", context=in_b):
     call("m1")  # the second open request evicts the first: one eviction
 parent_port = processor.metrics_server.port
 print(json.dumps({"parent": state()}), flush=True)
