@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import wrapt
 from opentelemetry import context, trace
@@ -10,6 +12,9 @@ from otel_overspend import Settings, step
 from otel_overspend.span_fields import held_step
 
 from conftest import Pipeline, make_pipeline
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
 
 
 def test_a_child_inherits_the_step_held_on_a_span_behind_a_proxy() -> None:
@@ -87,7 +92,7 @@ def test_a_framework_span_and_a_client_span_in_two_traces_count_once_with_the_st
     p = make_pipeline(Settings(serve_metrics=False))
     framework = p.provider.get_tracer("openinference.instrumentation.langchain")
     client = p.provider.get_tracer("openinference.instrumentation.openai")
-    llm_usage = {
+    llm_usage: dict[str, AttributeValue] = {
         "openinference.span.kind": "LLM",
         "llm.model_name": "gpt-4o",
         "llm.token_count.prompt": 1_000,
