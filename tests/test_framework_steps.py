@@ -45,7 +45,7 @@ def _calls_by_step(p: Pipeline) -> dict[str, float]:
     return found
 
 
-USAGE = {
+USAGE: dict[str, AttributeValue] = {
     "gen_ai.request.model": "gpt-4o",
     "gen_ai.usage.input_tokens": 1_000,
     "gen_ai.usage.output_tokens": 100,
