@@ -305,19 +305,17 @@ class Recorder:
         return result
 
     # -- calls whose step is decided late ------------------------------------------------
-    def _settle(
-        self, waiting: _Waiting, step: str, *, held: bool = False, elsewhere: bool = False
-    ) -> Call | str:
-        """Count a call with its step decided (unless it is a call counted already); a
-        ``held`` one's request has ended: the caller makes its sample. ``elsewhere``: look
-        for its twin counted in another trace too."""
+    def _settle(self, waiting: _Waiting, step: str, *, held: bool = False) -> Call | str:
+        """Count a call with its step decided, unless it is a call counted already, in its
+        trace or in another (spans of two instrumentations that were never nested); a
+        ``held`` one's request has ended: the caller makes its sample."""
         trace_id, usage, duration_ns, end_ns, sig = waiting
         requests = self._requests
         if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
             return "duplicate_llm_span"
         if self._held and step != UNATTRIBUTED:
             self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
-        if elsewhere and self._counted_elsewhere(trace_id, sig):
+        if self._recent and self._counted_elsewhere(trace_id, sig):
             return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
@@ -387,7 +385,7 @@ class Recorder:
         joined = self._requests.is_open(trace_id)
         for waiting in calls:
             try:
-                result = self._settle(waiting, UNATTRIBUTED, held=not joined, elsewhere=True)
+                result = self._settle(waiting, UNATTRIBUTED, held=not joined)
             except Exception:
                 if self._fail is None:
                     raise

@@ -123,3 +123,20 @@ def test_calls_without_a_step_under_an_app_span_count_once_it_ends() -> None:
     p.processor.force_flush()
     assert _calls_by_step(p) == {"unattributed": 1.0}
     assert p.sample("overspend_requests_total") == 1.0
+
+
+def test_two_instrumentations_in_two_traces_inside_a_step_count_once() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    framework = p.provider.get_tracer("openinference.instrumentation.langchain")
+    client = p.provider.get_tracer("openinference.instrumentation.openai")
+    with step("generate"):
+        llm = framework.start_span("ChatOpenAI", attributes={"openinference.span.kind": "LLM"})
+        with client.start_as_current_span("ChatCompletion", attributes=USAGE):
+            pass
+        llm.set_attributes(
+            {"llm.model_name": "gpt-4o", "llm.token_count.prompt": 1_000, "llm.token_count.completion": 100}
+        )
+        llm.end()
+    p.provider.shutdown()
+    assert _calls_by_step(p) == {"generate": 1.0}
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1.0
