@@ -28,6 +28,7 @@ at once (as ``overspend_label_overflow_total{label="step_wait"}``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from otel_overspend.bounded import make_room
@@ -64,6 +65,7 @@ WAITING: Final = "llm_call_waiting_for_step"
 MAX_WAITING_CALLS: Final = 10_000
 MAX_HELD_CALLS: Final = 1_000
 _MAX_RECENT_PER_SIZE: Final = 16
+_MAX_RECENT_SCOPES: Final = 64
 #: How long (span time) a call undecided at its root is held for its twin from another trace.
 HOLD_NS: Final = 2_000_000_000
 #: Counted calls remembered to recognise a held call's twin counted first (offline, traces
@@ -81,6 +83,10 @@ class _Waiting(NamedTuple):
     duration_ns: int
     end_ns: int
     sig: Signature
+
+
+#: Builds a :class:`_Waiting` from one tuple in C (the generated ``__new__`` runs Python code).
+_new_waiting: Final = partial(tuple.__new__, _Waiting)
 
 
 #: The marks a span's children leave: an LLM call (or its drop) was counted below it...
@@ -116,6 +122,8 @@ class Recorder:
         "_note",
         "_overflow",
         "_recent",
+        "_recent_ids",
+        "_recent_scopes",
         "_requests",
         "_rules",
         "_waiting",
@@ -161,8 +169,11 @@ class Recorder:
         #: Trace id -> (its root's wall time, calls undecided when it ended), oldest first.
         self._held: dict[int, tuple[int, list[_Waiting]]] = {}
         self._held_n = 0
-        #: Input tokens -> the signatures (and traces) of recent counted calls with them.
-        self._recent: dict[int, list[tuple[int, Signature]]] = {}
+        #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
+        #: signature) of those without an id; the scopes seen among them.
+        self._recent_ids: dict[object, int] = {}
+        self._recent: dict[tuple[int, str], list[tuple[int, Signature]]] = {}
+        self._recent_scopes: set[str] = set()
 
     def reset(self) -> None:
         self._marked = {}
@@ -280,14 +291,23 @@ class Recorder:
                 decided: str | None = step
                 if step is None or (explicit is not None and explicit != step):
                     decided = own_step(usage, step, self._rules, name, attrs)
-                waiting = _Waiting(
-                    trace_id,
-                    usage,
-                    end_ns - start_ns,
-                    end_ns,
-                    new_signature(
-                        (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)
-                    ),
+                waiting = _new_waiting(
+                    (
+                        trace_id,
+                        usage,
+                        end_ns - start_ns,
+                        end_ns,
+                        new_signature(
+                            (
+                                scope,
+                                usage.response_id,
+                                usage.input_tokens,
+                                usage.output_tokens,
+                                start_ns,
+                                end_ns,
+                            )
+                        ),
+                    )
                 )
                 if decided is not None:
                     result = self._settle(waiting, decided)
@@ -315,7 +335,7 @@ class Recorder:
             return "duplicate_llm_span"
         if self._held and step != UNATTRIBUTED:
             self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
-        if self._recent and self._counted_elsewhere(trace_id, sig):
+        if self._counted_elsewhere(trace_id, sig):
             return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
@@ -416,21 +436,49 @@ class Recorder:
                     return
 
     def _remember(self, trace_id: int, sig: Signature) -> None:
+        """Note a counted call: by its response id, and by (input tokens, scope)."""
+        response_id = sig.response_id
+        if response_id is not None:
+            ids = self._recent_ids
+            if len(ids) >= MAX_RECENT_CALLS:
+                make_room(ids, MAX_RECENT_CALLS)
+            ids[response_id] = trace_id
         recent = self._recent
-        if len(recent) >= MAX_RECENT_CALLS:
-            make_room(recent, MAX_RECENT_CALLS)
-        seen = recent.get(sig.input_tokens)
+        key = (sig.input_tokens, sig.scope)
+        seen = recent.get(key)
         if seen is None:
-            recent[sig.input_tokens] = [(trace_id, sig)]
+            if len(recent) >= MAX_RECENT_CALLS:
+                make_room(recent, MAX_RECENT_CALLS)
+            recent[key] = [(trace_id, sig)]
         else:
             if len(seen) >= _MAX_RECENT_PER_SIZE:
                 del seen[0]
             seen.append((trace_id, sig))
+        scopes = self._recent_scopes
+        if sig.scope not in scopes:
+            if len(scopes) >= _MAX_RECENT_SCOPES:
+                scopes.clear()
+            scopes.add(sig.scope)
 
     def _counted_elsewhere(self, trace_id: int, sig: Signature) -> bool:
-        """Whether a call counted in another trace is the call ``sig``."""
-        seen = self._recent.get(sig.input_tokens, ())
-        return any(other != trace_id and same_call(old, sig) for other, old in seen)
+        """Whether a call counted in another trace is the call ``sig`` (see
+        :func:`~otel_overspend.requests.same_call`): only another instrumentation's span,
+        or one with the same response id, can be."""
+        response_id = sig.response_id
+        if response_id is not None:
+            other = self._recent_ids.get(response_id)
+            if other is not None:
+                return other != trace_id
+        scopes = self._recent_scopes
+        if len(scopes) < 2 and sig.scope in scopes:  # one instrumentation: nothing to match
+            return False
+        recent, tokens, own = self._recent, sig.input_tokens, sig.scope
+        for scope in scopes:
+            if scope != own:
+                for other, old in recent.get((tokens, scope), ()):
+                    if other != trace_id and same_call(old, sig):
+                        return True
+        return False
 
     def expire(self, before_ns: int) -> None:
         """Count, unattributed, the calls that have waited for an ancestor since before
