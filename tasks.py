@@ -6,8 +6,9 @@
     python3 tasks.py bench                 # the performance figures next to their budgets
 
 ``test`` installs the package with its test extras into ``.venv``, the pinned client
-instrumentations (``constraints-instrumentations.txt``) into it too and OpenLIT into its own
-``.venv-openlit`` (``constraints-openlit.txt``), installs Debian's ``prometheus`` and
+instrumentations (``constraints-instrumentations.txt``) into it too, OpenLIT into its own
+``.venv-openlit`` (``constraints-openlit.txt``) and traceloop-sdk into its own ``.venv-traceloop``
+(``constraints-traceloop.txt``), installs Debian's ``prometheus`` and
 ``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
 they are missing, then runs ruff, mypy --strict and pytest. With ``CI=true`` the tests
 refuse to skip anything that needs a real binary or environment.
@@ -27,6 +28,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 OPENLIT_VENV = ROOT / ".venv-openlit"
+TRACELOOP_VENV = ROOT / ".venv-traceloop"
 APT_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
@@ -83,21 +85,47 @@ def _install_once(python: Path, name: str, constraints: Path, *targets: str | Pa
     print(f"warning: {message}; the tests that need it will be skipped", flush=True)
 
 
+def _own_venv(path: Path) -> Path:
+    """The python of a test environment of its own at ``path``, created if missing."""
+    python = path / BIN.name / "python"
+    if not python.exists():
+        print(f"creating {path}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(path)
+        # Keeps git and ruff out of it (the venv module writes this itself only from Python 3.13).
+        (path / ".gitignore").write_text("*\n")
+    return python
+
+
 def _ensure_instrumentations() -> None:
     """The real LLM clients and instrumentations the instrumentation tests drive: the
-    ``instrumentations`` extra in ``.venv``, and OpenLIT, which pins older clients, in its own
-    ``.venv-openlit``."""
+    ``instrumentations`` extra in ``.venv``; OpenLIT, which pins older clients, in its own
+    ``.venv-openlit``; traceloop-sdk, which needs OpenTelemetry one release behind, in its own
+    ``.venv-traceloop``."""
     _install_once(
         PY, "instrumentations", ROOT / "constraints-instrumentations.txt", "-e", f"{ROOT}[instrumentations]"
     )
-    openlit_py = OPENLIT_VENV / BIN.name / "python"
-    if not openlit_py.exists():
-        print(f"creating {OPENLIT_VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(OPENLIT_VENV)
-        # Keeps git and ruff out of it (the venv module writes this itself only from Python 3.13).
-        (OPENLIT_VENV / ".gitignore").write_text("*\n")
     _install_once(
-        openlit_py, "openlit", ROOT / "constraints-openlit.txt", "openlit", "openai", "anthropic", "-e", ROOT
+        _own_venv(OPENLIT_VENV),
+        "openlit",
+        ROOT / "constraints-openlit.txt",
+        "openlit",
+        "openai",
+        "anthropic",
+        "-e",
+        ROOT,
+    )
+    _install_once(
+        _own_venv(TRACELOOP_VENV),
+        "traceloop",
+        ROOT / "constraints-traceloop.txt",
+        "traceloop-sdk",
+        "openai",
+        "httpx",  # traceloop-sdk imports it without declaring it
+        "opentelemetry-instrumentation-openai-v2",
+        "opentelemetry-util-genai",
+        "openinference-instrumentation-openai",
+        "-e",
+        ROOT,
     )
 
 
