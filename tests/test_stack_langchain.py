@@ -36,7 +36,9 @@ from typing import Any, Final
 
 import pytest
 from stack_support.frameworks_runs import (
+    DUPLICATE,
     STEP_NAMES,
+    TOTAL_COST_USD,
     Result,
     Run,
     Runs,
@@ -88,7 +90,39 @@ MATRIX: Final = [
         for app_span in (False, True)
     ),
 ]
-RUNS: Final = Runs({_name(*case): _run(*case) for case in MATRIX})
+#: Chains without run names (LangChain names the run ``RunnableSequence``), under each LangChain
+#: instrumentation with openai-v2: with and without an app span.
+UNNAMED: Final = [
+    ("langchain_unnamed", framework, "openai-v2", app_span)
+    for framework in (OPENINFERENCE, OPENLLMETRY)
+    for app_span in (False, True)
+]
+#: Run names that are not the steps (langchain_pipeline.RUN_NAMES), with openai-v2, no app span:
+#: framework -> (run without step_aliases, run with them).
+RENAMED: Final = {
+    framework: (
+        _name("langchain_renamed", framework, "openai-v2", False),
+        _name("langchain_renamed", framework, "openai-v2", False) + "-aliases",
+    )
+    for framework in (OPENINFERENCE, OPENLLMETRY)
+}
+RUNS: Final = Runs(
+    {
+        **{_name(*case): _run(*case) for case in MATRIX + UNNAMED},
+        **{
+            plain: _run("langchain_renamed", framework, "openai-v2", False)
+            for framework, (plain, _) in RENAMED.items()
+        },
+        **{
+            aliased: Run(
+                SCRIPT,
+                (*_run("langchain_renamed", framework, "openai-v2", False).args, "--aliases"),
+                _MODULES,
+            )
+            for framework, (_, aliased) in RENAMED.items()
+        },
+    }
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -126,6 +160,38 @@ def test_requests_are_the_apps_not_the_instrumentations_traces(
     in a trace of its own (OpenInference, no app span) is the same call, not another request."""
     result = RUNS.result(_name(pipeline, framework, client, app_span))
     assert result.requests() == (3.0 if app_span or pipeline == "langgraph" else 12.0)
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "framework", "client", "app_span"), UNNAMED, ids=[_name(*c) for c in UNNAMED]
+)
+def test_runs_named_after_classes_count_each_call_once_unattributed(
+    pipeline: str, framework: str, client: str, app_span: bool
+) -> None:
+    """Class names (``RunnableSequence``, ``ChatPromptTemplate``, ``ChatOpenAI``) are never steps:
+    12 calls, all unattributed, each counted once although two instrumentations record it, in one
+    trace (OpenLLMetry; OpenInference under an app span) or in two (OpenInference, no app span)."""
+    result = RUNS.result(_name(pipeline, framework, client, app_span))
+    assert result.calls_by_step() == {"unattributed": 12.0}
+    assert sum(result.cost_by_step().values()) == pytest.approx(TOTAL_COST_USD, rel=1e-9)
+    assert result.dropped() == {DUPLICATE: 12.0}
+    chain = "RunnableSequence" if framework == OPENINFERENCE else "RunnableSequence.workflow"
+    assert len(result.named(chain)) == 12
+
+
+@pytest.mark.parametrize("framework", [OPENINFERENCE, OPENLLMETRY])
+def test_run_names_that_are_step_names_are_steps_and_aliases_map_the_others(framework: str) -> None:
+    """Run names QueryRewriter, score_docs, Answer, faithfulness_check (no app span, openai-v2
+    too): with no configuration the two valid step names are steps of those names and the other
+    two calls (rewrite, generate: 3 x $0.001 + 3 x $0.004875 = $0.017625) are unattributed; with
+    ``step_aliases`` naming each, the pipeline is counted by its steps. Each call once."""
+    plain, aliased = RENAMED[framework]
+    result = RUNS.result(plain)
+    assert result.calls_by_step() == {"score_docs": 3.0, "faithfulness_check": 3.0, "unattributed": 6.0}
+    cost = result.cost_by_step()
+    assert cost == pytest.approx({"score_docs": 0.015, "faithfulness_check": 0.006, "unattributed": 0.017625})
+    assert result.dropped() == {DUPLICATE: 12.0}
+    assert_pipeline_counted(RUNS.result(aliased), duplicates=12)
 
 
 # -- what the instrumentations put on spans ---------------------------------------------------------

@@ -95,11 +95,12 @@ class Recorder:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     exporter: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
     attach: bool = True
+    #: framework name -> step (``Settings.step_aliases``); none by default.
+    step_aliases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.processor = OverspendProcessor(
-            settings=Settings(serve_metrics=False), registry=self.registry, serve_metrics=False
-        )
+        settings = Settings(serve_metrics=False, step_aliases=self.step_aliases)
+        self.processor = OverspendProcessor(settings=settings, registry=self.registry, serve_metrics=False)
         self.processors: list[SpanProcessor] = [self.processor, SimpleSpanProcessor(self.exporter)]
         if self.attach:
             for processor in self.processors:

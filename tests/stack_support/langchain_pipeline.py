@@ -15,6 +15,14 @@ The steps are marked only with the framework's own names, never with ``otel_over
   rewrite, rerank, generate and faithfulness, run in that order, each invoking the step's
   ``ChatOpenAI`` on the step's text.
 
+Two more, on how names become steps:
+
+- ``langchain_unnamed``: the same chains without ``with_config(run_name=...)``: LangChain names
+  each run after its class (``RunnableSequence``), which is no step;
+- ``langchain_renamed``: run names that are not the steps (:data:`RUN_NAMES`), given to the
+  processor as ``step_aliases`` with ``--aliases`` (without it, the names that are valid step
+  names become steps of those names, the others none).
+
 ``--app-span``: each request runs inside an app span ``request`` (made current); without it
 nothing of the app's is around the calls, as in a script or a batch job.
 """
@@ -50,6 +58,16 @@ INSTRUMENTORS: Final = {
 }
 
 
+#: step -> the run name of ``langchain_renamed``: CamelCase names, which are no step names, and
+#: lower-case ones, which are.
+RUN_NAMES: Final = {
+    "rewrite": "QueryRewriter",
+    "rerank": "score_docs",
+    "generate": "Answer",
+    "faithfulness": "faithfulness_check",
+}
+
+
 class State(TypedDict):
     text: str
 
@@ -75,19 +93,34 @@ def chat_models(fake: FakeProvider) -> dict[str, Any]:
     }
 
 
-def langchain_pipeline(fake: FakeProvider) -> Callable[[], None]:
+def _chains(fake: FakeProvider, run_names: dict[str, str] | None) -> dict[str, Any]:
+    """step -> ``prompt | llm``, named ``run_names[step]`` (``None``: left unnamed)."""
     template = importlib.import_module("langchain_core.prompts").ChatPromptTemplate
     llms = chat_models(fake)
-    chains = {
-        name: (template.from_messages([("human", "{text}")]) | llms[name]).with_config(run_name=name)
-        for name in STEPS
-    }
+    chains = {name: template.from_messages([("human", "{text}")]) | llms[name] for name in STEPS}
+    if run_names is None:
+        return chains
+    return {name: chain.with_config(run_name=run_names[name]) for name, chain in chains.items()}
 
+
+def _requests(chains: dict[str, Any]) -> Callable[[], None]:
     def one_request() -> None:
         for name, chain in chains.items():
             chain.invoke({"text": prompt(name)})
 
     return one_request
+
+
+def langchain_pipeline(fake: FakeProvider) -> Callable[[], None]:
+    return _requests(_chains(fake, {name: name for name in STEPS}))
+
+
+def langchain_unnamed(fake: FakeProvider) -> Callable[[], None]:
+    return _requests(_chains(fake, None))
+
+
+def langchain_renamed(fake: FakeProvider) -> Callable[[], None]:
+    return _requests(_chains(fake, RUN_NAMES))
 
 
 def langgraph_pipeline(fake: FakeProvider) -> Callable[[], None]:
@@ -118,6 +151,8 @@ def langgraph_pipeline(fake: FakeProvider) -> Callable[[], None]:
 
 PIPELINES: Final[dict[str, Callable[[FakeProvider], Callable[[], None]]]] = {
     "langchain": langchain_pipeline,
+    "langchain_unnamed": langchain_unnamed,
+    "langchain_renamed": langchain_renamed,
     "langgraph": langgraph_pipeline,
 }
 
@@ -129,10 +164,12 @@ def main() -> None:
         "--instrument", required=True, help=f"comma-separated, of: {', '.join(INSTRUMENTORS)}"
     )
     parser.add_argument("--app-span", action="store_true", help="each request inside an app span")
+    parser.add_argument("--aliases", action="store_true", help="step_aliases: RUN_NAMES' names -> steps")
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # deprecation notices of the frameworks are not the subject
-    recorder = Recorder()
+    aliases = {run: name for name, run in RUN_NAMES.items()} if args.aliases else {}
+    recorder = Recorder(step_aliases=aliases)
     instrument([name for name in args.instrument.split(",") if name], recorder.provider)
     with FakeProvider() as fake:
         one_request = PIPELINES[args.pipeline](fake)
