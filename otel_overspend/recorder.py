@@ -403,7 +403,10 @@ class Recorder:
         counted: list[tuple[Call, int]] = []
         # The root kept the request open for these calls, if it had others.
         joined = self._requests.is_open(trace_id)
-        for waiting in calls:
+        for i, waiting in enumerate(calls):
+            if not joined and any(same_call(earlier.sig, waiting.sig) for earlier in calls[:i]):
+                self._drop("duplicate_llm_span")  # two spans of one call, both held
+                continue
             try:
                 result = self._settle(waiting, UNATTRIBUTED, held=not joined)
             except Exception:
