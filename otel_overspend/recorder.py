@@ -231,7 +231,10 @@ class Recorder:
         )
         if parent_id is not None:
             if below or (result is not None and result is not WITHOUT_USAGE):
-                mark(self._marked, parent_id)
+                marked = self._marked  # mark(), inlined: once per LLM span
+                if len(marked) >= MAX_MARKED_SPANS:
+                    make_room(marked, MAX_MARKED_SPANS)
+                marked[parent_id] = STRONG
             elif found is WEAK or result is WITHOUT_USAGE:
                 mark(self._marked, parent_id, weak=True)
         if self._litellm_writes and attrs and LITELLM_CALL_KEY in attrs and scope != LITELLM_SCOPE:
@@ -269,7 +272,9 @@ class Recorder:
                 result = usage
             elif below:
                 result = "duplicate_llm_span"
-            elif not usage.reported:
+            elif not (
+                usage.input_tokens or usage.output_tokens or usage.searches or usage.span_cost_usd is not None
+            ):  # Usage.reported, inlined
                 # A failed call billed nothing; with a weak mark, the call below was
                 # counted as this one already.
                 if not (weak or failed):
@@ -335,7 +340,10 @@ class Recorder:
             return "duplicate_llm_span"
         if self._held and step != UNATTRIBUTED:
             self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
-        if self._counted_elsewhere(trace_id, sig):
+        scopes = self._recent_scopes  # another instrumentation seen, or an id to match
+        if (
+            sig.response_id is not None or len(scopes) > 1 or (scopes and sig.scope not in scopes)
+        ) and self._counted_elsewhere(trace_id, sig):
             return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
