@@ -8,7 +8,7 @@ The pipeline: 3 requests x rewrite, rerank, generate, faithfulness, one gpt-4o c
 - LangGraph: each request is one graph ``invoke`` whose nodes are named after the steps.
 
 Every run must count 12 calls, 3 per step, $0.038625 in all (the hand computation is in
-stack_support/frameworks_runs.py): with and without an app span around each request, with and
+stack_support/runs.py): with and without an app span around each request, with and
 without a client instrumentation on the same openai client (openai-v2, or the LangChain
 instrumentation's own vendor's). Nothing calls ``otel_overspend.step``: the step comes from the run
 or node name the framework records.
@@ -35,7 +35,7 @@ import json
 from typing import Any, Final
 
 import pytest
-from stack_support.frameworks_runs import (
+from stack_support.runs import (
     DUPLICATE,
     STEP_NAMES,
     TOTAL_COST_USD,

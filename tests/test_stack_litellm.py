@@ -3,7 +3,7 @@
 The pipeline: 3 requests x rewrite, rerank, generate, faithfulness, one ``litellm.completion``
 (``openai/gpt-4o``) each, marked with ``otel_overspend.step`` (LiteLLM names no steps itself);
 stack_support/litellm_pipeline.py runs each scenario in a process of its own and
-stack_support/litellm_pydantic_ai_runs.py holds the hand computation ($0.038625 in all).
+stack_support/runs.py holds the hand computation ($0.038625 in all).
 
 What LiteLLM does (1.110, its default OpenTelemetry logger), checked by the span tests below:
 
@@ -27,29 +27,29 @@ from __future__ import annotations
 from typing import Any, Final
 
 import pytest
-from stack_support.litellm_pydantic_ai_runs import (
+from stack_support.runs import (
     FAITHFULNESS_CALL_USD,
     STEP_NAMES,
     TOTAL_COST_USD,
     Result,
-    Run,
     Runs,
     assert_pinned_versions,
     assert_pipeline_counted,
+    scenario,
 )
 
 SCRIPT: Final = "litellm_pipeline.py"
 REQUEST_SPAN_ENV: Final = {"USE_OTEL_LITELLM_REQUEST_SPAN": "true"}
 RUNS: Final = Runs(
     {
-        "no_app_span": Run(SCRIPT, "no_app_span", ("litellm",)),
-        "request_span": Run(SCRIPT, "request_span", ("litellm",), env=REQUEST_SPAN_ENV),
-        "step_spans": Run(SCRIPT, "step_spans", ("litellm",)),
-        "overwrite": Run(SCRIPT, "overwrite", ("litellm",)),
-        "stream_no_app_span": Run(SCRIPT, "stream_no_app_span", ("litellm",)),
-        "stream_request_span": Run(SCRIPT, "stream_request_span", ("litellm",), env=REQUEST_SPAN_ENV),
-        "stream_recipe": Run(SCRIPT, "stream_recipe", ("litellm",)),
-        "stream_recipe_request_span": Run(SCRIPT, "stream_recipe_request_span", ("litellm",)),
+        "no_app_span": scenario(SCRIPT, "no_app_span", ("litellm",)),
+        "request_span": scenario(SCRIPT, "request_span", ("litellm",), env=REQUEST_SPAN_ENV),
+        "step_spans": scenario(SCRIPT, "step_spans", ("litellm",)),
+        "overwrite": scenario(SCRIPT, "overwrite", ("litellm",)),
+        "stream_no_app_span": scenario(SCRIPT, "stream_no_app_span", ("litellm",)),
+        "stream_request_span": scenario(SCRIPT, "stream_request_span", ("litellm",), env=REQUEST_SPAN_ENV),
+        "stream_recipe": scenario(SCRIPT, "stream_recipe", ("litellm",)),
+        "stream_recipe_request_span": scenario(SCRIPT, "stream_recipe_request_span", ("litellm",)),
     }
 )
 #: The instrumentation scope of LiteLLM's own spans (its tracer name, ``OTEL_TRACER_NAME``).
@@ -213,4 +213,6 @@ def test_stream_recipe_puts_litellm_span_under_the_step_span(run: str) -> None:
 
 
 def test_the_runs_used_the_pinned_versions() -> None:
-    assert_pinned_versions(RUNS.result("no_app_span"), "litellm", "openai")
+    assert_pinned_versions(
+        RUNS.result("no_app_span"), "constraints-instrumentations.txt", "litellm", "openai"
+    )

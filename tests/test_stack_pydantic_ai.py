@@ -4,7 +4,7 @@ The pipeline: 3 requests x four agents named rewrite, rerank, generate and faith
 (``Agent(model, name=...)``), one gpt-4o chat call each, instrumented with
 ``Agent.instrument_all(InstrumentationSettings(tracer_provider=...))``. No ``step()``: the agent
 name (``gen_ai.agent.name``) is the only step marker. stack_support/pydantic_ai_pipeline.py runs
-each scenario in a process of its own; stack_support/litellm_pydantic_ai_runs.py holds the hand
+each scenario in a process of its own; stack_support/runs.py holds the hand
 computation ($0.038625 in all).
 
 What Pydantic AI (2.x, instrumentation format version 5) puts on spans, checked below: an
@@ -19,24 +19,24 @@ from __future__ import annotations
 from typing import Any, Final
 
 import pytest
-from stack_support.litellm_pydantic_ai_runs import (
+from stack_support.runs import (
     STEP_NAMES,
     Result,
-    Run,
     Runs,
     assert_pinned_versions,
     assert_pipeline_counted,
+    scenario,
 )
 
 SCRIPT: Final = "pydantic_ai_pipeline.py"
 MODULES: Final = ("pydantic_ai", "openai")
 RUNS: Final = Runs(
     {
-        "no_app_span": Run(SCRIPT, "no_app_span", MODULES),
-        "app_span": Run(SCRIPT, "app_span", MODULES),
-        "stream": Run(SCRIPT, "stream", MODULES),
-        "usage_on_agent_span": Run(SCRIPT, "usage_on_agent_span", MODULES),
-        "client_instrumented": Run(
+        "no_app_span": scenario(SCRIPT, "no_app_span", MODULES),
+        "app_span": scenario(SCRIPT, "app_span", MODULES),
+        "stream": scenario(SCRIPT, "stream", MODULES),
+        "usage_on_agent_span": scenario(SCRIPT, "usage_on_agent_span", MODULES),
+        "client_instrumented": scenario(
             SCRIPT, "client_instrumented", (*MODULES, "opentelemetry.instrumentation.openai")
         ),
     }
@@ -136,5 +136,11 @@ def test_client_instrumentation_span_nests_under_the_chat_span() -> None:
 
 
 def test_the_runs_used_the_pinned_versions() -> None:
-    assert_pinned_versions(RUNS.result("no_app_span"), "pydantic-ai-slim", "openai")
-    assert_pinned_versions(RUNS.result("client_instrumented"), "opentelemetry-instrumentation-openai")
+    assert_pinned_versions(
+        RUNS.result("no_app_span"), "constraints-instrumentations.txt", "pydantic-ai-slim", "openai"
+    )
+    assert_pinned_versions(
+        RUNS.result("client_instrumented"),
+        "constraints-instrumentations.txt",
+        "opentelemetry-instrumentation-openai",
+    )

@@ -6,7 +6,7 @@ each, in a function decorated ``@task(name=<step>)`` (stack_support/traceloop_pi
 ``.venv-traceloop``: traceloop-sdk needs OpenTelemetry one release behind ``.venv``'s). The
 processor is handed to ``Traceloop.init(processor=[...])``; Traceloop instruments openai with
 OpenLLMetry's instrumentation. Every run must count 12 calls, 3 per step, $0.038625 in all (the hand
-computation is in stack_support/frameworks_runs.py): plain and streamed, each request in a
+computation is in stack_support/runs.py): plain and streamed, each request in a
 ``@workflow``, in an app span or in nothing, with and without a second client instrumentation
 (openai-v2, OpenInference's openai).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import pytest
-from stack_support.frameworks_runs import (
+from stack_support.runs import (
     STEP_NAMES,
     Result,
     Run,

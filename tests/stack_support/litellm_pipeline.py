@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fake_provider import FakeProvider
 
 from otel_overspend import step
-from stack_support.litellm_pydantic_ai_dump import REQUESTS, STEPS, Recorder, max_tokens, prompt
+from stack_support.dump import REQUESTS, STEPS, Recorder, max_tokens, prompt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -211,11 +211,11 @@ def main() -> None:
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     args = parser.parse_args()
-    recorder = Recorder()
+    recorder = Recorder(mask_content=False)
     with FakeProvider() as fake:
         SCENARIOS[args.scenario](Pipeline(recorder, fake))
     notes = {"USE_OTEL_LITELLM_REQUEST_SPAN": os.environ.get("USE_OTEL_LITELLM_REQUEST_SPAN", "")}
-    recorder.write(args.out, notes)
+    recorder.write(args.out, notes=notes)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
-from stack_support.litellm_pydantic_ai_dump import REQUESTS, STEPS, Recorder, max_tokens, prompt
+from stack_support.dump import REQUESTS, STEPS, Recorder, max_tokens, prompt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     args = parser.parse_args()
-    recorder = Recorder()
+    recorder = Recorder(mask_content=False)
     with FakeProvider() as fake:
         SCENARIOS[args.scenario](recorder, fake)
     recorder.write(args.out)

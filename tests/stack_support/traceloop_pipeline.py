@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fake_provider import FakeProvider
 from opentelemetry import trace
 
-from stack_support.frameworks_dump import REQUEST_SPAN, REQUESTS, STEPS, Recorder, max_tokens, prompt
+from stack_support.dump import REQUEST_SPAN, REQUESTS, STEPS, Recorder, max_tokens, prompt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,18 +1,18 @@
-"""Starting the Traceloop, LangChain and LangGraph stack runs and reading back what otel_overspend
-counted.
+"""Starting the stack runs and reading back what otel_overspend counted.
 
-A run is one scenario of ``langchain_pipeline.py`` (in ``.venv``, this interpreter) or
-``traceloop_pipeline.py`` (in ``.venv-traceloop``: traceloop-sdk needs OpenTelemetry one release
-behind ``.venv``'s, see constraints-traceloop.txt) in a fresh process: instrumentors patch
-LangChain and openai process-wide and ``Traceloop.init`` sets the global tracer provider. A test
-module's runs are queued together and run a few at a time (as many as the machine has cores), so
-that they overlap; each is read when a test first needs it. A run whose environment is missing
-fails under ``CI=true`` and is skipped elsewhere.
+A run is one scenario of a pipeline script in a fresh process: ``langchain_pipeline.py``,
+``litellm_pipeline.py`` and ``pydantic_ai_pipeline.py`` in ``.venv`` (this interpreter),
+``traceloop_pipeline.py`` in ``.venv-traceloop`` (traceloop-sdk needs OpenTelemetry one release
+behind ``.venv``'s, see constraints-traceloop.txt). Instrumentors patch LangChain and openai
+process-wide, ``Traceloop.init`` sets the global tracer provider, LiteLLM's callbacks and Pydantic
+AI's ``instrument_all`` are process-wide. A test module's runs are queued together and run a few
+at a time (as many as the machine has cores), so that they overlap; each is read when a test first
+needs it. A run whose environment is missing fails under ``CI=true`` and is skipped elsewhere.
 
 The expected numbers, by hand. Every run drives 3 requests x 4 steps, one gpt-4o chat call each.
 The fake provider reports input tokens = the characters of the prompt and output tokens =
-max_tokens (frameworks_dump.STEPS); genai-prices prices gpt-4o (and the dated gpt-4o-2024-08-06
-the fake answers with) at $2.50 per 1M input and $10.00 per 1M output tokens:
+max_tokens (dump.STEPS); genai-prices prices gpt-4o (and the dated gpt-4o-2024-08-06 the fake
+answers with) at $2.50 per 1M input and $10.00 per 1M output tokens:
 
     rewrite       200 in x $2.50/1M = $0.000500 + 50 out x $10/1M  = $0.000500 -> $0.001000 a call
     rerank       1200 in            = $0.003000 + 200 out          = $0.002000 -> $0.005000
@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,10 +64,21 @@ TOKENS: Final = {
     "generate": (1050.0, 1200.0),
     "faithfulness": (1200.0, 300.0),
 }
+#: One faithfulness call (400 in, 100 out): $0.001 + $0.001.
+FAITHFULNESS_CALL_USD: Final = 0.002
 #: Why the second span of a call two instrumentations recorded is not counted.
 DUPLICATE: Final = "duplicate_llm_span"
 #: Settings of the parent environment that would change what the runs do.
-_CLEARED_PREFIXES: Final = ("OTEL_", "TRACELOOP_", "LANGCHAIN_", "LANGSMITH_", "OPENINFERENCE_")
+_CLEARED_PREFIXES: Final = (
+    "OTEL_",
+    "TRACELOOP_",
+    "LANGCHAIN_",
+    "LANGSMITH_",
+    "OPENINFERENCE_",
+    "LITELLM_",
+    "USE_OTEL_",
+    "LOGFIRE_",
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,8 @@ class Run:
     #: The Python modules the run needs (in this interpreter), or ``()`` for a Traceloop run.
     modules: tuple[str, ...] = ()
     traceloop: bool = False
+    #: Set in the run's environment (after the parent's ``_CLEARED_PREFIXES`` settings are dropped).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def python(self) -> Path:
@@ -95,9 +108,14 @@ class Run:
         return f"not installed: {', '.join(absent)} ({install})"
 
 
+def scenario(script: str, name: str, modules: tuple[str, ...], env: dict[str, str] | None = None) -> Run:
+    """A run of ``script --scenario=name`` (the LiteLLM and Pydantic AI pipelines)."""
+    return Run(script, (f"--scenario={name}",), modules, env=env or {})
+
+
 @dataclass(frozen=True)
 class Result:
-    """A run's JSON: ``versions``, ``samples`` (every ``*_total`` sample) and ``spans``."""
+    """A run's JSON: ``versions``, ``samples`` (every ``*_total`` sample), ``spans`` and ``notes``."""
 
     raw: dict[str, Any]
 
@@ -135,6 +153,9 @@ class Result:
         inputs = self.by("overspend_llm_tokens_total", "step", kind="input")
         outputs = self.by("overspend_llm_tokens_total", "step", kind="output")
         return {step: (inputs.get(step, 0.0), outputs.get(step, 0.0)) for step in inputs.keys() | outputs}
+
+    def models(self) -> set[str]:
+        return set(self.by("overspend_llm_calls_total", "model"))
 
     def dropped(self) -> dict[str, float]:
         return self.by("overspend_spans_dropped_total", "reason")
@@ -181,9 +202,10 @@ def assert_pinned_versions(result: Result, constraints: str, *names: str) -> Non
     assert {name: result.versions.get(name) for name in names} == {name: pins.get(name) for name in names}
 
 
-def assert_pipeline_counted(result: Result, *, duplicates: int) -> None:
-    """12 calls, 3 per step, with the hand-computed tokens and dollars, nothing unpriced; the only
-    spans dropped are the ``duplicates`` second spans of calls two instrumentations recorded."""
+def assert_pipeline_counted(result: Result, *, duplicates: int | None = None) -> None:
+    """12 calls, 3 per step, with the hand-computed tokens and dollars, nothing unpriced; given
+    ``duplicates``, the only spans dropped are the ``duplicates`` second spans of calls two
+    instrumentations recorded."""
     assert result.calls_by_step() == CALLS_PER_STEP
     assert result.tokens_by_step() == TOKENS
     cost = result.cost_by_step()
@@ -192,7 +214,8 @@ def assert_pipeline_counted(result: Result, *, duplicates: int) -> None:
         assert cost[name] == pytest.approx(usd, rel=1e-9), name
     assert sum(cost.values()) == pytest.approx(TOTAL_COST_USD, rel=1e-9)
     assert result.unpriced() == 0
-    assert result.dropped() == ({DUPLICATE: float(duplicates)} if duplicates else {})
+    if duplicates is not None:
+        assert result.dropped() == ({DUPLICATE: float(duplicates)} if duplicates else {})
 
 
 class Runs:
@@ -204,7 +227,7 @@ class Runs:
         self._queued: list[str] = []
         self._started: dict[str, tuple[subprocess.Popen[bytes], Path, Path, float]] = {}
         self._results: dict[str, Result] = {}
-        self._workdir = Path(tempfile.mkdtemp(prefix="overspend-framework-stacks-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="overspend-stacks-"))
         atexit.register(self._stop_all)
 
     def _stop_all(self) -> None:
@@ -237,6 +260,8 @@ class Runs:
         out = self._workdir / f"{name}.json"
         err = self._workdir / f"{name}.stderr"
         env = {key: value for key, value in os.environ.items() if not key.startswith(_CLEARED_PREFIXES)}
+        env.update(run.env)
+        env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no network at LiteLLM's import
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         command = [str(run.python), str(HERE / run.script), *run.args, f"--out={out}"]
         with err.open("wb") as stderr:

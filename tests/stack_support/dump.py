@@ -1,8 +1,10 @@
-"""The child side of the Traceloop, LangChain and LangGraph stack runs: the processor under test
-(default settings) and an in-memory exporter, and the JSON a run writes.
+"""The child side of the stack runs: the processor under test (default settings) and an in-memory
+exporter, and the JSON a run writes.
 
-Imported by ``traceloop_pipeline.py`` (in ``.venv-traceloop``) and ``langchain_pipeline.py`` (in
-``.venv``), each run in a process of its own: no pytest here, nothing LangChain or Traceloop.
+Imported by ``traceloop_pipeline.py`` (in ``.venv-traceloop``), ``langchain_pipeline.py``,
+``litellm_pipeline.py`` and ``pydantic_ai_pipeline.py`` (in ``.venv``), each run in a process of
+its own (``python tests/stack_support/<script> ... --out FILE``): no pytest here, nothing from a
+framework, only the standard library, OpenTelemetry, prometheus_client and otel_overspend.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ STEPS: Final = {
     "generate": (350, 400),
     "faithfulness": (400, 100),
 }
-#: The app's own tracer (the request spans a run opens itself).
+#: The app's own tracer (the request and step spans a run opens itself).
 APP_SCOPE: Final = "stack-app"
 #: The app span around each request, in the runs that have one.
 REQUEST_SPAN: Final = "request"
+#: The distributions whose versions a run reports; those not installed in the run's environment
+#: are left out of ``versions``.
 DISTRIBUTIONS: Final = (
     "openai",
     "httpx",
@@ -49,6 +53,8 @@ DISTRIBUTIONS: Final = (
     "langchain-core",
     "langchain-openai",
     "langgraph",
+    "litellm",
+    "pydantic-ai-slim",
     "opentelemetry-instrumentation-openai",
     "opentelemetry-instrumentation-langchain",
     "opentelemetry-instrumentation-openai-v2",
@@ -71,6 +77,9 @@ _CONTENT_PARTS: Final = (
     "entity.output",
     "choices",
 )
+#: With ``Recorder(mask_content=False)``: span attributes left out of the dump altogether
+#: (message contents and long serialised payloads), as are string values over :data:`_LONG`.
+_SKIPPED_PARTS: Final = ("messages", "content", "choices", "final_result", "json_schema", "hidden_params")
 _LONG: Final = 200
 #: Run metadata (OpenInference's ``metadata``: LangGraph's node and step, the model ...): kept
 #: longer, it is what a framework says about the run.
@@ -97,6 +106,9 @@ class Recorder:
     attach: bool = True
     #: framework name -> step (``Settings.step_aliases``); none by default.
     step_aliases: dict[str, str] = field(default_factory=dict)
+    #: True: content attributes keep their keys with a placeholder value and long values are
+    #: shortened to their length; False: both are left out of the dump.
+    mask_content: bool = True
 
     def __post_init__(self) -> None:
         settings = Settings(serve_metrics=False, step_aliases=self.step_aliases)
@@ -105,6 +117,7 @@ class Recorder:
         if self.attach:
             for processor in self.processors:
                 self.provider.add_span_processor(processor)
+        self.tracer = self.provider.get_tracer(APP_SCOPE)
 
     def write(
         self, out: Path, provider: TracerProvider | None = None, notes: dict[str, Any] | None = None
@@ -119,7 +132,7 @@ class Recorder:
             for sample in family.samples
             if sample.name.endswith("_total")
         ]
-        spans = [_span(span) for span in self.exporter.get_finished_spans()]
+        spans = [_span(span, mask_content=self.mask_content) for span in self.exporter.get_finished_spans()]
         result = {"versions": _versions(), "samples": samples, "spans": spans, "notes": notes or {}}
         out.write_text(json.dumps(result, indent=1, sort_keys=True))
         provider.shutdown()
@@ -135,7 +148,19 @@ def _value(key: str, value: Any) -> Any:
     return value
 
 
-def _span(span: ReadableSpan) -> dict[str, Any]:
+def _attributes(span: ReadableSpan, *, mask_content: bool) -> dict[str, Any]:
+    items = sorted((span.attributes or {}).items())
+    if mask_content:
+        return {key: _value(key, value) for key, value in items}
+    return {
+        key: value if isinstance(value, (bool, int, float, str)) else str(value)
+        for key, value in items
+        if not any(part in key for part in _SKIPPED_PARTS)
+        and not (isinstance(value, str) and len(value) > _LONG)
+    }
+
+
+def _span(span: ReadableSpan, *, mask_content: bool) -> dict[str, Any]:
     scope = span.instrumentation_scope
     return {
         "name": span.name,
@@ -146,7 +171,7 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
         "kind": span.kind.name,
         "start": span.start_time,
         "end": span.end_time,
-        "attributes": {key: _value(key, value) for key, value in sorted((span.attributes or {}).items())},
+        "attributes": _attributes(span, mask_content=mask_content),
     }
 
 
