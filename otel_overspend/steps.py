@@ -52,6 +52,12 @@ class _Frame:
 
 
 _CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
+#: The baggage attach tokens of the steps entered with ``baggage=True`` in this context, with
+#: the step object that attached each: one variable for all of them (a variable per step
+#: object would stay in every context it was set in, one per use).
+_BAGGAGE_TOKENS: ContextVar[tuple[tuple[object, object], ...]] = ContextVar(
+    "overspend_step_baggage", default=()
+)
 #: The innermost step frame (``.name``) of this context: read directly on the span path.
 CURRENT_STEP: Final = _CURRENT
 
@@ -100,21 +106,18 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
     to every service the request reaches, so this is opt-in.
     """
 
-    __slots__ = ("_tokens", "name")
+    __slots__ = ("_baggage", "name")
 
     def __init__(self, name: str, *, baggage: bool = False) -> None:
         self.name: Final = validate_step_name(name)
-        # A stack of baggage attach tokens per step object and context (baggage=True only).
-        self._tokens: ContextVar[tuple[object, ...]] | None = (
-            ContextVar(f"overspend_step_{name}", default=()) if baggage else None
-        )
+        self._baggage = baggage
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Self:
         _CURRENT.set(_Frame(self.name, _CURRENT.get()))
-        if self._tokens is not None:
+        if self._baggage:
             token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
-            self._tokens.set((*self._tokens.get(), token))
+            _BAGGAGE_TOKENS.set((*_BAGGAGE_TOKENS.get(), (self, token)))
         return self
 
     def __exit__(
@@ -123,11 +126,14 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._tokens is not None:
-            tokens = self._tokens.get()
-            if tokens:
-                self._tokens.set(tokens[:-1])
-                otel_context.detach(cast("Any", tokens[-1]))
+        if self._baggage:
+            tokens = _BAGGAGE_TOKENS.get()
+            # The innermost entry of this step object in this context (normally the last).
+            for i in range(len(tokens) - 1, -1, -1):
+                if tokens[i][0] is self:
+                    _BAGGAGE_TOKENS.set(tokens[:i] + tokens[i + 1 :])
+                    otel_context.detach(cast("Any", tokens[i][1]))
+                    break
         frame = _CURRENT.get()
         _CURRENT.set(None if frame is None else frame.outer)
 
@@ -173,9 +179,7 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
         """Enter the body's step stack (a new one with this step on first resume)."""
         outer = _CURRENT.get()
         _CURRENT.set(body if body is not None else _Frame(self.name, outer))
-        token = (
-            None if self._tokens is None else otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
-        )
+        token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name)) if self._baggage else None
         return outer, token
 
     def _suspend(self, outer: _Frame | None, token: object) -> _Frame | None:

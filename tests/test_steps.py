@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from typing import TYPE_CHECKING, cast
@@ -604,3 +605,12 @@ def test_step_names_are_checked_once_and_no_long_string_is_kept() -> None:
     for i in range(1_000):
         assert not steps_module.is_step_name(f"{i:08d}" + "x" * 8_000)
     assert len(steps_module._CHECKED_NAMES) == before
+
+
+def test_steps_with_baggage_keep_no_memory_per_use() -> None:
+    before = len(contextvars.copy_context())
+    for i in range(10_000):
+        with step(f"s{i % 7}", baggage=True), step("inner", baggage=True):
+            assert baggage.get_baggage("overspend.step") == "inner"
+        assert baggage.get_baggage("overspend.step") is None
+    assert len(contextvars.copy_context()) <= before + 1  # one variable for all of them
