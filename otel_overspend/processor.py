@@ -9,6 +9,7 @@ Neither hook ever raises into the app: failures are counted by reason and logged
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -80,6 +81,7 @@ class OverspendProcessor(SpanProcessor):
         meter_provider: MeterProvider | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._shut_down = False
         self.settings = settings if settings is not None else Settings()
         parts = Components.from_settings(self.settings, clock=clock)
         self._parts = parts
@@ -125,7 +127,7 @@ class OverspendProcessor(SpanProcessor):
         self._gauges = gauges
         self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=gauges)
         try:
-            self._registry.register(self._collector)
+            _register(self._registry, self._collector, self)
         except ValueError as exc:
             msg = (
                 "otel_overspend metrics are already registered in this registry: create one "
@@ -422,6 +424,9 @@ class OverspendProcessor(SpanProcessor):
             return self.metrics_server
 
     def shutdown(self) -> None:
+        """Count what is left and stop the background thread and the server. The metrics
+        stay registered, readable, until another processor takes the registry."""
+        self._shut_down = True
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
         try:
@@ -479,6 +484,20 @@ def _written_step(parent: object) -> str | None:
 
 
 _LATEST: weakref.ref[OverspendProcessor] | None = None
+#: id(registry) -> (the collector registered there, its processor): a processor created
+#: after another was shut down (a notebook cell run again, a test) takes its place.
+_REGISTERED: dict[int, tuple[OverspendCollector, weakref.ref[OverspendProcessor]]] = {}
+
+
+def _register(registry: CollectorRegistry, collector: OverspendCollector, owner: OverspendProcessor) -> None:
+    held = _REGISTERED.get(id(registry))
+    if held is not None:
+        previous = held[1]()
+        if previous is None or getattr(previous, "_shut_down", False):
+            with contextlib.suppress(KeyError):  # unregistered by the app meanwhile
+                registry.unregister(held[0])
+    registry.register(collector)
+    _REGISTERED[id(registry)] = (collector, weakref.ref(owner))
 
 
 def latest_processor() -> OverspendProcessor | None:

@@ -190,3 +190,22 @@ def test_a_second_processor_on_one_registry_fails_clearly() -> None:
     OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
     with pytest.raises(ValueError, match="already registered"):
         OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+
+
+def test_a_processor_created_after_another_was_shut_down_takes_its_registry() -> None:
+    registry = CollectorRegistry()
+    first = OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+    with pytest.raises(ValueError, match="already registered"):
+        OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+    first.shutdown()
+    assert registry.get_sample_value("overspend_requests_total") == 0.0  # still readable
+    second = OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+    provider = TracerProvider()
+    provider.add_span_processor(second)
+    with provider.get_tracer("t").start_as_current_span("chat", attributes=USAGE):
+        pass
+    provider.shutdown()
+    assert (
+        sum(s.value for f in registry.collect() for s in f.samples if s.name == "overspend_llm_calls_total")
+        == 1.0
+    )
