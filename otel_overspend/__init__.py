@@ -5,13 +5,37 @@ Add one line to an app instrumented with OpenTelemetry::
     provider.add_span_processor(OverspendProcessor())
 
 and mark pipeline steps with ``with step("rerank"):`` or ``@step("rerank")``.
+
+``from otel_overspend import step`` loads the OpenTelemetry API alone: code that only marks
+steps does not pay for the processor (the SDK, pydantic, prometheus_client), which is
+imported on first use of its name.
 """
 
 from __future__ import annotations
 
-from otel_overspend.export import OverspendSpanExporter
-from otel_overspend.processor import OverspendProcessor
-from otel_overspend.settings import Settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from otel_overspend.steps import current_step, step
 
+if TYPE_CHECKING:
+    from otel_overspend.export import OverspendSpanExporter
+    from otel_overspend.processor import OverspendProcessor
+    from otel_overspend.settings import Settings
+
 __all__ = ("OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
+
+_LAZY = {
+    "OverspendProcessor": "otel_overspend.processor",
+    "OverspendSpanExporter": "otel_overspend.export",
+    "Settings": "otel_overspend.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_overspend' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later reads skip this function
+    return value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import subprocess
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, cast
@@ -614,3 +616,18 @@ def test_steps_with_baggage_keep_no_memory_per_use() -> None:
             assert baggage.get_baggage("overspend.step") == "inner"
         assert baggage.get_baggage("overspend.step") is None
     assert len(contextvars.copy_context()) <= before + 1  # one variable for all of them
+
+
+def test_importing_step_loads_neither_the_sdk_nor_the_processor() -> None:
+    code = (
+        "import sys\n"
+        "from otel_overspend import step\n"
+        "with step('rerank'):\n"
+        "    pass\n"
+        "heavy = ['opentelemetry.sdk', 'pydantic', 'prometheus_client', 'otel_overspend.processor']\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "from otel_overspend import OverspendProcessor\n"
+        "print(OverspendProcessor.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split("\n")[:2] == ["[]", "OverspendProcessor"]
