@@ -77,6 +77,15 @@ MODULES: Final = {
 }
 
 
+def _absent(module: str) -> bool:
+    """Whether ``module`` cannot be imported; a missing parent package is absent too
+    (``find_spec("a.b")`` raises when ``a`` itself is missing)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
 @dataclass(frozen=True)
 class Run:
     name: str
@@ -102,7 +111,7 @@ class Run:
             needed.append("langchain_openai")
         if any(case.startswith("rerank") for case in self.cases):
             needed.append("cohere")
-        absent = [name for name in needed if importlib.util.find_spec(name) is None]
+        absent = [name for name in needed if _absent(name)]
         if absent:
             install = "pip install -c constraints-instrumentations.txt -e '.[instrumentations]'"
             return f"not installed: {', '.join(absent)} ({install})"

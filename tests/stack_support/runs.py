@@ -81,6 +81,15 @@ _CLEARED_PREFIXES: Final = (
 )
 
 
+def _absent(module: str) -> bool:
+    """Whether ``module`` cannot be imported; a missing parent package is absent too
+    (``find_spec("a.b")`` raises when ``a`` itself is missing)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
 @dataclass(frozen=True)
 class Run:
     script: str
@@ -101,7 +110,7 @@ class Run:
             if TRACELOOP_PYTHON.exists() and next(found, None) is not None:
                 return None
             return f"traceloop-sdk is not installed in {TRACELOOP_VENV.name} (python3 tasks.py test makes it)"
-        absent = [name for name in self.modules if importlib.util.find_spec(name) is None]
+        absent = [name for name in self.modules if _absent(name)]
         if not absent:
             return None
         install = "pip install -c constraints-instrumentations.txt -e '.[instrumentations]'"
