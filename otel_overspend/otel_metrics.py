@@ -4,13 +4,20 @@ Off by default (``OVERSPEND_OTLP_METRICS=true`` turns it on). With no provider g
 OTLP exporter configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables pushes every
 ``OTEL_METRIC_EXPORT_INTERVAL`` milliseconds. Instruments are observable: their callbacks
 read one ledger snapshot per collection, so the span path does no extra work.
+
+Every family ``/metrics`` serves is pushed, with the same labels: the per-series counters
+and the signals under their own names (``overspend.llm.calls``, ...), every other family
+read from the Prometheus collector under its name with the first ``_`` made a ``.``
+(``overspend_spans_dropped_total`` -> ``overspend.spans_dropped``). The API has no
+asynchronous histogram: a histogram comes as three counters, ``<name>.bucket`` (with its
+``le``), ``<name>.sum`` and ``<name>.count``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -22,7 +29,8 @@ from otel_overspend.ledger import CALLS, COST, COST_WITHOUT_COUNTERFACTUAL, SPEC
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.metrics import Meter, MeterProvider
+    from prometheus_client.metrics_core import Metric
 
     from otel_overspend.ledger import Snapshot
     from otel_overspend.signals import Diagnosis
@@ -31,6 +39,20 @@ if TYPE_CHECKING:
 __all__ = ("OtelMetrics", "default_meter_provider")
 
 _SAME_COLLECTION_S = 1.0
+#: The collector's families pushed under names of their own (the rest are bridged).
+OWN_NAMES: Final = frozenset(
+    {
+        "overspend_llm_calls",
+        "overspend_llm_cost_usd",
+        "overspend_llm_specialized_cost_usd",
+        "overspend_llm_cost_without_counterfactual_usd",
+        "overspend_unpriced_llm_calls",
+        "overspend_llm_tokens",
+        "overspend_step_cost_share",
+        "overspend_signal_level",
+        *(name for name, _, _ in SCALARS),
+    }
+)
 
 
 def default_meter_provider() -> MeterProvider:
@@ -53,8 +75,11 @@ class OtelMetrics:
         window_labels: Mapping[int, str],
         unattributed: str,
         bands: Mapping[str, Band],
+        families: Callable[[], Iterable[Metric]] | None = None,
     ) -> None:
         self._snapshot = snapshot
+        self._families = families
+        self._cached_families: tuple[float, list[Metric]] | None = None
         self._labels = window_labels
         self._unattributed = unattributed
         self._bands = bands
@@ -97,12 +122,63 @@ class OtelMetrics:
         meter.create_observable_gauge(
             "overspend.signal_level", [self._levels], description="0 healthy, 1 suspect, 2 confirmed"
         )
+        if families is not None:
+            self._bridge(meter, families())
+
+    def _bridge(self, meter: Meter, known: Iterable[Metric]) -> None:
+        """Instruments for every collector family not pushed under a name of its own."""
+        for family in known:
+            if family.name in OWN_NAMES:
+                continue
+            name = family.name.replace("_", ".", 1)
+            if family.type == "counter":
+                meter.create_observable_counter(
+                    name,
+                    [self._family(family.name, f"{family.name}_total")],
+                    description=family.documentation,
+                )
+            elif family.type == "histogram":
+                for part in ("bucket", "sum", "count"):
+                    meter.create_observable_counter(
+                        f"{name}.{part}",
+                        [self._family(family.name, f"{family.name}_{part}")],
+                        description=f"{family.documentation} ({part})",
+                    )
+            else:
+                meter.create_observable_gauge(
+                    name, [self._family(family.name, family.name)], description=family.documentation
+                )
+
+    def _collected(self) -> list[Metric]:
+        # All callbacks of one collection share one collect().
+        families = self._families
+        if families is None:
+            return []
+        with self._lock:
+            now = time.monotonic()
+            if self._cached_families is None or now - self._cached_families[0] > _SAME_COLLECTION_S:
+                self._cached_families = (now, list(families()))
+            return self._cached_families[1]
+
+    def _family(
+        self, family_name: str, sample_name: str
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            del options
+            for family in self._collected():
+                if family.name == family_name:
+                    for sample in family.samples:
+                        if sample.name == sample_name:
+                            yield Observation(sample.value, dict(sample.labels))
+
+        return observe
 
     def _after_fork(self) -> None:
         # The parent's collecting thread may have held the lock; the cached snapshot holds
         # the parent's counts, which the child does not repeat.
         self._lock = threading.Lock()
         self._cached = None
+        self._cached_families = None
 
     def _current(self) -> tuple[Snapshot, list[tuple[str, Diagnosis]]]:
         # All callbacks of one collection share one snapshot.

@@ -141,6 +141,7 @@ class OverspendProcessor(SpanProcessor):
                 window_labels=self.settings.window_labels,
                 unattributed=self.settings.unattributed,
                 bands=parts.bands,
+                families=self._collector.collect,
             )
             if meter_provider is not None or self.settings.otlp_metrics
             else None

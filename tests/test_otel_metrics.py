@@ -70,3 +70,48 @@ def test_otel_metrics_match_the_seed_fixture() -> None:
 def test_otel_metrics_are_off_by_default() -> None:
     p = make_pipeline(Settings(serve_metrics=False))
     assert p.processor.otel_metrics is None
+
+
+def _prometheus_name(family: str) -> str:
+    """The OTel instrument a /metrics family is pushed as (see otel_overspend.otel_metrics)."""
+    own = {
+        "overspend_llm_calls": "overspend.llm.calls",
+        "overspend_llm_cost_usd": "overspend.llm.cost",
+        "overspend_llm_specialized_cost_usd": "overspend.llm.specialized_cost",
+        "overspend_llm_cost_without_counterfactual_usd": "overspend.llm.cost_without_counterfactual",
+        "overspend_unpriced_llm_calls": "overspend.llm.unpriced_calls",
+        "overspend_llm_tokens": "overspend.llm.tokens",
+    }
+    return own.get(family, family.replace("_", ".", 1))
+
+
+def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> None:
+    reader = InMemoryMetricReader()
+    p = make_pipeline(Settings(serve_metrics=False), meter_provider=MeterProvider(metric_readers=[reader]))
+    with p.tracer.start_as_current_span("request"), step("rerank"):
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 100})
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -1})  # a drop
+    p.provider.shutdown()
+    points = _points(reader)
+    families = list(p.processor._collector.collect())
+    assert len(families) > 20
+    for family in families:
+        if family.type == "histogram":
+            for part in ("bucket", "sum", "count"):
+                name = f"{_prometheus_name(family.name)}.{part}"
+                want = {frozenset(s.labels) for s in family.samples if s.name == f"{family.name}_{part}"}
+                assert {frozenset(attrs) for attrs, _ in points.get(name, [])} == want, name
+            continue
+        name = _prometheus_name(family.name)
+        assert name in points or not family.samples, family.name
+        want = {
+            (frozenset(s.labels.items()), s.value)
+            for s in family.samples
+            if s.name in (family.name, f"{family.name}_total")
+        }
+        got = {
+            (frozenset((k, str(v)) for k, v in attrs.items()), value) for attrs, value in points.get(name, [])
+        }
+        assert got == want, family.name
