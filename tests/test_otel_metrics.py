@@ -101,8 +101,8 @@ def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> 
         if family.type == "histogram":
             for part in ("bucket", "sum", "count"):
                 name = f"{_prometheus_name(family.name)}.{part}"
-                want = {frozenset(s.labels) for s in family.samples if s.name == f"{family.name}_{part}"}
-                assert {frozenset(attrs) for attrs, _ in points.get(name, [])} == want, name
+                keys = {frozenset(s.labels) for s in family.samples if s.name == f"{family.name}_{part}"}
+                assert {frozenset(attrs) for attrs, _ in points.get(name, [])} == keys, name
             continue
         name = _prometheus_name(family.name)
         assert name in points or not family.samples, family.name
