@@ -16,6 +16,8 @@ from otel_overspend.thresholds import ALERTS, AlertThreshold
 
 from conftest import require_binary
 
+pytestmark = [pytest.mark.needs_binary]
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "overspend.rules.yml"
 MANIFEST_FILE = ROOT / "deploy" / "kubernetes" / "overspend-prometheusrule.yaml"

@@ -23,6 +23,8 @@ from otel_overspend.demo import FRONTIER, JUDGE, RERANKER, emit_request, frontie
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+
+pytestmark = [pytest.mark.e2e]
 # Hand arithmetic from the mean token volumes (USD per 1M tokens; amounts below in micro-USD,
 # i.e. tokens x price):
 #   claude-sonnet-4-5 $3 in / $15 out (genai-prices):

@@ -31,6 +31,8 @@ from otel_overspend.thresholds import ALERTS, BANDS
 
 from conftest import require_binary
 
+pytestmark = [pytest.mark.needs_binary]
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_SCHEMA = Path(__file__).resolve().parent / "e2e_support" / "compose-spec.json"

@@ -67,6 +67,8 @@ from conftest import require_binary
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_binary, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 REPLICA = ROOT / "examples" / "traffic_replica.py"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"

@@ -35,6 +35,8 @@ from conftest import unavailable
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+pytestmark = [pytest.mark.e2e]
+
 # One call: 1,000 input and 100 output tokens of an acme-* model at the frontier default
 # ($3 / $15 per 1M tokens): 0.003 + 0.0015 = $0.0045.
 CALL_COST_USD = 0.0045

@@ -18,6 +18,8 @@ import pytest
 from instrumentation_support import runs
 from instrumentation_support.expected import CASES, DEPARTURES, STEP, expected
 
+pytestmark = [pytest.mark.e2e]
+
 SINGLE = ("openai-v2", "openai-v2-latest", "openllmetry", "openinference", "openlit", "anthropic-native")
 RUNS_USED = SINGLE
 

@@ -17,6 +17,8 @@ import pytest
 from instrumentation_support import runs
 from instrumentation_support.expected import CASES, STEP
 
+pytestmark = [pytest.mark.e2e]
+
 NESTED = (
     ("openai-v2+openinference", "chat"),
     ("openai-v2+openinference", "chat_stream"),

@@ -17,6 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from fake_provider import DATED_MODELS, FakeProvider
 
+pytestmark = [pytest.mark.e2e]
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "fake_provider.py"
 
 

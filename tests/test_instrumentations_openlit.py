@@ -27,6 +27,8 @@ from conftest import make_pipeline
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
+
+pytestmark = [pytest.mark.e2e]
 RUNS_USED = ("openlit",)
 
 

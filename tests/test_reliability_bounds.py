@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
+
+pytestmark = [pytest.mark.slow]
 DISTINCT = 10_000
 
 

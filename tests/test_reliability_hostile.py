@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+
+pytestmark = [pytest.mark.slow]
 BATCH = 500
 SDK_EXAMPLES = 150
 DIRECT_EXAMPLES = 50

@@ -46,6 +46,8 @@ from stack_support.runs import (
     assert_pipeline_counted,
 )
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 SCRIPT: Final = "langchain_pipeline.py"
 OPENINFERENCE: Final = "openinference-langchain"
 OPENLLMETRY: Final = "openllmetry-langchain"

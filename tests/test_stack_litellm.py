@@ -38,6 +38,8 @@ from stack_support.runs import (
     scenario,
 )
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 SCRIPT: Final = "litellm_pipeline.py"
 REQUEST_SPAN_ENV: Final = {"USE_OTEL_LITELLM_REQUEST_SPAN": "true"}
 RUNS: Final = Runs(

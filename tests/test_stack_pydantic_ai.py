@@ -28,6 +28,8 @@ from stack_support.runs import (
     scenario,
 )
 
+pytestmark = [pytest.mark.e2e]
+
 SCRIPT: Final = "pydantic_ai_pipeline.py"
 MODULES: Final = ("pydantic_ai", "openai")
 RUNS: Final = Runs(

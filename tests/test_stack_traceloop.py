@@ -38,6 +38,8 @@ from stack_support.runs import (
     assert_pipeline_counted,
 )
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 SCRIPT: Final = "traceloop_pipeline.py"
 TRACELOOP_SCOPE: Final = "traceloop.tracer"
 #: client instrumentation -> (its scope, its span name for a gpt-4o chat call).

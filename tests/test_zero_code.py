@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.e2e]
+
 APP = textwrap.dedent(
     """
     import os
