@@ -44,11 +44,6 @@ class LabelCap:
         with self._lock:
             self.overflowed += 1
 
-    def reset(self) -> None:
-        with self._lock:
-            self._seen.clear()
-            self.overflowed = 0
-
     def after_fork(self) -> None:
         """In a forked child: a new lock and no overflow yet (the parent reports its own).
 
