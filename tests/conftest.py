@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 from dataclasses import dataclass
@@ -72,6 +73,15 @@ def pipeline() -> Iterator[Pipeline]:
     p = make_pipeline()
     yield p
     p.provider.shutdown()
+
+
+def absent(module: str) -> bool:
+    """Whether ``module`` cannot be imported; a missing parent package is absent too
+    (``find_spec("a.b")`` raises when ``a`` itself is missing)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
 
 
 def unavailable(reason: str) -> NoReturn:

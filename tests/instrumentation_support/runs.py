@@ -11,7 +11,6 @@ with the reason: ``python3 tasks.py test`` builds both environments.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from typing import Any, Final
 
 import pytest
 
-from conftest import unavailable
+from conftest import absent, unavailable
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parents[1]
@@ -77,15 +76,6 @@ MODULES: Final = {
 }
 
 
-def _absent(module: str) -> bool:
-    """Whether ``module`` cannot be imported; a missing parent package is absent too
-    (``find_spec("a.b")`` raises when ``a`` itself is missing)."""
-    try:
-        return importlib.util.find_spec(module) is None
-    except ModuleNotFoundError:
-        return True
-
-
 @dataclass(frozen=True)
 class Run:
     name: str
@@ -111,10 +101,10 @@ class Run:
             needed.append("langchain_openai")
         if any(case.startswith("rerank") for case in self.cases):
             needed.append("cohere")
-        absent = [name for name in needed if _absent(name)]
-        if absent:
+        missing = [name for name in needed if absent(name)]
+        if missing:
             install = "pip install -c constraints-instrumentations.txt -e '.[instrumentations]'"
-            return f"not installed: {', '.join(absent)} ({install})"
+            return f"not installed: {', '.join(missing)} ({install})"
         return None
 
 

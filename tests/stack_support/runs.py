@@ -26,7 +26,6 @@ answers with) at $2.50 per 1M input and $10.00 per 1M output tokens:
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from typing import Any, Final
 
 import pytest
 
-from conftest import unavailable
+from conftest import absent, unavailable
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parents[1]
@@ -81,15 +80,6 @@ _CLEARED_PREFIXES: Final = (
 )
 
 
-def _absent(module: str) -> bool:
-    """Whether ``module`` cannot be imported; a missing parent package is absent too
-    (``find_spec("a.b")`` raises when ``a`` itself is missing)."""
-    try:
-        return importlib.util.find_spec(module) is None
-    except ModuleNotFoundError:
-        return True
-
-
 @dataclass(frozen=True)
 class Run:
     script: str
@@ -110,11 +100,11 @@ class Run:
             if TRACELOOP_PYTHON.exists() and next(found, None) is not None:
                 return None
             return f"traceloop-sdk is not installed in {TRACELOOP_VENV.name} (python3 tasks.py test makes it)"
-        absent = [name for name in self.modules if _absent(name)]
-        if not absent:
+        missing = [name for name in self.modules if absent(name)]
+        if not missing:
             return None
         install = "pip install -c constraints-instrumentations.txt -e '.[instrumentations]'"
-        return f"not installed: {', '.join(absent)} ({install})"
+        return f"not installed: {', '.join(missing)} ({install})"
 
 
 def scenario(script: str, name: str, modules: tuple[str, ...], env: dict[str, str] | None = None) -> Run:
