@@ -75,7 +75,7 @@ __all__ = (
 
 DEFAULT_WINDOWS: Final = ("1h", "1d", "7d")
 DEFAULT_ALERT_WINDOW: Final = "1h"
-DEFAULT_RUNBOOK_BASE_URL: Final = "https://github.com/otel-overspend/otel-overspend/blob/main/README.md"
+DEFAULT_RUNBOOK_BASE_URL: Final = "https://github.com/otel-overspend/otel-overspend/blob/main/docs/alerts.md"
 DEFAULT_MANIFEST_NAME: Final = "otel-overspend"
 DEFAULT_MANIFEST_LABELS: Final[Mapping[str, str]] = {
     "app.kubernetes.io/name": "otel-overspend",
@@ -465,7 +465,7 @@ def _for_duration(threshold: AlertThreshold, *, for_scale: float, for_duration: 
 
 
 def runbook_anchors(*, alerts: Mapping[str, Sequence[AlertThreshold]] = ALERTS) -> list[str]:
-    """README anchors (``alert-<lowercase name>``) the alerts' ``runbook_url`` point at."""
+    """docs/alerts.md anchors (``alert-<lowercase name>``) the alerts' ``runbook_url`` point at."""
     return [f"alert-{name.lower()}" for name in alerts]
 
 
