@@ -101,8 +101,8 @@ def _hot_path(kind: str, where: str) -> None:
 def _report(path: str) -> None:
     import bench_report
 
-    from otel_overspend.report import build_report
-    from otel_overspend.settings import Settings
+    from otel_overspend.config.settings import Settings
+    from otel_overspend.report.run import build_report
 
     settings = Settings(serve_metrics=False)
     bench_report.warm_up(Path(path), settings)

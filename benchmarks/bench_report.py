@@ -37,10 +37,10 @@ from unittest import mock
 
 from harness import Row
 
-from otel_overspend.otlp_json import Processes, attribute_keys, line_decoder
-from otel_overspend.report import build_report
-from otel_overspend.settings import Settings
-from otel_overspend.trace_files import Problems, read_records
+from otel_overspend.config.settings import Settings
+from otel_overspend.report.files import Problems, read_records
+from otel_overspend.report.otlp_json import Processes, attribute_keys, line_decoder
+from otel_overspend.report.run import build_report
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -230,7 +230,7 @@ def time_report(path: Path, repeat: int, *, profile: bool) -> tuple[Timing, Any]
 
 
 class _NoRecorder:
-    """Stands in for the :class:`~otel_overspend.recorder.Recorder`: the replay without
+    """Stands in for the :class:`~otel_overspend.accounting.recorder.Recorder`: the replay without
     the recording (attribution, pricing, requests, sums)."""
 
     def __init__(self, **_: object) -> None:
@@ -257,7 +257,7 @@ def stage_seconds(path: Path) -> dict[str, float]:
             lines(record.data, print)
 
     def replay() -> None:
-        with mock.patch("otel_overspend.report.Recorder", _NoRecorder):
+        with mock.patch("otel_overspend.report.run.Recorder", _NoRecorder):
             build_report([path], settings=settings)
 
     def report() -> None:

@@ -19,13 +19,13 @@ from harness import Row, interleaved
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_overspend import OverspendProcessor, Settings
-from otel_overspend.conventions import Usage
-from otel_overspend.exposition import render_registry
+from otel_overspend.calls.conventions import Usage
+from otel_overspend.exporters.prometheus import render_registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from otel_overspend.components import Components
+    from otel_overspend.config.components import Components
 
 MODELS = [f"acme-model-{i}" for i in range(50)]
 STEPS = [
@@ -59,7 +59,7 @@ def _loaded(calls: int) -> tuple[CollectorRegistry, OverspendProcessor]:
 def _render(registry: CollectorRegistry, processor: OverspendProcessor) -> float:
     """One render of what /metrics serves: the registry, this package's families fast."""
     start = time.perf_counter()
-    render_registry(registry, processor._collector)  # noqa: SLF001 - what the endpoint calls
+    render_registry(registry, processor.collector)
     return (time.perf_counter() - start) * 1e3
 
 

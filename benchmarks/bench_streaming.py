@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 from harness import Row
 
-from otel_overspend.components import Components
-from otel_overspend.conventions import Usage
-from otel_overspend.settings import Settings
-from otel_overspend.signals import diagnose
+from otel_overspend.accounting.signals import diagnose
+from otel_overspend.calls.conventions import Usage
+from otel_overspend.config.components import Components
+from otel_overspend.config.settings import Settings
 
 if TYPE_CHECKING:
-    from otel_overspend.attribution import Call
+    from otel_overspend.calls.attribution import Call
 
 REQUESTS = 5_000  # x 4 steps = 20,000 calls, as in the seed
 # step, tokens in, jitter in, tokens out, jitter out (the seed's Poisson means, uniform jitter)

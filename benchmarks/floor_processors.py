@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_overspend.conventions import LLM_MARKER_KEYS
+from otel_overspend.calls.conventions import LLM_MARKER_KEYS
 from otel_overspend.steps import CURRENT_STEP
 
 if TYPE_CHECKING:

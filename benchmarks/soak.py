@@ -1,7 +1,7 @@
 """Soak: a steady stream of LLM spans for minutes, scraped every second, then checks.
 
     python benchmarks/soak.py                  # 10 minutes at 2,000 LLM spans/s
-    python benchmarks/soak.py --duration 30    # the CI version (tests/test_soak.py)
+    python benchmarks/soak.py --duration 30    # the CI version (tests/reliability/test_soak.py)
 
 Each request is the seed's fixture (rewrite, rerank, generate, faithfulness: 4 frontier
 calls, $0.07035), made by a few app threads at a paced rate through a real TracerProvider

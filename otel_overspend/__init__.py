@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 from otel_overspend.steps import current_step, step
 
 if TYPE_CHECKING:
-    from otel_overspend.export import OverspendSpanExporter
+    from otel_overspend.config.settings import Settings
+    from otel_overspend.exporters.spans import OverspendSpanExporter
     from otel_overspend.processor import OverspendProcessor
-    from otel_overspend.settings import Settings
 
 __all__ = ("OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
 
 _LAZY = {
     "OverspendProcessor": "otel_overspend.processor",
-    "OverspendSpanExporter": "otel_overspend.export",
-    "Settings": "otel_overspend.settings",
+    "OverspendSpanExporter": "otel_overspend.exporters.spans",
+    "Settings": "otel_overspend.config.settings",
 }
 
 

@@ -17,7 +17,7 @@ __all__ = ("build_parser", "main")
 
 _RULES_HELP = (
     "print Prometheus recording and alerting rules; every argument after 'rules' goes to "
-    "'python -m otel_overspend.alerting' (see 'otel-overspend rules --help')"
+    "'python -m otel_overspend.rules.alerting' (see 'otel-overspend rules --help')"
 )
 
 
@@ -28,16 +28,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from otel_overspend import report_cli  # noqa: PLC0415 - loads pydantic and the attribution
+    from otel_overspend.report import cli as report_cli  # noqa: PLC0415 - loads pydantic and the attribution
 
     return report_cli.run(args)
 
 
 def _rules(argv: Sequence[str]) -> int:
     try:
-        from otel_overspend import alerting  # noqa: PLC0415 - optional until it ships
+        from otel_overspend.rules import alerting  # noqa: PLC0415 - optional until it ships
     except ModuleNotFoundError as exc:
-        if exc.name != "otel_overspend.alerting":
+        if exc.name != "otel_overspend.rules.alerting":
             raise
         print("otel-overspend: the 'rules' subcommand is not available in this installation", file=sys.stderr)
         return 2
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "same diagnosis as the live processor: model concentration, spend by step, the specialized "
         "counterfactual, the specialist-eligible fraction and what to specialize next.",
     )
-    from otel_overspend.report_cli import add_arguments as add_report_arguments  # noqa: PLC0415
+    from otel_overspend.report.cli import add_arguments as add_report_arguments  # noqa: PLC0415
 
     add_report_arguments(report)
     report.set_defaults(handler=_report)

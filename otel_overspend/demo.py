@@ -29,8 +29,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
+from otel_overspend.config.settings import Settings
 from otel_overspend.processor import OverspendProcessor
-from otel_overspend.settings import Settings
 from otel_overspend.steps import step
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
     from prometheus_client.registry import CollectorRegistry
 
-    from otel_overspend.signals import Diagnosis
+    from otel_overspend.accounting.signals import Diagnosis
 
 __all__ = (
     "FRONTIER",

@@ -1,75 +1,47 @@
 """``OverspendProcessor``: the one line an instrumented app adds.
 
-``on_start`` decides the span's step (the innermost ``step()`` in context, else W3C
-baggage, else the parent span's step, else a rule on the span's name and attributes) and
-holds it on the span (see :mod:`otel_overspend.span_fields`); ``on_end`` queues a span
-with an LLM call in or below it, to be read, priced and recorded off the app's thread.
-Neither hook ever raises into the app: failures are counted by reason and logged once.
+It is the counting processor of :mod:`otel_overspend.hooks.processor` with its ways out
+attached, as a metric reader is attached to a meter provider: the Prometheus collector
+registered in a registry, the ``/metrics`` endpoint, and OTLP metrics when asked for. Each
+exporter reads the processor's snapshot; :meth:`OverspendProcessor.shutdown` undoes what the
+constructor registered.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
-import weakref
-from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.trace import StatusCode, get_current_span
 from prometheus_client import REGISTRY
 
-from otel_overspend.background import SpanQueue
-from otel_overspend.components import Components
-from otel_overspend.context_baggage import BAGGAGE_CONTEXT_KEY as _BAGGAGE_IN_CONTEXT
-from otel_overspend.context_baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
-from otel_overspend.context_baggage import baggage_value as _baggage_value
-from otel_overspend.context_baggage import current_context
-from otel_overspend.conventions import LLM_MARKER_KEYS, may_be_llm_call
-from otel_overspend.exposition import OverspendCollector, Status, render_registry
-from otel_overspend.forks import reset_in_forked_child
-from otel_overspend.gauges import GaugeRenderer
-from otel_overspend.otel_metrics import OtelMetrics, default_meter_provider
-from otel_overspend.recorder import Recorder, mark
-from otel_overspend.requests import OpenRequests
-from otel_overspend.server import Endpoint, MetricsServer
-from otel_overspend.settings import Settings
-from otel_overspend.span_fields import SDK_ENDED as _SDK_ENDED
-from otel_overspend.span_fields import SDK_LIVE as _SDK_LIVE
-from otel_overspend.span_fields import direct_attributes, ended_fields, held_step, live_fields
-from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
+from otel_overspend.accounting.gauges import GaugeRenderer
+from otel_overspend.base.forks import reset_in_forked_child, serve_in_worker, worker_port
+from otel_overspend.exporters.http import Endpoint, MetricsServer
+from otel_overspend.exporters.otlp import OtelMetrics, default_meter_provider
+from otel_overspend.exporters.prometheus import OverspendCollector, render_registry
+from otel_overspend.hooks.processor import CountingProcessor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opentelemetry.context import Context
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.sdk.trace import ReadableSpan, Span
     from prometheus_client.registry import CollectorRegistry
 
-    from otel_overspend.attribution import Call
-    from otel_overspend.ledger import Snapshot
-    from otel_overspend.signals import Diagnosis
+    from otel_overspend.accounting.signals import Diagnosis
+    from otel_overspend.config.settings import Settings
 
-__all__ = ("OverspendProcessor", "latest_processor")
-
-_log = logging.getLogger("otel_overspend")
-_current_frame = CURRENT_STEP.get
-_no_usage_keys = LLM_MARKER_KEYS.isdisjoint
-
-#: Attributions of ended LLM spans kept for an exporter wrapper; beyond it the oldest go.
-MAX_ANNOTATIONS = 100_000
+__all__ = ("OverspendProcessor",)
 
 
-class OverspendProcessor(SpanProcessor):
+class OverspendProcessor(CountingProcessor):
     """Attributes every LLM span's tokens and dollars to a step, a model and a tier.
 
-    With no arguments it reads :class:`Settings` from ``OVERSPEND_*`` environment variables
-    (and ``OVERSPEND_CONFIG``), registers its metrics in prometheus_client's default
-    registry and serves them on ``127.0.0.1:9464``.
+    With no arguments it reads :class:`~otel_overspend.config.settings.Settings` from
+    ``OVERSPEND_*`` environment variables (and ``OVERSPEND_CONFIG``), registers its metrics
+    in prometheus_client's default registry and serves them on ``127.0.0.1:9464``.
     """
 
     def __init__(
@@ -81,336 +53,55 @@ class OverspendProcessor(SpanProcessor):
         meter_provider: MeterProvider | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._shut_down = False
-        self.settings = settings if settings is not None else Settings()
-        parts = Components.from_settings(self.settings, clock=clock)
-        self._parts = parts
-        self._rules = parts.rules
-        # A span outside a step() is matched against the rules only if it may match one.
-        self._rules_on_names = parts.rules.on_names
-        self._no_rule_keys = parts.rules.keys.isdisjoint
-        self._ledger = parts.ledger
-        if self.settings.stamp_spans:
-            # Decided once here, not on every span: the step is decided at the start.
-            self.on_start = self._on_start_stamped  # type: ignore[method-assign]
-        self._clock = clock
-        self._requests = OpenRequests(
-            max_open=self.settings.max_open_requests,
-            timeout_s=self.settings.request_timeout_seconds,
-            clock=clock,
+        super().__init__(settings=settings, clock=clock)
+        settings = self.settings
+        self._gauges = GaugeRenderer(
+            labels=settings.window_labels, unattributed=settings.unattributed, bands=self.bands
         )
-        #: Spans with an LLM call ended below them that have not ended yet.
-        self._marks: dict[int, bool | None] = {}
-        self._annotations: dict[int, Call | str] | None = None
-        self._recorder = Recorder(
-            attributor=parts.attributor,
-            rules=parts.rules,
-            ledger=parts.ledger,
-            requests=self._requests,
-            drop=self._drop,
-            note=self._note,
-            overflow=self._count_overflow,
-            fail=partial(self._fail, "count"),
-        )
-        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
-        self._items = self._queue.items  # read on every span: one attribute, not two
-        self._max_queued = self._queue.max_queued
-        self._dropped: dict[str, int] = {}
-        self._inferred: dict[str, int] = {}
-        self._overflowed: dict[str, int] = {}
-        self._drop_lock = threading.Lock()
-        self._logged: set[str] = set()
-        self._registry = registry if registry is not None else REGISTRY
-        gauges = GaugeRenderer(
-            labels=self.settings.window_labels, unattributed=self.settings.unattributed, bands=parts.bands
-        )
-        self._gauges = gauges
-        self._collector = OverspendCollector(snapshot=self._status_snapshot, extra=gauges)
+        #: The Prometheus collector: the counters and the gauges, read from :meth:`status`.
+        self.collector = OverspendCollector(snapshot=self.status, extra=self._gauges)
+        self.registry = registry if registry is not None else REGISTRY
         try:
-            _register(self._registry, self._collector, self)
+            self.registry.register(self.collector)
         except ValueError as exc:
             msg = (
                 "otel_overspend metrics are already registered in this registry: create one "
-                "OverspendProcessor per process, or pass registry=CollectorRegistry()"
+                "OverspendProcessor per process (shut the other down first), or pass "
+                "registry=CollectorRegistry()"
             )
             raise ValueError(msg) from exc
         self.otel_metrics = (
             OtelMetrics(
                 meter_provider=meter_provider or default_meter_provider(),
                 snapshot=self.snapshot,
-                window_labels=self.settings.window_labels,
-                unattributed=self.settings.unattributed,
-                bands=parts.bands,
-                families=self._collector.collect,
+                window_labels=settings.window_labels,
+                unattributed=settings.unattributed,
+                bands=self.bands,
+                families=self.collector.collect,
             )
-            if meter_provider is not None or self.settings.otlp_metrics
+            if meter_provider is not None or settings.otlp_metrics
             else None
         )
         #: Whether this processor serves ``/metrics`` (in a forked child: once told where).
-        self.serves_metrics = self.settings.serve_metrics if serve_metrics is None else serve_metrics
+        self.serves_metrics = settings.serve_metrics if serve_metrics is None else serve_metrics
         self.metrics_server: MetricsServer | None = None
         self._server_lock = threading.Lock()
         if self.serves_metrics:
             self.start_metrics_server()
-        reset_in_forked_child(self, OverspendProcessor._after_fork_in_child)
-        global _LATEST  # noqa: PLW0603 - the exporter wrapper's default processor
-        _LATEST = weakref.ref(self)
-
-    # -- span hooks ------------------------------------------------------------------------
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The step a span starts in is decided here, as the step() in effect and the baggage
-        # are gone once the hook returns, and held on the span's attributes object, which
-        # the ended span shares (SDK_LIVE was checked to: see span_fields); nothing is kept
-        # here for an open span. Outside any step(), the step is the baggage's, else the
-        # parent span's, else a rule's on the span's name and start attributes, else none
-        # (most spans of most apps).
-        try:
-            if type(span) is _SDK_LIVE:
-                frame = _current_frame()
-                span._attributes._overspend_step = (  # type: ignore[union-attr]  # noqa: SLF001
-                    frame.name if frame is not None else self._step_outside(span, parent_context)
-                )
-            else:
-                self._start_other(span, parent_context)
-        except Exception:
-            self._fail("on_start")
-
-    def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
-        """The step of a span started outside any step(): the baggage's, else its parent's
-        (held on the parent, else its ``overspend.step`` attribute if this processor holds
-        none there), else a rule's."""
-        context = parent_context if parent_context is not None else current_context()
-        if _BAGGAGE_IN_CONTEXT is None or context.get(_BAGGAGE_IN_CONTEXT) is not None:  # any baggage
-            raw = _baggage_value(BAGGAGE_KEY, context)
-            if raw is not None:
-                carried = self._valid_step(raw)
-                if carried is not None:
-                    return carried
-        parent = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
-        if parent is not None:
-            if type(parent) is not _SDK_LIVE:
-                # A proxy around the SDK's span (OpenInference's tracer makes the wrapt
-                # ObjectProxy it returns current): the step is held on the span it wraps.
-                wrapped = getattr(parent, "__wrapped__", None)
-                if type(wrapped) is _SDK_LIVE:
-                    parent = wrapped
-            if type(parent) is _SDK_LIVE:
-                try:
-                    inherited = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
-                except AttributeError:  # not seen by this processor (another provider's)
-                    inherited = _written_step(parent)
-            else:
-                inherited = _written_step(parent)
-            if inherited is not None:
-                return inherited  # type: ignore[no-any-return]
-        if type(span) is _SDK_LIVE:
-            name = span._name  # noqa: SLF001
-            try:
-                attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-            except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                attrs = direct_attributes(span)
-        else:
-            _, _, name, attrs = live_fields(span)
-        if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
-            return None
-        return self._rules.match(name, attrs)
-
-    def _start_other(self, span: Span, parent_context: Context | None) -> None:
-        """``on_start`` for a span of a class other than the SDK's: the step is written on
-        it as the ``overspend.step`` attribute, through its public API (a span that takes
-        no attribute keeps none: its LLM call is then attributed as if it started outside
-        any step)."""
-        frame = _current_frame()
-        step = frame.name if frame is not None else self._step_outside(span, parent_context)
-        set_attribute = getattr(span, "set_attribute", None)
-        if step is not None and callable(set_attribute):
-            set_attribute(BAGGAGE_KEY, step)
-
-    def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
-        """``on_start`` with ``stamp_spans``: the step is decided and held as ever, and
-        written on the span as its ``overspend.step`` attribute."""
-        try:
-            if type(span) is not _SDK_LIVE:
-                self._start_other(span, parent_context)
-                return
-            frame = _current_frame()
-            step = frame.name if frame is not None else self._step_outside(span, parent_context)
-            span._attributes._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
-            if step is not None:
-                span.set_attribute(BAGGAGE_KEY, step)
-        except Exception:
-            self._fail("on_start")
-
-    def _valid_step(self, carried: object) -> str | None:
-        """A step carried in baggage, if it is one (else counted as invalid)."""
-        if is_step_name(carried):
-            return carried
-        self._drop("invalid_baggage_step")
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        # The span's thread only sorts the span: one with an LLM call in or below it is
-        # queued whole, to be read, priced and counted by the queue's thread (or by whoever
-        # needs the counts first: see otel_overspend.background); any other leaves nothing.
-        # Holding the ended span until the queue is counted would keep it alive through
-        # the garbage collector's young generations, which cost the app's thread more than
-        # this test.
-        try:
-            marks = self._marks  # empty unless an LLM call ended below a span still open
-            if type(span) is _SDK_ENDED:
-                try:
-                    attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-                except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                    attrs = direct_attributes(span) or {}
-                if (_no_usage_keys(attrs) or not may_be_llm_call(attrs)) and (
-                    not marks or span._context[1] not in marks  # type: ignore[index]  # noqa: SLF001
-                ):
-                    return
-                parent = span._parent  # noqa: SLF001
-            else:
-                ctx, found = ended_fields(span)
-                if ctx is None:
-                    return
-                if (found is None or _no_usage_keys(found) or not may_be_llm_call(found)) and (
-                    ctx.span_id not in marks
-                ):
-                    return
-                parent = span.parent
-            if parent is not None and not parent[2]:  # a local parent: the mark climbs
-                mark(marks, parent[1])
-            items = self._items
-            items.append(span)
-            if len(items) >= self._max_queued:
-                self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
-        except Exception:
-            self._fail("on_end")
-
-    def _count(self, span: ReadableSpan) -> None:
-        """Count one ended span with an LLM call in or below it, in the order they ended (in
-        the queue's drain: never raises). The recorder decides, as the offline report's
-        does, whether it is a call, a duplicate of one below it, or neither."""
-        try:
-            ctx = span.context
-            if ctx is None:
-                return
-            span_id = ctx.span_id
-            self._marks.pop(span_id, None)  # it only had this span queued
-            parent = span.parent
-            # A local root closes its request.
-            parent_id = None if parent is None or parent.is_remote else parent.span_id
-            end_ns = span.end_time or 0
-            scope = span.instrumentation_scope
-            status = span.status
-            result = self._recorder.record(
-                ctx.trace_id,
-                span_id,
-                parent_id,
-                span.name,
-                span.attributes,
-                span.start_time or end_ns,
-                end_ns,
-                held_step(span),
-                "" if scope is None else scope.name,
-                failed=status is not None and status.status_code is StatusCode.ERROR,
-            )
-            if self._annotations is not None and result is not None:
-                annotations = self._annotations
-                if len(annotations) >= MAX_ANNOTATIONS:
-                    annotations.pop(next(iter(annotations)), None)
-                annotations[span_id] = result
-        except Exception:
-            self._fail("count")
-
-    # -- attribution for exported spans (see otel_overspend.export) -------------------------
-    def keep_annotations(self) -> None:
-        """Keep each ended LLM span's attribution until an exporter wrapper asks for it."""
-        if self._annotations is None:
-            self._annotations = {}
-
-    def annotation(self, span: ReadableSpan) -> Call | None:
-        """The attribution of an LLM span (``None`` if it was not counted, or is no LLM call)."""
-        ctx = span.context
-        if ctx is None:
-            return None
-        annotations = self._annotations
-        found = None
-        if annotations is not None:
-            found = annotations.pop(ctx.span_id, None)
-            if found is None and self._queue.items:
-                self._queue.drain()
-                found = annotations.pop(ctx.span_id, None)
-        if found is None:
-            # Exported before this processor saw it end (a processor registered earlier).
-            if ctx.span_id in self._marks:
-                return None
-            return self._recorder.peek(
-                name=span.name,
-                attrs=span.attributes,
-                step=held_step(span),
-            )
-        return found if not isinstance(found, str) else None
-
-    # -- failure accounting -------------------------------------------------------------------
-    def _drop(self, reason: str) -> None:
-        with self._drop_lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + 1
-
-    def _note(self, what: str) -> None:
-        with self._drop_lock:
-            self._inferred[what] = self._inferred.get(what, 0) + 1
-
-    def _count_overflow(self, label: str) -> None:
-        with self._drop_lock:
-            self._overflowed[label] = self._overflowed.get(label, 0) + 1
-
-    def _fail(self, hook: str) -> None:
-        self._drop("internal_error")
-        if hook not in self._logged:
-            self._logged.add(hook)
-            _log.exception("otel_overspend: %s failed; the span was not counted (logged once per hook)", hook)
-
-    def _flush(self) -> None:
-        """Count every ended span queued, and every call held for a twin from another trace
-        (a scrape, a flush: what they see is never behind)."""
-        self._queue.drain()
-        self._queue.run_locked(self._recorder.flush)
-        stale_ns = int((self._clock() - self.settings.request_timeout_seconds) * 1e9)
-        self._queue.run_locked(partial(self._recorder.expire, stale_ns))
-
-    # -- reading ---------------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """A consistent copy of everything counted so far (expires stale open requests)."""
-        self._flush()
-        self._requests.expire()
-        return self._ledger.snapshot()
+        reset_in_forked_child(self, OverspendProcessor._forget_inherited_server)
+        serve_in_worker(self, OverspendProcessor._serve_in_worker)
 
     def diagnoses(self) -> list[tuple[str, Diagnosis]]:
-        """(window label, :class:`~otel_overspend.signals.Diagnosis`) for each window, shortest first."""
+        """(window label, :class:`~otel_overspend.accounting.signals.Diagnosis`) for each
+        window, shortest first."""
         return self._gauges.diagnoses(self.snapshot())
 
-    def _status_snapshot(self) -> tuple[Snapshot, Status]:
-        snap = self.snapshot()
-        with self._drop_lock:
-            dropped = dict(self._dropped)
-            inferred = dict(self._inferred)
-            overflowed = dict(self._overflowed)
-        return snap, Status(
-            dropped=dropped,
-            usage_inferred=inferred,
-            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps} | overflowed,
-            requests_evicted={
-                "capacity": self._requests.evicted_capacity,
-                "timeout": self._requests.evicted_timeout,
-            },
-        )
-
-    # -- lifecycle -----------------------------------------------------------------------------------
     def start_metrics_server(self, *, port: int | None = None) -> MetricsServer | None:
         """Serve ``/metrics`` on the configured endpoint, replacing the server this processor runs.
 
         ``port`` overrides the configured port and its range (a forked worker's own port: see
-        :mod:`otel_overspend.gunicorn`). A busy port logs one warning and returns ``None``; a
-        TLS file that cannot be loaded raises :class:`ValueError`.
+        :mod:`otel_overspend.integrations.gunicorn`). A busy port logs one warning and returns
+        ``None``; a TLS file that cannot be loaded raises :class:`ValueError`.
         """
         endpoint = Endpoint.from_settings(self.settings, port=port)
         with self._server_lock:
@@ -419,88 +110,40 @@ class OverspendProcessor(SpanProcessor):
                 old.stop()
             self.metrics_server = MetricsServer.start(
                 endpoint,
-                registry=self._registry,
-                render=partial(render_registry, self._registry, self._collector),
+                registry=self.registry,
+                render=partial(render_registry, self.registry, self.collector),
             )
             return self.metrics_server
 
     def shutdown(self) -> None:
-        """Count what is left and stop the background thread and the server. The metrics
-        stay registered, readable, until another processor takes the registry."""
-        self._shut_down = True
+        """Count what is left, stop the background thread and the server, and take the
+        metrics out of the registry (a new processor may then register there)."""
+        super().shutdown()
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
         try:
-            self._queue.stop()
-            self._queue.run_locked(self._recorder.flush)
             if server is not None:
                 server.stop()
+            with contextlib.suppress(KeyError):  # unregistered by the app meanwhile
+                self.registry.unregister(self.collector)
         except Exception:
             self._fail("shutdown")
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Count every ended span still queued."""
-        del timeout_millis
+    def _forget_inherited_server(self) -> None:
+        # The server's thread did not survive the fork and its port is the parent's: a
+        # worker serves its own /metrics once told where (see serve_in_worker).
         try:
-            self._flush()
-        except Exception:
-            self._fail("force_flush")
-            return False
-        return True
-
-    def _after_fork_in_child(self) -> None:
-        # The child starts from zero: its parent keeps and reports its own counts. Locks are
-        # new: another thread of the parent may have held one at the fork.
-        try:
-            self._ledger.reset()
-            self._requests.reset()
-            self._recorder.reset()
-            self._marks = {}
-            for cap in self._parts.caps:
-                cap.after_fork()
-            self._parts.attributor.after_fork()
-            if self._annotations is not None:
-                self._annotations = {}
-            self._drop_lock = threading.Lock()
-            self._dropped = {}
-            self._inferred = {}
-            self._overflowed = {}
             self._server_lock = threading.Lock()
-            # The server's thread did not survive the fork and its port is the parent's: a
-            # worker serves its own /metrics once told where (otel_overspend.gunicorn.post_fork).
             server, self.metrics_server = self.metrics_server, None
             if server is not None:
                 server.close_inherited()
         except Exception:
             self._fail("after_fork")
 
-
-def _written_step(parent: object) -> str | None:
-    """The ``overspend.step`` attribute of a span this processor holds no step on (one not of
-    the SDK's class, where ``_start_other`` wrote it, or another provider's), if it is a
-    step name; ``None`` for a remote parent."""
-    attrs = getattr(parent, "attributes", None)
-    found = attrs.get(BAGGAGE_KEY) if isinstance(attrs, Mapping) else None
-    return found if is_step_name(found) else None
-
-
-_LATEST: weakref.ref[OverspendProcessor] | None = None
-#: id(registry) -> (the collector registered there, its processor): a processor created
-#: after another was shut down (a notebook cell run again, a test) takes its place.
-_REGISTERED: dict[int, tuple[OverspendCollector, weakref.ref[OverspendProcessor]]] = {}
-
-
-def _register(registry: CollectorRegistry, collector: OverspendCollector, owner: OverspendProcessor) -> None:
-    held = _REGISTERED.get(id(registry))
-    if held is not None:
-        previous = held[1]()
-        if previous is None or getattr(previous, "_shut_down", False):
-            with contextlib.suppress(KeyError):  # unregistered by the app meanwhile
-                registry.unregister(held[0])
-    registry.register(collector)
-    _REGISTERED[id(registry)] = (collector, weakref.ref(owner))
-
-
-def latest_processor() -> OverspendProcessor | None:
-    """The most recently created processor still alive, if any."""
-    return None if _LATEST is None else _LATEST()
+    def _serve_in_worker(self, slot: int) -> int:
+        """In a forked worker with slot ``slot`` (1, 2, ...): serve ``/metrics`` on the
+        configured port + ``slot`` (an ephemeral port when it is 0). Returns that port."""
+        port = worker_port(self.settings.metrics_port, slot)
+        if self.serves_metrics:
+            self.start_metrics_server(port=port)
+        return port

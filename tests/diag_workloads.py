@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from otel_overspend import Settings, step
-from otel_overspend.settings import Price, Tier
+from otel_overspend.config.settings import Price, Tier
 
 from conftest import FakeClock, Pipeline, make_pipeline
 

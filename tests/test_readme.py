@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from otel_overspend import Settings
-from otel_overspend.alerting import runbook_anchors
+from otel_overspend.rules.alerting import runbook_anchors
 from otel_overspend.thresholds import ALERTS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from otel_overspend import OverspendProcessor, Settings, step
-from otel_overspend.settings import Price
+from otel_overspend.config.settings import Price
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from fake_provider import FakeProvider

@@ -1,0 +1,570 @@
+"""Recording one finished span: the logic the live processor and the offline report share.
+
+For each span, in end order: read its usage; if it is an LLM call, name its step, price
+it, add it to the ledger and to its request; when a local root ends, close its request.
+
+One call, counted once: when LLM spans are nested (a framework span such as LangChain's
+or LlamaIndex's over the client library's span, or two instrumentations wrapping the same
+client), only the innermost is counted — it is closest to the wire and carries the
+response model. A span learns that an LLM call was counted below it from its children,
+which end first; the mark climbs through non-LLM spans to every ancestor. When the two
+spans of one call are siblings instead (two client instrumentations that do not nest, such
+as OpenLLMetry's and the anthropic SDK's own), the second to end is recognised within its
+trace: the same ``gen_ai.response.id``, or — when a span has none — a span from another
+instrumentation scope with the same token counts overlapping it in time. Skipped spans are
+counted as ``overspend_spans_dropped_total{reason="duplicate_llm_span"}``.
+
+A step decided late: an LLM call whose step is still undecided when it ends (no
+``step()``, baggage or rule at its start; no explicit or framework step on its own final
+attributes) waits for its ancestors to end, and takes the step of the nearest one whose
+final attributes name one (its ``overspend.step``, the step it started in, a framework's
+name for it, a rule). A call still undecided when its local root ends is held a moment
+(:data:`HOLD_NS` of span time) in case the same call comes again from another
+instrumentation in another trace (a framework span and a client span that were never
+nested: no app span) with a step: then it is counted once, with that step; else it is
+counted as ``unattributed``. Both waits are bounded; a call pushed out of one is counted
+at once (as ``overspend_label_overflow_total{label="step_wait"}``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+
+from otel_overspend.accounting.requests import new_signature, same_call
+from otel_overspend.base.bounded import make_room
+from otel_overspend.calls.conventions import (
+    LITELLM_CALL_KEY,
+    LITELLM_RAW_USAGE_KEYS,
+    LITELLM_SCOPE,
+    STEP_KEY,
+    read_usage,
+)
+from otel_overspend.steps import UNATTRIBUTED, is_step_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from otel_overspend.accounting.ledger import RequestSample
+    from otel_overspend.accounting.requests import OpenRequests, Signature
+    from otel_overspend.calls.attribution import Attributor, Call
+    from otel_overspend.calls.conventions import Usage
+    from otel_overspend.calls.step_rules import StepRules
+
+__all__ = ("HOLD_NS", "MAX_MARKED_SPANS", "WAITING", "WITHOUT_USAGE", "Recorder", "Sink", "mark")
+
+#: Spans with an LLM call counted below them that have not ended yet; oldest forgotten beyond.
+MAX_MARKED_SPANS: Final = 100_000
+_NS_PER_S: Final = 1e9
+#: What :meth:`Recorder.count` answers for an LLM call whose span reports nothing billed:
+#: counted as such (``overspend_llm_calls_without_usage_total``), neither a call nor a drop.
+WITHOUT_USAGE: Final = "llm_call_without_usage"
+#: What :meth:`Recorder.count` answers for an LLM call whose step waits for an ancestor's.
+WAITING: Final = "llm_call_waiting_for_step"
+#: LLM calls waiting for an ancestor to end, and calls held after their root ended, at most.
+MAX_WAITING_CALLS: Final = 10_000
+MAX_HELD_CALLS: Final = 1_000
+_MAX_RECENT_PER_SIZE: Final = 16
+_MAX_RECENT_SCOPES: Final = 64
+#: How long (span time) a call undecided at its root is held for its twin from another trace.
+HOLD_NS: Final = 2_000_000_000
+#: Counted calls remembered to recognise a held call's twin counted first (offline, traces
+#: replay in any order).
+MAX_RECENT_CALLS: Final = 4_096
+#: The label ``overspend_label_overflow_total`` counts a call pushed out of a wait under.
+STEP_WAIT: Final = "step_wait"
+
+
+class _Waiting(NamedTuple):
+    """An LLM call not counted yet: its step is not decided."""
+
+    trace_id: int
+    usage: Usage
+    duration_ns: int
+    end_ns: int
+    sig: Signature
+
+
+#: Builds a :class:`_Waiting` from one tuple in C (the generated ``__new__`` runs Python code).
+_new_waiting: Final = partial(tuple.__new__, _Waiting)
+
+
+#: The marks a span's children leave: an LLM call (or its drop) was counted below it...
+STRONG: Final = None
+#: ...or only an LLM call without usage was (a span above it with usage is then the one
+#: that counts; one without usage is the same call again).
+WEAK: Final = True
+
+
+def _ignore(*_: str) -> None:
+    pass
+
+
+class Sink(Protocol):
+    """Where recorded calls and requests go: the live :class:`~otel_overspend.accounting.ledger.Ledger`,
+    or the offline report's per-period aggregate."""
+
+    def add_call(self, call: Call, end_time_s: float) -> bool: ...
+
+    def add_request(self, sample: RequestSample, end_time_s: float) -> None: ...
+
+
+class Recorder:
+    __slots__ = (
+        "_attributor",
+        "_drop",
+        "_fail",
+        "_held",
+        "_held_n",
+        "_ledger",
+        "_litellm_writes",
+        "_marked",
+        "_note",
+        "_overflow",
+        "_recent",
+        "_recent_ids",
+        "_recent_scopes",
+        "_requests",
+        "_rules",
+        "_waiting",
+        "_waiting_n",
+        "_without_usage",
+    )
+
+    def __init__(
+        self,
+        *,
+        attributor: Attributor,
+        rules: StepRules,
+        ledger: Sink,
+        requests: OpenRequests,
+        drop: Callable[[str], None],
+        note: Callable[[str], None] = _ignore,
+        without_usage: Callable[[str, str], None] = _ignore,
+        overflow: Callable[[str], None] = _ignore,
+        fail: Callable[[], None] | None = None,
+    ) -> None:
+        """``drop`` counts an LLM span not counted (or a bad part of one), by reason;
+        ``note`` what reading usage had to infer, by what; ``without_usage`` an LLM call
+        whose span reports nothing billed, by (capped) step and model."""
+        self._attributor = attributor
+        self._rules = rules
+        self._ledger = ledger
+        self._requests = requests
+        self._drop = drop
+        self._note = note
+        self._without_usage = without_usage
+        self._overflow = overflow
+        #: Told (inside the ``except``) when counting a held call fails; ``None``: re-raise.
+        self._fail = fail
+        self._marked: dict[int, bool | None] = {}
+        #: Span id -> how many calls LiteLLM wrote onto it (its raw-response children).
+        self._litellm_writes: dict[int, int] = {}
+        self._reset_waits()
+
+    def _reset_waits(self) -> None:
+        #: Parent span id -> calls waiting for it to end.
+        self._waiting: dict[int, list[_Waiting]] = {}
+        self._waiting_n = 0
+        #: Trace id -> (its root's wall time, calls undecided when it ended), oldest first.
+        self._held: dict[int, tuple[int, list[_Waiting]]] = {}
+        self._held_n = 0
+        #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
+        #: signature) of those without an id; the scopes seen among them.
+        self._recent_ids: dict[object, int] = {}
+        self._recent: dict[tuple[int, str], list[tuple[int, Signature]]] = {}
+        self._recent_scopes: set[str] = set()
+
+    def reset(self) -> None:
+        self._marked = {}
+        self._litellm_writes = {}
+        self._reset_waits()
+
+    def record(  # noqa: PLR0917 - once per span: positional arguments are cheaper
+        self,
+        trace_id: int,
+        span_id: int,
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        start_ns: int,
+        end_ns: int,
+        step: str | None,
+        scope: str = "",
+        *,
+        failed: bool = False,
+    ) -> Call | str | None:
+        """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root;
+        ``failed`` for a span whose status is an error.
+
+        Returns the counted call; for an LLM span that was not counted, the reason (a
+        duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
+        """
+        if self._waiting:
+            waiting = self._waiting.pop(span_id, None)
+            if waiting is not None:
+                self._decide(waiting, parent_id, name, attrs, step, end_ns - start_ns)
+        if (
+            parent_id is not None
+            and scope == LITELLM_SCOPE
+            and attrs
+            and not LITELLM_RAW_USAGE_KEYS.isdisjoint(attrs)
+        ):
+            writes = self._litellm_writes
+            if len(writes) >= MAX_MARKED_SPANS:
+                make_room(writes, MAX_MARKED_SPANS)
+            writes[parent_id] = writes.get(parent_id, 0) + 1
+        found = self._marked.pop(span_id, False)
+        below = found is STRONG
+        result = self.count(
+            trace_id,
+            parent_id,
+            name,
+            attrs,
+            start_ns,
+            end_ns,
+            step,
+            scope,
+            below=below,
+            weak=found is WEAK,
+            failed=failed,
+        )
+        if parent_id is not None:
+            if below or (result is not None and result is not WITHOUT_USAGE):
+                marked = self._marked  # mark(), inlined: once per LLM span
+                if len(marked) >= MAX_MARKED_SPANS:
+                    make_room(marked, MAX_MARKED_SPANS)
+                marked[parent_id] = STRONG
+            elif found is WEAK or result is WITHOUT_USAGE:
+                mark(self._marked, parent_id, weak=True)
+        if self._litellm_writes and attrs and LITELLM_CALL_KEY in attrs and scope != LITELLM_SCOPE:
+            # LiteLLM wrote its calls' usage onto this span (the active one), each over the
+            # one before: all but the last are lost, counted here (one raw-response child
+            # per call tells how many). USE_OTEL_LITELLM_REQUEST_SPAN=true avoids it.
+            for _ in range(self._litellm_writes.pop(span_id, 1) - 1):
+                self._drop("litellm_usage_overwritten")
+        if self._held:
+            self.flush(end_ns - HOLD_NS)
+        return result
+
+    def count(  # noqa: PLR0917 - once per LLM span: positional arguments are cheaper
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        start_ns: int,
+        end_ns: int,
+        step: str | None,
+        scope: str,
+        *,
+        below: bool,
+        weak: bool = False,
+        failed: bool = False,
+    ) -> Call | str | None:
+        """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
+        LLM span below this one was already seen (then this one is a duplicate), ``weak``
+        whether only an LLM call without usage was (then this one counts if it has usage)."""
+        usage = read_usage(attrs, scope) if attrs is not None else None
+        result: Call | str | None = None
+        if usage is not None:
+            if isinstance(usage, str):
+                result = usage
+            elif below:
+                result = "duplicate_llm_span"
+            elif not (
+                usage.input_tokens or usage.output_tokens or usage.searches or usage.span_cost_usd is not None
+            ):  # Usage.reported, inlined
+                # A failed call billed nothing; with a weak mark, the call below was
+                # counted as this one already.
+                if not (weak or failed):
+                    call = self._attributor.attribute(
+                        usage, usage_step(usage, step, self._rules, name, attrs)
+                    )
+                    self._ledger.add_call(call._replace(billed=False), end_ns / _NS_PER_S)
+                    self._without_usage(call.step, call.model)
+                    result = WITHOUT_USAGE
+            else:
+                for note in usage.notes:
+                    if note == "invalid_span_cost":
+                        self._drop(note)
+                    else:
+                        self._note(note)
+                explicit = usage.step
+                # The span's own step is the one decided already (the report, stamp_spans):
+                # nothing to check again.
+                decided: str | None = step
+                if step is None or (explicit is not None and explicit != step):
+                    decided = own_step(usage, step, self._rules, name, attrs)
+                waiting = _new_waiting(
+                    (
+                        trace_id,
+                        usage,
+                        end_ns - start_ns,
+                        end_ns,
+                        new_signature(
+                            (
+                                scope,
+                                usage.response_id,
+                                usage.input_tokens,
+                                usage.output_tokens,
+                                start_ns,
+                                end_ns,
+                            )
+                        ),
+                    )
+                )
+                if decided is not None:
+                    result = self._settle(waiting, decided)
+                elif parent_id is not None:
+                    result = self._wait(parent_id, [waiting])
+                else:
+                    self._hold(trace_id, end_ns - start_ns, [waiting])
+                    result = WAITING
+            if isinstance(result, str) and result is not WITHOUT_USAGE and result is not WAITING:
+                self._drop(result)
+        if parent_id is None and trace_id not in self._held:  # else closed on release
+            sample = self._requests.close(trace_id, end_ns - start_ns)
+            if sample is not None:
+                self._ledger.add_request(sample, end_ns / _NS_PER_S)
+        return result
+
+    # -- calls whose step is decided late ------------------------------------------------
+    def _settle(self, waiting: _Waiting, step: str, *, held: bool = False) -> Call | str:
+        """Count a call with its step decided, unless it is a call counted already, in its
+        trace or in another (spans of two instrumentations that were never nested); a
+        ``held`` one's request has ended: the caller makes its sample."""
+        trace_id, usage, duration_ns, end_ns, sig = waiting
+        requests = self._requests
+        if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
+            return "duplicate_llm_span"
+        if self._held and step != UNATTRIBUTED:
+            self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
+        scopes = self._recent_scopes  # another instrumentation seen, or an id to match
+        if (
+            sig.response_id is not None or len(scopes) > 1 or (scopes and sig.scope not in scopes)
+        ) and self._counted_elsewhere(trace_id, sig):
+            return "duplicate_llm_span"
+        call = self._attributor.attribute(usage, step)
+        if not self._ledger.add_call(call, end_ns / _NS_PER_S):
+            return "too_old"
+        if not held:
+            requests.add(trace_id, call, duration_ns, sig)
+        self._remember(trace_id, sig)
+        return call
+
+    def _wait(self, parent_id: int, calls: list[_Waiting]) -> str | None:
+        """Let ``calls`` wait for ``parent_id`` to end; when the wait is full, count them
+        at once, unattributed."""
+        if self._waiting_n + len(calls) > MAX_WAITING_CALLS:
+            for waiting in calls:
+                self._overflow(STEP_WAIT)
+                result = self._settle(waiting, UNATTRIBUTED)
+                if isinstance(result, str):
+                    self._drop(result)
+            return None
+        self._waiting_n += len(calls)
+        self._waiting.setdefault(parent_id, []).extend(calls)
+        return WAITING
+
+    def _decide(  # noqa: PLR0917 - the ended span's fields, as record() has them
+        self,
+        waiting: list[_Waiting],
+        parent_id: int | None,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        step: str | None,
+        wall_ns: int,
+    ) -> None:
+        """An ancestor of ``waiting`` has ended: its step is theirs, else they wait on."""
+        self._waiting_n -= len(waiting)
+        decided = ancestor_step(self._rules, name, attrs, step)
+        if decided is None:
+            if parent_id is not None:
+                self._wait(parent_id, waiting)
+            else:
+                self._hold(waiting[0].trace_id, wall_ns, waiting)
+            return
+        for call in waiting:
+            result = self._settle(call, decided)
+            if isinstance(result, str):
+                self._drop(result)
+
+    def _hold(self, trace_id: int, wall_ns: int, calls: list[_Waiting]) -> None:
+        """Hold calls undecided when their local root ended (see the module docstring)."""
+        entry = self._held.get(trace_id)
+        if entry is None:
+            self._held[trace_id] = (wall_ns, list(calls))
+        else:
+            entry[1].extend(calls)
+        self._held_n += len(calls)
+        while self._held_n > MAX_HELD_CALLS:
+            oldest = next(iter(self._held))
+            self._overflow(STEP_WAIT)
+            self._release(oldest)
+
+    def _release(self, trace_id: int) -> None:
+        """Count a held trace's calls as unattributed and close its request."""
+        wall_ns, calls = self._held.pop(trace_id)
+        self._held_n -= len(calls)
+        end_ns = 0
+        counted: list[tuple[Call, int]] = []
+        # The root kept the request open for these calls, if it had others.
+        joined = self._requests.is_open(trace_id)
+        for i, waiting in enumerate(calls):
+            if not joined and any(same_call(earlier.sig, waiting.sig) for earlier in calls[:i]):
+                self._drop("duplicate_llm_span")  # two spans of one call, both held
+                continue
+            try:
+                result = self._settle(waiting, UNATTRIBUTED, held=not joined)
+            except Exception:
+                if self._fail is None:
+                    raise
+                self._fail()
+                continue
+            if isinstance(result, str):
+                self._drop(result)
+            else:
+                counted.append((result, waiting.duration_ns))
+            end_ns = max(end_ns, waiting.end_ns)
+        requests = self._requests
+        sample = requests.close(trace_id, wall_ns) if joined else requests.ended(counted, wall_ns)
+        if sample is not None:
+            self._ledger.add_request(sample, end_ns / _NS_PER_S)
+
+    def _unhold_twin(self, trace_id: int, sig: Signature) -> None:
+        """Forget a held call of another trace that is the call ``sig`` (counted now)."""
+        for held_trace, (_, calls) in list(self._held.items()):
+            if held_trace == trace_id:
+                continue
+            for i, call in enumerate(calls):
+                if same_call(call.sig, sig):
+                    del calls[i]
+                    self._held_n -= 1
+                    self._drop("duplicate_llm_span")
+                    if not calls:
+                        del self._held[held_trace]
+                    return
+
+    def _remember(self, trace_id: int, sig: Signature) -> None:
+        """Note a counted call: by its response id, and by (input tokens, scope)."""
+        response_id = sig.response_id
+        if response_id is not None:
+            ids = self._recent_ids
+            if len(ids) >= MAX_RECENT_CALLS:
+                make_room(ids, MAX_RECENT_CALLS)
+            ids[response_id] = trace_id
+        recent = self._recent
+        key = (sig.input_tokens, sig.scope)
+        seen = recent.get(key)
+        if seen is None:
+            if len(recent) >= MAX_RECENT_CALLS:
+                make_room(recent, MAX_RECENT_CALLS)
+            recent[key] = [(trace_id, sig)]
+        else:
+            if len(seen) >= _MAX_RECENT_PER_SIZE:
+                del seen[0]
+            seen.append((trace_id, sig))
+        scopes = self._recent_scopes
+        if sig.scope not in scopes:
+            if len(scopes) >= _MAX_RECENT_SCOPES:
+                scopes.clear()
+            scopes.add(sig.scope)
+
+    def _counted_elsewhere(self, trace_id: int, sig: Signature) -> bool:
+        """Whether a call counted in another trace is the call ``sig`` (see
+        :func:`~otel_overspend.accounting.requests.same_call`): only another instrumentation's span,
+        or one with the same response id, can be."""
+        response_id = sig.response_id
+        if response_id is not None:
+            other = self._recent_ids.get(response_id)
+            if other is not None:
+                return other != trace_id
+        scopes = self._recent_scopes
+        if len(scopes) < 2 and sig.scope in scopes:  # one instrumentation: nothing to match
+            return False
+        recent, tokens, own = self._recent, sig.input_tokens, sig.scope
+        for scope in scopes:
+            if scope != own:
+                for other, old in recent.get((tokens, scope), ()):
+                    if other != trace_id and same_call(old, sig):
+                        return True
+        return False
+
+    def expire(self, before_ns: int) -> None:
+        """Count, unattributed, the calls that have waited for an ancestor since before
+        ``before_ns`` (an ancestor that never ends: a long-lived span, a lost one)."""
+        for parent_id, calls in list(self._waiting.items()):
+            if calls[0].end_ns < before_ns:
+                del self._waiting[parent_id]
+                self._waiting_n -= len(calls)
+                for call in calls:
+                    self._overflow(STEP_WAIT)
+                    result = self._settle(call, UNATTRIBUTED)
+                    if isinstance(result, str):
+                        self._drop(result)
+
+    def flush(self, before_ns: int | None = None) -> None:
+        """Count the held calls whose root ended before ``before_ns`` (all: ``None``),
+        oldest first (they were held in about the order they ended)."""
+        held = self._held
+        while held:
+            trace_id = next(iter(held))
+            if before_ns is not None and held[trace_id][1][-1].end_ns >= before_ns:
+                return
+            self._release(trace_id)
+
+    def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
+        """The call a span would be counted as, without recording it (``None``: no LLM call)."""
+        usage = read_usage(attrs) if attrs else None
+        if usage is None or isinstance(usage, str) or not usage.reported:
+            return None
+        return self._attributor.attribute(
+            usage, own_step(usage, step, self._rules, name, attrs) or UNATTRIBUTED
+        )
+
+
+def mark(marks: dict[int, bool | None], span_id: int, *, weak: bool = False) -> None:
+    """Note that an LLM call was seen below ``span_id`` (``weak``: only one without usage;
+    a weak mark never replaces a strong one). Bounded: the oldest marks go first."""
+    if len(marks) >= MAX_MARKED_SPANS:
+        make_room(marks, MAX_MARKED_SPANS)
+    if weak:
+        marks.setdefault(span_id, WEAK)
+    else:
+        marks[span_id] = STRONG
+
+
+def own_step(
+    usage: Usage, step: str | None, rules: StepRules, name: str, attrs: Mapping[str, Any] | None
+) -> str | None:
+    """An LLM span's step from itself: its own ``overspend.step`` attribute, else the step
+    decided at its start, else a framework's name on its final attributes, else a rule on
+    them; ``None`` when none names one (its ancestors may)."""
+    explicit = usage.step
+    if explicit is not None and is_step_name(explicit):
+        return explicit
+    if step is not None:
+        return step
+    return rules.framework.of(name, attrs) or rules.match(name, attrs)
+
+
+def usage_step(
+    usage: Usage, step: str | None, rules: StepRules, name: str, attrs: Mapping[str, Any] | None
+) -> str:
+    """:func:`own_step`, else ``unattributed``."""
+    return own_step(usage, step, rules, name, attrs) or UNATTRIBUTED
+
+
+def ancestor_step(
+    rules: StepRules, name: str, attrs: Mapping[str, Any] | None, step: str | None
+) -> str | None:
+    """The step an ended span gives the calls below it that had none: its own
+    ``overspend.step`` attribute, else the step it started in, else a framework's name on
+    its final attributes, else a rule on them."""
+    explicit = attrs.get(STEP_KEY) if attrs else None
+    if explicit is not None and is_step_name(explicit):
+        return explicit
+    if step is not None:
+        return step
+    return rules.framework.of(name, attrs) or rules.match(name, attrs)

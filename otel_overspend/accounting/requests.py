@@ -1,0 +1,202 @@
+"""Open requests: per trace, the LLM calls made under this process's local root span.
+
+A request opens at its first LLM call and closes when its local root span ends. The
+table is bounded: when full, the oldest request is evicted; a request open longer than
+the time-out is evicted too. Both are counted.
+
+Calls are added and requests closed by one thread at a time (the processor counts under
+its queue's lock; the report is single-threaded), so that path takes no lock; only the
+eviction counters, which :meth:`OpenRequests.expire` also updates from a scrape, do.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+from otel_overspend.accounting.ledger import RequestSample
+from otel_overspend.base.bounded import make_room
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from otel_overspend.calls.attribution import Call
+
+__all__ = ("OpenRequests", "Signature", "new_signature", "same_call")
+
+_GENERATE = "generate"
+_FRONTIER = "frontier"
+
+
+#: The most recent calls of a trace kept for recognising a second span of the same call.
+MAX_RECENT_CALLS = 16
+
+
+class Signature(NamedTuple):
+    """What tells two LLM spans of one trace apart."""
+
+    scope: str
+    response_id: object
+    input_tokens: int
+    output_tokens: int
+    start_ns: int
+    end_ns: int
+
+
+#: Builds a :class:`Signature` from one tuple in C (the generated ``__new__`` runs Python code).
+new_signature: Final = partial(tuple.__new__, Signature)
+
+
+def same_call(seen: Signature, sig: Signature) -> bool:
+    """Whether two LLM spans are one call.
+
+    Two spans are one call when both carry a response id and the ids are equal; otherwise
+    when they come from different instrumentations (scopes), have the same input tokens,
+    output tokens within one (one instrumentation's streaming count is off by one) and
+    overlap in time. Parallel calls from one instrumentation are never merged, however alike.
+    """
+    if sig.response_id is not None and seen.response_id is not None:
+        return bool(seen.response_id == sig.response_id)
+    return (
+        seen.scope != sig.scope
+        and seen.input_tokens == sig.input_tokens
+        and abs(seen.output_tokens - sig.output_tokens) <= 1
+        and seen.start_ns <= sig.end_ns
+        and sig.start_ns <= seen.end_ns
+    )
+
+
+#: Builds a :class:`~otel_overspend.accounting.ledger.RequestSample` from one tuple in C.
+_new_sample: Final = partial(tuple.__new__, RequestSample)
+
+
+class _Open:
+    """The running sums of one open request."""
+
+    __slots__ = ("cost", "frontier_calls", "generate_cost", "llm_time_ns", "opened_s", "recent", "tokens")
+
+    def __init__(self, opened_s: float) -> None:
+        self.opened_s = opened_s
+        self.frontier_calls = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self.generate_cost = 0.0
+        self.llm_time_ns = 0
+        self.recent: list[Signature] = []
+
+
+def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
+    if call.tier == _FRONTIER:
+        entry.frontier_calls += 1
+    entry.tokens += call.tokens
+    cost = call.cost_usd
+    if cost is not None:
+        entry.cost += cost
+        if call.step == _GENERATE:
+            entry.generate_cost += cost
+    if duration_ns > 0:
+        entry.llm_time_ns += duration_ns
+    if sig is not None:
+        recent = entry.recent
+        if len(recent) >= MAX_RECENT_CALLS:
+            del recent[0]
+        recent.append(sig)
+
+
+def _sample(entry: _Open, wall_ns: int) -> RequestSample:
+    cost = entry.cost
+    return _new_sample(
+        (
+            entry.frontier_calls,
+            entry.tokens,
+            entry.generate_cost / cost if cost > 0 else None,
+            min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
+        )
+    )
+
+
+class OpenRequests:
+    __slots__ = (
+        "_clock",
+        "_lock",
+        "_open",
+        "evicted_capacity",
+        "evicted_timeout",
+        "max_open",
+        "timeout_s",
+    )
+
+    def __init__(self, *, max_open: int, timeout_s: float, clock: Callable[[], float]) -> None:
+        self.max_open = max_open
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._open: dict[int, _Open] = {}
+        self._lock = threading.Lock()
+        self.evicted_capacity = 0
+        self.evicted_timeout = 0
+
+    def is_duplicate(self, trace_id: int, sig: Signature) -> bool:
+        """Whether a call of this trace already counted is the same call as ``sig`` (see
+        :func:`same_call`)."""
+        entry = self._open.get(trace_id)
+        if entry is None:
+            return False
+        scope, response_id = sig.scope, sig.response_id
+        for seen in entry.recent:
+            # One instrumentation's spans are one call only by their ids: most are skipped here.
+            if (
+                seen.scope != scope or (response_id is not None and seen.response_id is not None)
+            ) and same_call(seen, sig):
+                return True
+        return False
+
+    def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
+        table = self._open
+        entry = table.get(trace_id)
+        if entry is None:
+            if len(table) >= self.max_open:
+                evicted = make_room(table, self.max_open)
+                with self._lock:
+                    self.evicted_capacity += evicted
+            # Open since its first call ended (counting may come later: see background).
+            opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
+            entry = table[trace_id] = _Open(opened_s)
+        _add_to(entry, call, duration_ns, sig)
+
+    def is_open(self, trace_id: int) -> bool:
+        return trace_id in self._open
+
+    def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
+        """End the request of ``trace_id``; ``None`` if it made no LLM call."""
+        entry = self._open.pop(trace_id, None)
+        return None if entry is None else _sample(entry, wall_ns)
+
+    @staticmethod
+    def ended(calls: list[tuple[Call, int]], wall_ns: int) -> RequestSample | None:
+        """The request of calls counted after their local root ended (never in the table)."""
+        if not calls:
+            return None
+        entry = _Open(0.0)
+        for call, duration_ns in calls:
+            _add_to(entry, call, duration_ns, None)
+        return _sample(entry, wall_ns)
+
+    def expire(self) -> None:
+        deadline = self._clock() - self.timeout_s
+        table = self._open
+        # list() copies the items in one step, so requests opening meanwhile do no harm.
+        stale = [tid for tid, entry in list(table.items()) if entry.opened_s < deadline]
+        evicted = sum(1 for tid in stale if table.pop(tid, None) is not None)
+        with self._lock:
+            self.evicted_timeout += evicted
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def reset(self) -> None:
+        """Forget every open request and eviction (used in a forked child)."""
+        self._lock = threading.Lock()
+        self._open = {}
+        self.evicted_capacity = 0
+        self.evicted_timeout = 0

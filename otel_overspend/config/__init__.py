@@ -1,0 +1,1 @@
+"""Settings, validated once, and the plain objects built from them."""

@@ -1,0 +1,1 @@
+"""Zero-code instrumentation and server hooks (gunicorn)."""

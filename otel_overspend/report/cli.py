@@ -1,0 +1,257 @@
+"""``otel-overspend report PATH...``: the offline diagnosis of trace files, as a command.
+
+Exit codes: 0 done; 1 the specialist-eligible fraction is above ``--fail-above`` (or there
+was no priced spend to check); 2 a usage error (bad option, missing path, invalid config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from otel_overspend.config.settings import Settings
+    from otel_overspend.report.run import Report
+
+__all__ = ("add_arguments", "run")
+
+_TIERS: Final = ("frontier", "mid", "mini", "specialist", "unchanged")
+_FORMATS: Final = ("table", "json", "csv", "markdown")
+_PROG: Final = "otel-overspend report"
+
+
+def _specialize(text: str) -> tuple[str, str]:
+    from otel_overspend.steps import validate_step_name  # noqa: PLC0415
+
+    step, sep, tier = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"use STEP=TIER (e.g. rerank=mini), got {text!r}")
+    try:
+        validate_step_name(step.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if tier.strip() not in _TIERS:
+        raise argparse.ArgumentTypeError(f"tier must be one of {', '.join(_TIERS)}, got {tier!r}")
+    return step.strip(), tier.strip()
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="trace files or directories: the collector file exporter's OTLP JSON lines (plain, gzip "
+        "or zstd) or length-prefixed OTLP protobuf; rotated files are read oldest first",
+    )
+    parser.add_argument("--format", choices=_FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument(
+        "--by", choices=("day", "week"), help="add a time series of the fraction and step shares"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="draw the fraction over time and the step shares: FILE.png (needs matplotlib) or FILE.html",
+    )
+    parser.add_argument(
+        "--specialize",
+        type=_specialize,
+        action="append",
+        default=[],
+        metavar="STEP=TIER",
+        help="what-if: run STEP at TIER in the counterfactual (repeatable; overrides the settings' map)",
+    )
+    parser.add_argument(
+        "--fail-above",
+        type=_fraction,
+        metavar="FRACTION",
+        help="exit 1 when the specialist-eligible fraction is above FRACTION (a CI gate, e.g. 0.3)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="settings from this TOML file (as OVERSPEND_CONFIG; its values beat OVERSPEND_* variables)",
+    )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on stderr (default: only when it is a terminal)",
+    )
+    parser.add_argument(
+        "--show-problems",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="print the first N problems of each kind with their file and line (default: 5); "
+        "the rest are counted",
+    )
+    parser.add_argument(
+        "--max-held-spans",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="spans held while waiting for their trace's root (default: 200000); beyond, the oldest "
+        "trace is replayed as it is and counted",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from pydantic_settings import TomlConfigSettingsSource  # noqa: PLC0415 - loads pydantic
+
+    from otel_overspend.config.settings import Settings  # noqa: PLC0415
+
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise OSError(f"--config: no such file {str(args.config)!r}")
+        # The same TOML reader as OVERSPEND_CONFIG; its values are passed as arguments.
+        values = TomlConfigSettingsSource(Settings, toml_file=args.config)()
+    settings = Settings(**values)
+    if args.specialize:
+        values["specialize"] = {**settings.specialize, **dict(args.specialize)}
+        settings = Settings(**values)
+    return settings
+
+
+class _Progress:
+    """Bytes and spans read so far, on stderr, at most a few times a second."""
+
+    def __init__(self, total_bytes: int, stream: IO[str]) -> None:
+        self._total = max(total_bytes, 1)
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._started = time.monotonic()
+        self._last = float("-inf")
+        self._every_s = 0.25 if self._tty else 2.0
+        self._spans = 0
+
+    def __call__(self, done_bytes: int, spans: int) -> None:
+        self._spans = spans
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            return
+        self._last = now
+        rate = spans / max(now - self._started, 1e-9)
+        line = (
+            f"reading: {100 * done_bytes / self._total:5.1f}% of {self._total / 1e6:,.1f} MB, "
+            f"{spans:,} spans, {rate:,.0f} spans/s"
+        )
+        self._stream.write(f"\r{line}\x1b[K" if self._tty else f"{line}\n")
+        self._stream.flush()
+
+    def done(self) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        line = f"read {self._spans:,} spans in {elapsed:.1f} s ({self._spans / elapsed:,.0f} spans/s)"
+        self._stream.write(f"\r{line}\x1b[K\n" if self._tty else f"{line}\n")
+        self._stream.flush()
+
+
+def _usage_error(message: str) -> int:
+    print(f"{_PROG}: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the report for parsed ``args``; return the exit code."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from otel_overspend.report.files import Problems, find_files  # noqa: PLC0415
+    from otel_overspend.report.plot import PLOT_SUFFIXES, PlotError, write_plot  # noqa: PLC0415
+    from otel_overspend.report.render import render  # noqa: PLC0415
+    from otel_overspend.report.run import Limits, build_report  # noqa: PLC0415
+
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        return _usage_error(f"--plot {args.plot}: use a file ending in {', '.join(PLOT_SUFFIXES)}")
+    try:
+        settings = _settings(args)
+    except (OSError, ValueError) as exc:  # ValidationError and TOML errors are ValueErrors
+        kind = "invalid settings" if isinstance(exc, ValidationError) else "cannot read the settings"
+        return _usage_error(f"{kind}: {exc}")
+    try:
+        files = list(find_files(args.paths))
+    except FileNotFoundError as exc:
+        return _usage_error(str(exc))
+    if not files:
+        return _usage_error("no files found under " + ", ".join(str(p) for p in args.paths))
+    progress = None
+    if args.progress or sys.stderr.isatty():
+        progress = _Progress(sum(_size(f) for f in files), sys.stderr)
+    period = args.by if args.by is not None or args.plot is None else "day"
+    report = build_report(
+        files,
+        settings=settings,
+        period=period,
+        problems=Problems(stream=sys.stderr, shown=args.show_problems),
+        progress=progress,
+        limits=Limits(max_spans=args.max_held_spans),
+    )
+    if progress is not None:
+        progress.done()
+    if args.by is None and args.plot is not None:
+        plotted = report
+        report = _without_periods(report)
+    else:
+        plotted = report
+    sys.stdout.write(render(report, args.format))
+    sys.stdout.flush()
+    if args.plot is not None:
+        try:
+            write_plot(plotted, args.plot)
+        except PlotError as exc:
+            return _usage_error(str(exc))
+        except OSError as exc:
+            return _usage_error(f"--plot {args.plot}: {exc.strerror or exc}")
+    return _gate(report, args.fail_above)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _without_periods(report: Report) -> Report:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(report, periods=(), period=None)
+
+
+def _gate(report: Report, fail_above: float | None) -> int:
+    if fail_above is None:
+        return 0
+    fraction = report.diagnosis.specialist_eligible_fraction
+    if fraction is None:
+        print(
+            f"{_PROG}: --fail-above {fail_above:g}: no priced LLM spend in these traces, nothing to check",
+            file=sys.stderr,
+        )
+        return 1
+    if fraction > fail_above:
+        print(
+            f"{_PROG}: specialist-eligible fraction {fraction:.3f} is above {fail_above:g}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

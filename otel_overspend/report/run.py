@@ -1,0 +1,348 @@
+"""The offline diagnosis: trace files in, the live processor's figures out.
+
+Spans are read as a stream (:mod:`otel_overspend.report.files`), decoded
+(:mod:`otel_overspend.report.otlp_json`, :mod:`otel_overspend.report.otlp_proto`), replayed through the
+live processor's :class:`~otel_overspend.accounting.recorder.Recorder` with the attribution built
+by :meth:`Components.from_settings` (:mod:`otel_overspend.report.replay`), summed per period with
+the ledger's functions, and every figure comes from :func:`otel_overspend.accounting.signals.diagnose`.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from otel_overspend.accounting.recorder import Recorder
+from otel_overspend.accounting.requests import OpenRequests
+from otel_overspend.accounting.signals import diagnose
+from otel_overspend.config.components import Components
+from otel_overspend.report.files import Problems, TraceFileError, read_records
+from otel_overspend.report.otlp_json import Processes, attribute_keys, line_decoder
+from otel_overspend.report.replay import DAY_S, WEEK_S, DataClock, PeriodSink, Replayer
+from otel_overspend.thresholds import ALERTS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+
+    from otel_overspend.accounting.signals import Diagnosis
+    from otel_overspend.config.settings import Settings
+    from otel_overspend.report.files import Record
+    from otel_overspend.report.otlp_json import SpanRecord
+    from otel_overspend.thresholds import Band
+
+__all__ = ("PERIODS", "Advice", "InputSummary", "Limits", "PeriodDiagnosis", "Report", "build_report")
+
+PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
+#: The fraction at which the shipped alert fires first (the seed's "alarm above 0.3").
+ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].value
+#: Traces covering less than this are not scaled to a week: the figure would be noise.
+MIN_WEEKLY_SCALE_S: Final = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much the replay may hold while it waits for traces' roots."""
+
+    max_spans: int = 200_000
+    max_traces: int = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodDiagnosis:
+    start_s: int
+    end_s: int
+    diagnosis: Diagnosis
+
+
+@dataclass(frozen=True, slots=True)
+class InputSummary:
+    files: int = 0
+    bytes_read: int = 0
+    records: int = 0
+    spans: int = 0
+    traces: int = 0
+    #: unit ("file", "line", "record", "span") -> reason -> how many were skipped.
+    skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: LLM spans read but not counted, by reason (as ``overspend_spans_dropped_total``).
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    #: Traces replayed without their local root (their calls count, no request closes).
+    incomplete_traces: Mapping[str, int] = field(default_factory=dict)
+    requests_evicted: Mapping[str, int] = field(default_factory=dict)
+    label_overflow: Mapping[str, int] = field(default_factory=dict)
+    #: LLM calls whose span reported no usage and no cost, by "step model" (as
+    #: ``overspend_llm_calls_without_usage_total``).
+    calls_without_usage: Mapping[str, int] = field(default_factory=dict)
+    #: Calls whose usage was read by the last-resort rule (as ``overspend_usage_inferred_total``).
+    usage_inferred: Mapping[str, int] = field(default_factory=dict)
+
+
+def week_scale(covered_s: float | None) -> float | None:
+    """What multiplies a figure over ``covered_s`` seconds of traces to a figure per week
+    (``None`` under :data:`MIN_WEEKLY_SCALE_S`: the figure would be noise)."""
+    return WEEK_S / covered_s if covered_s is not None and covered_s >= MIN_WEEKLY_SCALE_S else None
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """What the recommendation reads: the last day of the traces when they cover more, so
+    that a step moved to a specialist during them is not recommended again; else all."""
+
+    diagnosis: Diagnosis
+    #: Seconds of traces it covers.
+    covered_s: float | None
+    #: From the last :data:`~otel_overspend.report.replay.RECENT_HOURS` UTC hours of the traces.
+    last_day: bool
+
+    @property
+    def savings_usd_per_week(self) -> float | None:
+        """The next step's savings scaled to a week (``None`` under :data:`MIN_WEEKLY_SCALE_S`)."""
+        savings, scale = self.diagnosis.next_step_savings_usd, week_scale(self.covered_s)
+        return None if savings is None or scale is None else savings * scale
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    diagnosis: Diagnosis
+    #: Test 3 per step: the projected reduction of that step's own spend.
+    step_reductions: Mapping[str, float | None]
+    periods: tuple[PeriodDiagnosis, ...]
+    period: str | None
+    first_s: float | None
+    last_s: float | None
+    inputs: InputSummary
+    unattributed: str
+    #: The health bands of the settings, by signal.
+    bands: Mapping[str, Band]
+    alarm_fraction: float = ALARM_FRACTION
+    #: The last :data:`~otel_overspend.report.replay.RECENT_HOURS` UTC hours, when the traces
+    #: cover more and it has priced spend, from ``recent_start_s`` on.
+    recent: Diagnosis | None = None
+    recent_start_s: float | None = None
+
+    @property
+    def fraction_band(self) -> Band:
+        return self.bands["specialist_eligible_fraction"]
+
+    @property
+    def covered_s(self) -> float | None:
+        """Seconds from the first span's start to the last span's end."""
+        if self.first_s is None or self.last_s is None:
+            return None
+        return self.last_s - self.first_s
+
+    @property
+    def week_scale(self) -> float | None:
+        """What multiplies a figure over the traces read to a figure per week."""
+        return week_scale(self.covered_s)
+
+    @property
+    def advice(self) -> Advice:
+        if self.recent is not None and self.recent_start_s is not None and self.last_s is not None:
+            return Advice(self.recent, self.last_s - self.recent_start_s, last_day=True)
+        return Advice(self.diagnosis, self.covered_s, last_day=False)
+
+    @property
+    def next_step_savings_usd_per_week(self) -> float | None:
+        """The recommended step's savings a week (see :attr:`advice`)."""
+        return self.advice.savings_usd_per_week
+
+
+class _Run:
+    """One report's state: the shared attribution, the sink, the replay and the tallies."""
+
+    def __init__(self, settings: Settings, period: str | None, problems: Problems, limits: Limits) -> None:
+        self.settings = settings
+        self.period = period
+        self.problems = problems
+        self.parts = parts = Components.from_settings(settings)
+        self.sink = PeriodSink()
+        self.dropped: dict[str, int] = {}
+        self.inferred: dict[str, int] = {}
+        self.without_usage: dict[str, int] = {}
+        self.overflowed: dict[str, int] = {}
+        self.clock = DataClock()
+        self.requests = OpenRequests(
+            max_open=settings.max_open_requests, timeout_s=settings.request_timeout_seconds, clock=self.clock
+        )
+        recorder = Recorder(
+            attributor=parts.attributor,
+            rules=parts.rules,
+            ledger=self.sink,
+            requests=self.requests,
+            drop=self.drop,
+            note=self.note,
+            without_usage=self.count_without_usage,
+            overflow=self.count_overflow,
+        )
+        self.replayer = Replayer(
+            recorder=recorder,
+            rules=parts.rules,
+            requests=self.requests,
+            clock=self.clock,
+            max_spans=limits.max_spans,
+            max_traces=limits.max_traces,
+            timeout_s=settings.request_timeout_seconds,
+        )
+        self.keys = attribute_keys(settings)
+        self.processes = Processes()
+        self.decode_json = line_decoder(self.keys, self.processes)
+        self.files = self.records = self.spans = self.bytes_read = 0
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def count_overflow(self, label: str) -> None:
+        self.overflowed[label] = self.overflowed.get(label, 0) + 1
+
+    def note(self, what: str) -> None:
+        self.inferred[what] = self.inferred.get(what, 0) + 1
+
+    def count_without_usage(self, step: str, model: str) -> None:
+        key = f"{step} {model or 'unknown'}"
+        self.without_usage[key] = self.without_usage.get(key, 0) + 1
+
+    def read_file(self, path: Path, progress: Callable[[int, int], None] | None) -> None:
+        self.files += 1
+        base = self.bytes_read
+
+        def position(offset: int) -> None:
+            self.bytes_read = base + offset
+            if progress is not None:
+                progress(self.bytes_read, self.spans)
+
+        try:
+            for record in read_records(path, position=position):
+                self.records += 1
+                where = f"{path}:{record.number}" if record.is_json else f"{path}: record {record.number}"
+                decoded = self.decode(record, where)
+                if decoded:
+                    self.spans += len(decoded)
+                    self.replayer.add(decoded)
+        except TraceFileError as exc:
+            self.problems.add(exc.reason, str(path), str(exc))
+        except OSError as exc:
+            self.problems.add("unreadable_file", str(path), exc.strerror or str(exc))
+
+    def decode(self, record: Record, where: str) -> list[SpanRecord] | None:
+        """The spans of one record, with what is wrong with it reported at ``where``."""
+        problems = self.problems
+
+        def bad_span(detail: str) -> None:
+            problems.add("invalid_span", where, detail)
+
+        if not record.is_json:
+            from otel_overspend.report.otlp_proto import decode_proto  # noqa: PLC0415 - protobuf files only
+
+            try:
+                return decode_proto(record.data, self.keys, self.processes, bad_span)
+            except Exception as exc:  # DecodeError, or a message of another type
+                problems.add("invalid_record", where, f"not an OTLP protobuf TracesData: {exc}")
+                return None
+        try:
+            spans = self.decode_json(record.data, bad_span)
+        except ValueError as exc:
+            if record.unterminated:
+                problems.add(
+                    "truncated_line", where, "the last line is cut short (no newline, not valid JSON)"
+                )
+            else:
+                problems.add("invalid_json", where, str(exc))
+            return None
+        if spans is None:
+            problems.add("not_trace_data", where, f"no resourceSpans in {record.data[:40]!r}")
+        return spans
+
+    def report(self) -> Report:
+        self.replayer.finish()
+        unattributed, bands = self.settings.unattributed, self.parts.bands
+        calls, request_stats = self.sink.totals()
+        total = diagnose(calls, request_stats, unattributed=unattributed, bands=bands)
+        reductions = {
+            line.step: diagnose(
+                {key: stats for key, stats in calls.items() if key[0] == line.step},
+                request_stats,
+                unattributed=unattributed,
+                bands=bands,
+            ).projected_reduction
+            for line in total.steps
+        }
+        width = PERIODS[self.period] if self.period is not None else 0
+        periods = tuple(
+            PeriodDiagnosis(start, start + width, diagnose(c, r, unattributed=unattributed, bands=bands))
+            for start, c, r in (self.sink.periods(width) if self.period is not None else ())
+        )
+        stats = self.replayer.stats
+        recent, since = None, self.sink.recent_start_s
+        if since is not None and stats.first_start_ns is not None and stats.first_start_ns / 1e9 < since:
+            last_day = diagnose(*self.sink.recent(), unattributed=unattributed, bands=bands)
+            recent = last_day if last_day.cost_usd > 0 else None
+        return Report(
+            diagnosis=total,
+            step_reductions=reductions,
+            periods=periods,
+            period=self.period,
+            first_s=None if stats.first_start_ns is None else stats.first_start_ns / 1e9,
+            last_s=None if stats.last_end_ns is None else stats.last_end_ns / 1e9,
+            inputs=self.summary(),
+            unattributed=unattributed,
+            bands=bands,
+            recent=recent,
+            recent_start_s=None if recent is None or since is None else float(since),
+        )
+
+    def summary(self) -> InputSummary:
+        stats, requests = self.replayer.stats, self.requests
+        return InputSummary(
+            files=self.files,
+            bytes_read=self.bytes_read,
+            records=self.records,
+            spans=stats.spans,
+            traces=stats.traces,
+            skipped=self.problems.skipped(),
+            dropped=dict(sorted(self.dropped.items())),
+            incomplete_traces=_nonzero(
+                held_too_long=stats.incomplete_timeout,
+                buffer_full=stats.incomplete_capacity,
+                end_of_input=stats.incomplete_end_of_input,
+            ),
+            requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
+            label_overflow=_nonzero(
+                **{cap.name: cap.overflowed for cap in self.parts.caps}, **self.overflowed
+            ),
+            calls_without_usage=dict(sorted(self.without_usage.items())),
+            usage_inferred=dict(sorted(self.inferred.items())),
+        )
+
+
+def _nonzero(**counts: int) -> dict[str, int]:
+    return {name: n for name, n in counts.items() if n}
+
+
+def build_report(
+    files: Sequence[Path],
+    *,
+    settings: Settings,
+    period: str | None = None,
+    problems: Problems | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    limits: Limits = Limits(),
+) -> Report:
+    """Read ``files`` and diagnose them. ``period`` ("day" or "week") adds a time series.
+    ``progress`` is told (bytes of the files read so far, spans decoded so far) now and then.
+
+    The cyclic garbage collector is paused meanwhile: decoding allocates millions of
+    short-lived containers that reference counting frees, and the collector's passes over
+    them would otherwise take most of the time.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        run = _Run(settings, period, problems if problems is not None else Problems(), limits)
+        for path in files:
+            run.read_file(path, progress)
+        return run.report()
+    finally:
+        if collecting:
+            gc.enable()

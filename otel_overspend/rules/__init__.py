@@ -1,0 +1,1 @@
+"""Prometheus recording and alerting rules, rendered from the thresholds."""

@@ -1,0 +1,116 @@
+"""The fast text rendering says exactly what prometheus_client's rendering says."""
+
+from __future__ import annotations
+
+import gzip
+import urllib.request
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel_overspend import OverspendProcessor, Settings, step
+from otel_overspend.exporters.prometheus import render_registry
+
+from conftest import make_pipeline
+
+
+def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_fast_text_equals_the_registry_rendering() -> None:
+    settings = Settings(serve_metrics=False, model_tiers={"acme-*": "frontier"}, use_genai_prices=False)
+    p = make_pipeline(settings)
+    other = Counter("app_requests", "An app's own counter.", registry=p.registry)
+    other.inc(3)
+    tricky = 'acme-"quoted"\\model-100%'
+    with p.tracer.start_as_current_span("request"):
+        for name, model in (("rerank", "acme-a"), ("generate", "acme-b"), ("rerank", tricky)):
+            with step(name), p.tracer.start_as_current_span("chat") as span:
+                span.set_attributes(
+                    {
+                        "gen_ai.request.model": model,
+                        "gen_ai.usage.input_tokens": 1_000,
+                        "gen_ai.usage.output_tokens": 7,
+                    }
+                )
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes({"gen_ai.request.model": "mystery", "gen_ai.usage.input_tokens": 5})
+    collector = p.processor.collector
+    reference = generate_latest(p.registry)
+    fast = b"".join(render_registry(p.registry, collector))
+    assert _samples(fast) == _samples(reference)
+    # A series that appears after a scrape is in the next one (the text is laid out anew).
+    with step("judge"), p.tracer.start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.request.model": "acme-c", "gen_ai.usage.input_tokens": 3})
+    later = b"".join(render_registry(p.registry, collector))
+    assert _samples(later) == _samples(generate_latest(p.registry))
+    assert len(_samples(later)) > len(_samples(fast))
+    assert (
+        "overspend_llm_calls_total",
+        (("model", tricky), ("provider", "unknown"), ("step", "rerank"), ("tier", "frontier")),
+    ) in _samples(fast)
+    # Every family appears once, with its help and type.
+    families = [f.name for f in text_string_to_metric_families(fast.decode())]
+    assert len(families) == len(set(families))
+    assert "app_requests" in families
+
+
+def test_a_scrape_of_many_series_plain_or_gzipped_says_what_the_registry_says() -> None:
+    # 700 series: each per-series family is written in more than one piece.
+    settings = Settings(
+        serve_metrics=False, max_models=1_000, model_tiers={"acme-*": "frontier"}, use_genai_prices=False
+    )
+    p = make_pipeline(settings)
+    for i in range(700):
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes(
+                {
+                    "gen_ai.request.model": f"acme-{i}",
+                    "gen_ai.usage.input_tokens": 100 + i,
+                    "gen_ai.usage.output_tokens": 7,
+                }
+            )
+    p.processor.force_flush()
+    assert len(render_registry(p.registry, p.processor.collector)) > 2 * 7
+    server = p.processor.start_metrics_server(port=0)
+    assert server is not None
+    reference = _samples(generate_latest(p.registry))
+    assert len(reference) > 7 * 700
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            plain = response.read()
+            assert int(response.headers["Content-Length"]) == len(plain)
+        request = urllib.request.Request(server.url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            compressed = response.read()
+            assert int(response.headers["Content-Length"]) == len(compressed)
+    finally:
+        p.processor.shutdown()
+    assert _samples(plain) == reference
+    assert _samples(gzip.decompress(compressed)) == reference
+    assert len(compressed) < len(plain) / 4
+
+
+def test_muted_collector_yields_nothing_only_while_muted() -> None:
+    registry = CollectorRegistry()
+    processor = OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+    collector = processor.collector
+    with collector.muted():
+        assert list(collector.collect()) == []
+    assert list(collector.collect())
+
+
+def test_a_scrape_before_any_call_names_every_family() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    fast = b"".join(render_registry(p.registry, p.processor.collector)).decode()
+    reference = generate_latest(p.registry).decode()
+    assert [f.name for f in text_string_to_metric_families(fast)] == [
+        f.name for f in text_string_to_metric_families(reference)
+    ]
+    assert "# TYPE overspend_llm_calls_total counter" in fast

@@ -1,0 +1,117 @@
+"""The OpenTelemetry metrics path: observable instruments read the same ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from otel_overspend import Settings, step
+
+from conftest import make_pipeline
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], float]]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    out: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                out[metric.name] = [
+                    (dict(p.attributes or {}), float(p.value))  # type: ignore[union-attr]
+                    for p in metric.data.data_points
+                ]
+    return out
+
+
+def test_otel_metrics_match_the_seed_fixture() -> None:
+    reader = InMemoryMetricReader()
+    settings = Settings(serve_metrics=False, model_tiers={"acme-*": "frontier"}, use_genai_prices=False)
+    p = make_pipeline(settings, meter_provider=MeterProvider(metric_readers=[reader]))
+    fixture = (
+        ("rewrite", 200, 50),
+        ("rerank", 12000, 200),
+        ("generate", 3500, 400),
+        ("faithfulness", 4000, 100),
+    )
+    for _ in range(10):
+        with p.tracer.start_as_current_span("request"):
+            for name, tokens_in, tokens_out in fixture:
+                with step(name), p.tracer.start_as_current_span("chat") as span:
+                    span.set_attributes(
+                        {
+                            "gen_ai.request.model": "acme-frontier",
+                            "gen_ai.usage.input_tokens": tokens_in,
+                            "gen_ai.usage.output_tokens": tokens_out,
+                        }
+                    )
+    points = _points(reader)
+    # Cost per request by hand: (200*3 + 50*15 + 12000*3 + 200*15 + 3500*3 + 400*15 + 4000*3 + 100*15) / 1e6
+    # = (600 + 750 + 36000 + 3000 + 10500 + 6000 + 12000 + 1500) / 1e6 = 0.07035 USD.
+    total = sum(value for _, value in points["overspend.llm.cost"])
+    assert abs(total - 10 * 0.07035) < 1e-9
+    # Fraction: (0.07035 - 0.0165) / 0.07035 = 0.765458...
+    fractions = {attrs["window"]: v for attrs, v in points["overspend.specialist_eligible_fraction"]}
+    assert set(fractions) == {"5m", "1h", "1d", "7d"}
+    for value in fractions.values():
+        assert abs(value - 0.053850 / 0.07035) < 1e-9
+    levels = points["overspend.signal_level"]
+    assert levels
+    assert all(value == 2 for _, value in levels)
+    tokens = {attrs["kind"]: 0.0 for attrs, _ in points["overspend.llm.tokens"]}
+    for attrs, value in points["overspend.llm.tokens"]:
+        tokens[attrs["kind"]] += value
+    assert tokens["input"] == 10 * (200 + 12000 + 3500 + 4000)
+    assert tokens["output"] == 10 * (50 + 200 + 400 + 100)
+
+
+def test_otel_metrics_are_off_by_default() -> None:
+    p = make_pipeline(Settings(serve_metrics=False))
+    assert p.processor.otel_metrics is None
+
+
+def _prometheus_name(family: str) -> str:
+    """The OTel instrument a /metrics family is pushed as (see otel_overspend.exporters.otlp)."""
+    own = {
+        "overspend_llm_calls": "overspend.llm.calls",
+        "overspend_llm_cost_usd": "overspend.llm.cost",
+        "overspend_llm_specialized_cost_usd": "overspend.llm.specialized_cost",
+        "overspend_llm_cost_without_counterfactual_usd": "overspend.llm.cost_without_counterfactual",
+        "overspend_unpriced_llm_calls": "overspend.llm.unpriced_calls",
+        "overspend_llm_tokens": "overspend.llm.tokens",
+    }
+    return own.get(family, family.replace("_", ".", 1))
+
+
+def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> None:
+    reader = InMemoryMetricReader()
+    p = make_pipeline(Settings(serve_metrics=False), meter_provider=MeterProvider(metric_readers=[reader]))
+    with p.tracer.start_as_current_span("request"), step("rerank"):
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 100})
+        with p.tracer.start_as_current_span("chat") as span:
+            span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -1})  # a drop
+    p.provider.shutdown()
+    points = _points(reader)
+    families = list(p.processor.collector.collect())
+    assert len(families) > 20
+    for family in families:
+        if family.type == "histogram":
+            for part in ("bucket", "sum", "count"):
+                name = f"{_prometheus_name(family.name)}.{part}"
+                keys = {frozenset(s.labels) for s in family.samples if s.name == f"{family.name}_{part}"}
+                assert {frozenset(attrs) for attrs, _ in points.get(name, [])} == keys, name
+            continue
+        name = _prometheus_name(family.name)
+        assert name in points or not family.samples, family.name
+        want = {
+            (frozenset(s.labels.items()), s.value)
+            for s in family.samples
+            if s.name in (family.name, f"{family.name}_total")
+        }
+        got = {
+            (frozenset((k, str(v)) for k, v in attrs.items()), value) for attrs, value in points.get(name, [])
+        }
+        assert got == want, family.name

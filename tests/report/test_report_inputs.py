@@ -1,0 +1,267 @@
+"""What the report reads: rotated files and directories, compression, and bad input.
+
+A bad line, span or file is reported on stderr with its file and line, counted in the
+summary by reason, and everything else is still read: the figures stay those of the good
+spans.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from report_support import CollectorFileExporter, export_to, seed_requests
+
+from otel_overspend import Settings
+from otel_overspend.report import files as trace_files
+from otel_overspend.report.files import Problems, find_files
+from otel_overspend.report.run import build_report
+
+from conftest import make_pipeline, require_module
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from otel_overspend.report.run import Report
+
+SETTINGS = Settings(
+    serve_metrics=False, model_tiers={"acme-frontier-*": "frontier"}, use_genai_prices=False, stamp_spans=True
+)
+REQUESTS = 40
+#: The design document's fixture: $0.07035 a request.
+COST_USD = REQUESTS * 0.07035
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """The collector file of 40 seed requests, 7 spans an export (so traces straddle lines)."""
+    path = tmp_path_factory.mktemp("seed") / "traces.json"
+    p = make_pipeline(SETTINGS)
+    out = CollectorFileExporter(path, batch=7)
+    export_to(p, out)
+    seed_requests(p.tracer, REQUESTS)
+    out.flush()
+    p.provider.shutdown()
+    return path.read_bytes().splitlines(keepends=True)
+
+
+@pytest.fixture
+def zstd() -> Any:
+    return require_module("zstandard")
+
+
+@pytest.fixture(params=["msgspec", "json"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each line decoded by msgspec (the 'report' extra), or by the standard library."""
+    if request.param == "json":
+        monkeypatch.setitem(sys.modules, "otel_overspend.report.otlp_msgspec", None)
+    else:
+        require_module("msgspec")
+    return str(request.param)
+
+
+def report_on(*paths: Path) -> tuple[Report, str]:
+    stream = io.StringIO()
+    report = build_report(list(find_files(paths)), settings=SETTINGS, problems=Problems(stream=stream))
+    return report, stream.getvalue()
+
+
+def assert_seed_figures(report: Report) -> None:
+    d = report.diagnosis
+    assert d.cost_usd == pytest.approx(COST_USD, abs=1e-9)
+    assert d.specialist_eligible_fraction == pytest.approx(53_850 / 70_350, abs=1e-12)
+    # Every request closed with its four calls: spans were replayed in the order written.
+    assert (d.requests, d.calls, d.frontier_calls_per_request) == (REQUESTS, 4 * REQUESTS, 4.0)
+
+
+def _bad_span_line(span: dict[str, object]) -> bytes:
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    return json.dumps(doc).encode() + b"\n"
+
+
+GOOD_SPAN = {
+    "traceId": "0af7651916cd43dd8448eb211c80319c",
+    "spanId": "b7ad6b7169203331",
+    "parentSpanId": "",
+    "name": "chat acme-frontier-1",
+    "startTimeUnixNano": "1800000000000000000",
+    "endTimeUnixNano": "1800000001000000000",
+    "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "100"}}],
+}
+
+
+# -- layouts and compression ------------------------------------------------------------------
+def test_plain_file(tmp_path: Path, lines: list[bytes], decoder: str) -> None:
+    path = tmp_path / "traces.json"
+    path.write_bytes(b"".join(lines))
+    report, errors = report_on(path)
+    assert_seed_figures(report)
+    assert errors == ""
+    assert report.inputs.skipped == {}
+
+
+def test_directory_of_rotated_files_is_read_oldest_first(tmp_path: Path, lines: list[bytes]) -> None:
+    third = len(lines) // 3
+    # The collector renames a full file with its rotation time and reopens the original name;
+    # a rotated file may have been gzipped.
+    (tmp_path / "data.json").write_bytes(b"".join(lines[2 * third :]))
+    (tmp_path / "data-2026-11-03T00-00-00.000.json.gz").write_bytes(
+        gzip.compress(b"".join(lines[third : 2 * third]))
+    )
+    (tmp_path / "data-2026-11-02T00-00-00.000.json").write_bytes(b"".join(lines[:third]))
+    (tmp_path / ".hidden").write_bytes(b"not read")
+    assert [p.name for p in find_files([tmp_path])] == [
+        "data-2026-11-02T00-00-00.000.json",
+        "data-2026-11-03T00-00-00.000.json.gz",
+        "data.json",
+    ]
+    report, errors = report_on(tmp_path)
+    assert_seed_figures(report)
+    assert errors == ""
+    assert report.inputs.files == 3
+
+
+def test_zstd_stream(tmp_path: Path, lines: list[bytes], zstd: Any) -> None:
+    # The collector's native compression: one zstd stream of JSON lines (several frames).
+    path = tmp_path / "traces.json.zst"
+    half = len(lines) // 2
+    compress = zstd.ZstdCompressor().compress
+    path.write_bytes(compress(b"".join(lines[:half])) + compress(b"".join(lines[half:])))
+    report, errors = report_on(path)
+    assert_seed_figures(report)
+    assert errors == ""
+
+
+def test_length_prefixed_zstd_frames(tmp_path: Path, lines: list[bytes], zstd: Any) -> None:
+    # The collector's legacy 'compression: zstd': each export a zstd frame after its length.
+    compress = zstd.ZstdCompressor().compress
+    frames = [compress(line.rstrip(b"\n")) for line in lines]
+    path = tmp_path / "traces.zst"
+    path.write_bytes(b"".join(struct.pack(">I", len(f)) + f for f in frames))
+    report, errors = report_on(path)
+    assert_seed_figures(report)
+    assert errors == ""
+    assert report.inputs.records == len(lines)
+
+
+def test_zstd_without_zstandard_says_what_to_install(
+    tmp_path: Path, lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "traces.json.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)  # zstd's magic number, then anything
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"".join(lines))
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    report, errors = report_on(path, plain)
+    assert f"{path}: unreadable file: the file is zstd-compressed: install the 'zstandard' package" in errors
+    assert report.inputs.skipped == {"file": {"unreadable_file": 1}}
+    assert_seed_figures(report)  # the other file was read
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_truncated_last_line(tmp_path: Path, lines: list[bytes], decoder: str) -> None:
+    path = tmp_path / "traces.json"
+    cut = lines[3][: len(lines[3]) // 2]
+    path.write_bytes(b"".join(lines) + cut)
+    report, errors = report_on(path)
+    assert f"{path}:{len(lines) + 1}: truncated line: the last line is cut short" in errors
+    assert report.inputs.skipped == {"line": {"truncated_line": 1}}
+    assert_seed_figures(report)
+
+
+def test_invalid_json_line(tmp_path: Path, lines: list[bytes], decoder: str) -> None:
+    path = tmp_path / "traces.json"
+    path.write_bytes(b"".join([*lines[:5], b'{"resourceSpans": [\n', *lines[5:]]))
+    report, errors = report_on(path)
+    assert errors.startswith(f"{path}:6: invalid json: ")
+    assert report.inputs.skipped == {"line": {"invalid_json": 1}}
+    assert_seed_figures(report)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"endTimeUnixNano": None}, "span 'chat acme-frontier-1' has no endTimeUnixNano"),
+        ({"traceId": None}, "span 'chat acme-frontier-1' has no traceId"),
+        ({"spanId": "xyz"}, "span 'chat acme-frontier-1': id 'xyz' is neither 16 hex digits nor 8 bytes"),
+        ({"traceId": "0" * 32}, "span 'chat acme-frontier-1': id is all zeros"),
+        ({"startTimeUnixNano": "soon"}, "span 'chat acme-frontier-1': "),
+        ({"spanId": 12}, "span 'chat acme-frontier-1': id 12 is not a string"),
+    ],
+)
+def test_span_without_what_it_needs(
+    tmp_path: Path, lines: list[bytes], change: dict[str, object], message: str, decoder: str
+) -> None:
+    span = {k: v for k, v in {**GOOD_SPAN, **change}.items() if v is not None}
+    path = tmp_path / "traces.json"
+    path.write_bytes(b"".join([*lines[:2], _bad_span_line(span), *lines[2:]]))
+    report, errors = report_on(path)
+    assert errors.startswith(f"{path}:3: invalid span: {message}")
+    assert report.inputs.skipped == {"span": {"invalid_span": 1}}
+    assert_seed_figures(report)
+
+
+def test_lines_without_traces(tmp_path: Path, lines: list[bytes], decoder: str) -> None:
+    path = tmp_path / "traces.json"
+    path.write_bytes(b"".join([b'{"resourceMetrics": []}\n', b"[1, 2]\n", *lines]))
+    report, errors = report_on(path)
+    assert f"{path}:1: not trace data: no resourceSpans" in errors
+    assert f"{path}:2: not trace data" in errors
+    assert report.inputs.skipped == {"line": {"not_trace_data": 2}}
+    assert_seed_figures(report)
+
+
+def test_unreadable_and_cut_files(tmp_path: Path, lines: list[bytes]) -> None:
+    (tmp_path / "a.json").write_bytes(b"".join(lines))
+    (tmp_path / "b.json").symlink_to(tmp_path / "gone.json")  # a dangling link
+    cut = gzip.compress(b"".join(lines[:4]))
+    (tmp_path / "c.json.gz").write_bytes(cut[: len(cut) - 30])
+    report, errors = report_on(tmp_path)
+    assert f"{tmp_path / 'b.json'}: unreadable file: No such file or directory" in errors
+    assert f"{tmp_path / 'c.json.gz'}: truncated file: " in errors
+    assert report.inputs.skipped == {"file": {"truncated_file": 1, "unreadable_file": 1}}
+    assert report.inputs.files == 3
+
+
+def test_lines_before_a_cut_in_a_compressed_file_are_read(tmp_path: Path, lines: list[bytes]) -> None:
+    cut = gzip.compress(b"".join(lines[:4]))
+    path = tmp_path / "traces.json.gz"
+    path.write_bytes(cut[: len(cut) - 30])  # into the fourth line
+    report, errors = report_on(path)
+    assert f"{path}: truncated file: " in errors
+    assert (report.inputs.records, report.inputs.skipped) == (3, {"file": {"truncated_file": 1}})
+
+
+def test_lines_longer_than_a_read(
+    tmp_path: Path, lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trace_files, "_CHUNK_BYTES", 1000)
+    path = tmp_path / "traces.json"
+    blank = [b"\n", b" \t\r\n"]
+    path.write_bytes(b"".join([*blank, *lines, *blank, lines[3][:1500]]))
+    report, errors = report_on(path)
+    assert f"{path}:{len(lines) + 5}: truncated line: " in errors
+    assert report.inputs.skipped == {"line": {"truncated_line": 1}}
+    assert report.inputs.records == len(lines) + 1
+    assert_seed_figures(report)
+
+
+def test_only_the_first_problems_of_each_kind_are_printed(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "traces.json"
+    path.write_bytes(b"".join([b"nope\n"] * 8 + lines))
+    report, errors = report_on(path)
+    printed = errors.splitlines()
+    assert len(printed) == 5
+    assert printed[-1].endswith("(further ones are only counted)")
+    assert report.inputs.skipped == {"line": {"invalid_json": 8}}
+    assert_seed_figures(report)
+
+
+def test_missing_path_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        list(find_files([tmp_path / "nope"]))
