@@ -52,8 +52,13 @@ class OverspendProcessor(CountingProcessor):
         serve_metrics: bool | None = None,
         meter_provider: MeterProvider | None = None,
         clock: Callable[[], float] = time.time,
+        sdk_fields: bool = True,
+        count_in_background: bool = True,
     ) -> None:
-        super().__init__(settings=settings, clock=clock)
+        """The keyword arguments after ``clock`` are :class:`CountingProcessor`'s."""
+        super().__init__(
+            settings=settings, clock=clock, sdk_fields=sdk_fields, count_in_background=count_in_background
+        )
         settings = self.settings
         self._gauges = GaugeRenderer(
             labels=settings.window_labels, unattributed=settings.unattributed, bands=self.bands

@@ -16,8 +16,11 @@ class Status:
         label_overflow: dict[str, int],
         requests_evicted: dict[str, int],
         usage_inferred: dict[str, int] | None = None,
+        span_reading: str = "sdk_fields",
     ) -> None:
         self.dropped = dropped
         self.label_overflow = label_overflow
         self.requests_evicted = requests_evicted
         self.usage_inferred = usage_inferred or {}
+        #: How the span hooks read spans: ``sdk_fields`` or ``public_api``.
+        self.span_reading = span_reading

@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Final, cast
 
 from prometheus_client import utils as _client_utils
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -282,6 +282,15 @@ class OverspendCollector(Collector):
             "reason",
             status.requests_evicted,
         )
+        reading = GaugeMetricFamily(
+            "overspend_span_reading_info",
+            "How the span hooks read spans: sdk_fields (the SDK's own spans by their fields) or "
+            "public_api (every span through the public API: the SDK installed does not keep "
+            "the fields' contract, and each span costs a little more).",
+            labels=["path"],
+        )
+        reading.add_metric([status.span_reading], 1.0)
+        yield reading
         requests = CounterMetricFamily(
             "overspend_requests", "Finished requests (local root spans) that made at least one LLM call."
         )

@@ -5,9 +5,10 @@ the counts itself (a test, an embedding) can use :class:`CountingProcessor` alon
 
 ``on_start`` decides the span's step (the innermost ``step()`` in context, else W3C
 baggage, else the parent span's step, else a rule on the span's name and attributes) and
-holds it on the span (see :mod:`otel_overspend.hooks.sdk`); ``on_end`` queues a span
-with an LLM call in or below it, to be read, priced and recorded off the app's thread.
-Neither hook ever raises into the app: failures are counted by reason and logged once.
+holds it: on the SDK's own spans through their fields (:mod:`otel_overspend.hooks.sdk`),
+on any other span in a bounded table of open spans. ``on_end`` queues a span with an LLM
+call in or below it, to be read, priced and recorded off the app's thread. Neither hook
+ever raises into the app: failures are counted by reason and logged once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import StatusCode, get_current_span
 
 from otel_overspend.accounting.recorder import Recorder, mark
@@ -34,16 +35,14 @@ from otel_overspend.hooks.baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
 from otel_overspend.hooks.baggage import baggage_value as _baggage_value
 from otel_overspend.hooks.baggage import current_context
 from otel_overspend.hooks.queue import SpanQueue
-from otel_overspend.hooks.sdk import SDK_ENDED as _SDK_ENDED
-from otel_overspend.hooks.sdk import SDK_LIVE as _SDK_LIVE
-from otel_overspend.hooks.sdk import direct_attributes, ended_fields, held_step, live_fields
+from otel_overspend.hooks.sdk import NOT_HELD, FastHooks, SdkSpans, probe
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import ReadableSpan, Span
+    from opentelemetry.sdk.trace import ReadableSpan
 
     from otel_overspend.accounting.ledger import Snapshot
     from otel_overspend.calls.attribution import Call
@@ -55,6 +54,9 @@ _log = logging.getLogger("otel_overspend")
 _current_frame = CURRENT_STEP.get
 _no_usage_keys = LLM_MARKER_KEYS.isdisjoint
 
+#: Steps of open spans held in the table (spans the SDK's fields are not read on); beyond
+#: it a span's step is not held, counted as the label overflow ``span_steps``.
+MAX_OPEN_STEPS = 100_000
 #: Attributions of ended LLM spans kept for an exporter wrapper; beyond it the oldest go.
 MAX_ANNOTATIONS = 100_000
 
@@ -63,8 +65,7 @@ class CountingProcessor(SpanProcessor):
     """Decides each span's step at its start and counts each LLM call at its end.
 
     The counts are read through :meth:`snapshot` and :meth:`status`; nothing is exported.
-    Its background thread (see :mod:`otel_overspend.hooks.queue`) starts with the first
-    queued span.
+    Ended LLM spans are counted by a background thread (see :mod:`otel_overspend.hooks.queue`).
     """
 
     def __init__(
@@ -72,7 +73,13 @@ class CountingProcessor(SpanProcessor):
         *,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
+        sdk_fields: bool = True,
+        count_in_background: bool = True,
     ) -> None:
+        """``sdk_fields=False`` reads every span through the public API, as when the SDK
+        installed does not keep the contract of :mod:`otel_overspend.hooks.sdk`.
+        ``count_in_background=False`` starts no counting thread: ended LLM spans are
+        counted when the counts are read (a scrape, :meth:`snapshot`, ``force_flush``)."""
         self._shut_down = False
         self.settings = settings if settings is not None else Settings()
         parts = Components.from_settings(self.settings, clock=clock)
@@ -82,9 +89,6 @@ class CountingProcessor(SpanProcessor):
         self._rules_on_names = parts.rules.on_names
         self._no_rule_keys = parts.rules.keys.isdisjoint
         self._ledger = parts.ledger
-        if self.settings.stamp_spans:
-            # Decided once here, not on every span: the step is decided at the start.
-            self.on_start = self._on_start_stamped  # type: ignore[method-assign]
         self._clock = clock
         self._requests = OpenRequests(
             max_open=self.settings.max_open_requests,
@@ -104,7 +108,7 @@ class CountingProcessor(SpanProcessor):
             overflow=self._count_overflow,
             fail=partial(self._fail, "count"),
         )
-        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count)
+        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count, background=count_in_background)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
@@ -112,6 +116,36 @@ class CountingProcessor(SpanProcessor):
         self._overflowed: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._logged: set[str] = set()
+        #: Steps of open spans not read by their fields: span id -> step.
+        self._steps: dict[int, str] = {}
+        found = probe() if sdk_fields else "sdk_fields=False"
+        self._sdk: SdkSpans | None = found if isinstance(found, SdkSpans) else None
+        #: How spans are read: ``sdk_fields`` (the SDK's own spans by their fields, any
+        #: other through the public API) or ``public_api`` (every span), and why.
+        self.span_reading = ("sdk_fields", "") if self._sdk is not None else ("public_api", str(found))
+        if self._sdk is not None:
+            hooks = FastHooks(
+                self._sdk,
+                current_frame=_current_frame,
+                outside=self._step_outside,
+                start_other=self._start_other,
+                end_other=self._end_other,
+                no_usage_keys=_no_usage_keys,
+                may_be_llm_call=may_be_llm_call,
+                marks=self._marks,
+                queue=self._queue_ended,
+                fail=self._fail,
+                stamp=_stamp if self.settings.stamp_spans else None,
+            )
+            # Decided once here, not on every span.
+            self.on_start = hooks.on_start  # type: ignore[method-assign]
+            self.on_end = hooks.on_end  # type: ignore[method-assign]
+        elif sdk_fields:
+            _log.warning(
+                "otel_overspend: reading spans through the public API (%s); each span costs "
+                "a little more, and every count is the same",
+                found,
+            )
         reset_in_forked_child(self, CountingProcessor._after_fork_in_child)
 
     @property
@@ -119,29 +153,61 @@ class CountingProcessor(SpanProcessor):
         """The level bands in effect (the seed's, with the settings' overrides)."""
         return self._parts.bands
 
-    # -- span hooks ------------------------------------------------------------------------
+    # -- span hooks (see FastHooks for the SDK's own spans) -----------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # The step a span starts in is decided here, as the step() in effect and the baggage
-        # are gone once the hook returns, and held on the span's attributes object, which
-        # the ended span shares (SDK_LIVE was checked to: see span_fields); nothing is kept
-        # here for an open span. Outside any step(), the step is the baggage's, else the
-        # parent span's, else a rule's on the span's name and start attributes, else none
-        # (most spans of most apps).
         try:
-            if type(span) is _SDK_LIVE:
-                frame = _current_frame()
-                span._attributes._overspend_step = (  # type: ignore[union-attr]  # noqa: SLF001
-                    frame.name if frame is not None else self._step_outside(span, parent_context)
-                )
-            else:
-                self._start_other(span, parent_context)
+            self._start_other(span, parent_context)
         except Exception:
             self._fail("on_start")
 
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self._end_other(span)
+        except Exception:
+            self._fail("on_end")
+
+    def _start_other(self, span: Span, parent_context: Context | None) -> None:
+        """``on_start`` through the public API: the step is held in the table of open spans
+        (and, with ``stamp_spans``, written as the span's ``overspend.step`` attribute)."""
+        frame = _current_frame()
+        step = frame.name if frame is not None else self._step_outside(span, parent_context)
+        if step is None:
+            return
+        steps = self._steps
+        if len(steps) < MAX_OPEN_STEPS:
+            steps[span.get_span_context().span_id] = step
+        else:
+            self._count_overflow("span_steps")
+        if self.settings.stamp_spans:
+            _stamp(span, step)
+
+    def _end_other(self, span: ReadableSpan) -> None:
+        """``on_end`` through the public API."""
+        ctx = span.context
+        if ctx is None:
+            return
+        attrs = span.attributes
+        no_call = not attrs or _no_usage_keys(attrs) or not may_be_llm_call(attrs)
+        if no_call and ctx.span_id not in self._marks:
+            self._steps.pop(ctx.span_id, None)
+            return
+        parent = span.parent
+        self._queue_ended(span, None if parent is None or parent.is_remote else parent.span_id)
+
+    def _queue_ended(self, span: ReadableSpan, local_parent_id: int | None) -> None:
+        """Queue an ended span with an LLM call in or below it; the mark climbs to a local
+        parent, which is then queued too when it ends."""
+        if local_parent_id is not None:
+            mark(self._marks, local_parent_id)
+        items = self._items
+        items.append(span)
+        if len(items) >= self._max_queued:
+            self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
+
     def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
         """The step of a span started outside any step(): the baggage's, else its parent's
-        (held on the parent, else its ``overspend.step`` attribute if this processor holds
-        none there), else a rule's."""
+        (held on the parent or in the table, else its ``overspend.step`` attribute), else a
+        rule's on the span's name and start attributes, else none (most spans of most apps)."""
         context = parent_context if parent_context is not None else current_context()
         if _BAGGAGE_IN_CONTEXT is None or context.get(_BAGGAGE_IN_CONTEXT) is not None:  # any baggage
             raw = _baggage_value(BAGGAGE_KEY, context)
@@ -151,58 +217,41 @@ class CountingProcessor(SpanProcessor):
                     return carried
         parent = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
         if parent is not None:
-            if type(parent) is not _SDK_LIVE:
-                # A proxy around the SDK's span (OpenInference's tracer makes the wrapt
-                # ObjectProxy it returns current): the step is held on the span it wraps.
-                wrapped = getattr(parent, "__wrapped__", None)
-                if type(wrapped) is _SDK_LIVE:
-                    parent = wrapped
-            if type(parent) is _SDK_LIVE:
-                try:
-                    inherited = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
-                except AttributeError:  # not seen by this processor (another provider's)
-                    inherited = _written_step(parent)
-            else:
-                inherited = _written_step(parent)
+            inherited = self._parent_step(parent)
             if inherited is not None:
-                return inherited  # type: ignore[no-any-return]
-        if type(span) is _SDK_LIVE:
-            name = span._name  # noqa: SLF001
-            try:
-                attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-            except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                attrs = direct_attributes(span)
+                return inherited
+        sdk = self._sdk
+        if sdk is not None and type(span) is sdk.live:
+            name, attrs = sdk.start_fields(span)
         else:
-            _, _, name, attrs = live_fields(span)
+            name = span.name
+            attrs = span.attributes  # type: ignore[assignment]
         if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
             return None
         return self._rules.match(name, attrs)
 
-    def _start_other(self, span: Span, parent_context: Context | None) -> None:
-        """``on_start`` for a span of a class other than the SDK's: the step is written on
-        it as the ``overspend.step`` attribute, through its public API (a span that takes
-        no attribute keeps none: its LLM call is then attributed as if it started outside
-        any step)."""
-        frame = _current_frame()
-        step = frame.name if frame is not None else self._step_outside(span, parent_context)
-        set_attribute = getattr(span, "set_attribute", None)
-        if step is not None and callable(set_attribute):
-            set_attribute(BAGGAGE_KEY, step)
-
-    def _on_start_stamped(self, span: Span, parent_context: Context | None = None) -> None:
-        """``on_start`` with ``stamp_spans``: the step is decided and held as ever, and
-        written on the span as its ``overspend.step`` attribute."""
-        try:
-            if type(span) is not _SDK_LIVE:
-                self._start_other(span, parent_context)
-                return
-            frame = _current_frame()
-            step = frame.name if frame is not None else self._step_outside(span, parent_context)
-            span._attributes._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
-            if step is not None:
-                span.set_attribute(BAGGAGE_KEY, step)
-        except Exception:
-            self._fail("on_start")
+    def _parent_step(self, parent: object) -> str | None:
+        """The step of a span's parent: held on it, or in the table, else written on it as
+        its ``overspend.step`` attribute (``None`` for a remote parent)."""
+        sdk = self._sdk
+        if sdk is not None:
+            if type(parent) is not sdk.live:
+                # A proxy around the SDK's span (OpenInference's tracer makes the wrapt
+                # ObjectProxy it returns current): the step is held on the span it wraps.
+                wrapped = getattr(parent, "__wrapped__", None)
+                if type(wrapped) is sdk.live:
+                    parent = wrapped
+            if type(parent) is sdk.live:
+                held = sdk.parent_step(parent)  # type: ignore[arg-type]
+                if held is not NOT_HELD:
+                    return held  # type: ignore[return-value]
+                return _written_step(parent)
+        get_context = getattr(parent, "get_span_context", None)
+        if self._steps and callable(get_context):
+            held = self._steps.get(get_context().span_id)
+            if held is not None:
+                return held
+        return _written_step(parent)
 
     def _valid_step(self, carried: object) -> str | None:
         """A step carried in baggage, if it is one (else counted as invalid)."""
@@ -211,42 +260,18 @@ class CountingProcessor(SpanProcessor):
         self._drop("invalid_baggage_step")
         return None
 
-    def on_end(self, span: ReadableSpan) -> None:
-        # The span's thread only sorts the span: one with an LLM call in or below it is
-        # queued whole, to be read, priced and counted by the queue's thread (or by whoever
-        # needs the counts first: see otel_overspend.hooks.queue); any other leaves nothing.
-        # Holding the ended span until the queue is counted would keep it alive through
-        # the garbage collector's young generations, which cost the app's thread more than
-        # this test.
-        try:
-            marks = self._marks  # empty unless an LLM call ended below a span still open
-            if type(span) is _SDK_ENDED:
-                try:
-                    attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-                except AttributeError:  # not a BoundedAttributes after all (see span_fields)
-                    attrs = direct_attributes(span) or {}
-                if (_no_usage_keys(attrs) or not may_be_llm_call(attrs)) and (
-                    not marks or span._context[1] not in marks  # type: ignore[index]  # noqa: SLF001
-                ):
-                    return
-                parent = span._parent  # noqa: SLF001
-            else:
-                ctx, found = ended_fields(span)
-                if ctx is None:
-                    return
-                if (found is None or _no_usage_keys(found) or not may_be_llm_call(found)) and (
-                    ctx.span_id not in marks
-                ):
-                    return
-                parent = span.parent
-            if parent is not None and not parent[2]:  # a local parent: the mark climbs
-                mark(marks, parent[1])
-            items = self._items
-            items.append(span)
-            if len(items) >= self._max_queued:
-                self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
-        except Exception:
-            self._fail("on_end")
+    def step_of(self, span: ReadableSpan | Span) -> str | None:
+        """The step ``span`` started in, as this processor decided it (``None`` if none, or
+        if the span started before this processor was added, or has been counted)."""
+        ctx = span.get_span_context() if isinstance(span, Span) else span.context
+        return None if ctx is None else self._held_step(span, ctx.span_id, forget=False)
+
+    def _held_step(self, span: ReadableSpan | Span, span_id: int, *, forget: bool) -> str | None:
+        """The step ``span`` started in: held on it, or in the table (``forget``: taken out)."""
+        sdk = self._sdk
+        if sdk is not None and (type(span) is sdk.ended or type(span) is sdk.live):
+            return sdk.held_step(span)
+        return self._steps.pop(span_id, None) if forget else self._steps.get(span_id)
 
     def _count(self, span: ReadableSpan) -> None:
         """Count one ended span with an LLM call in or below it, in the order they ended (in
@@ -272,7 +297,7 @@ class CountingProcessor(SpanProcessor):
                 span.attributes,
                 span.start_time or end_ns,
                 end_ns,
-                held_step(span),
+                self._held_step(span, span_id, forget=True),
                 "" if scope is None else scope.name,
                 failed=status is not None and status.status_code is StatusCode.ERROR,
             )
@@ -309,7 +334,7 @@ class CountingProcessor(SpanProcessor):
             return self._recorder.peek(
                 name=span.name,
                 attrs=span.attributes,
-                step=held_step(span),
+                step=self._held_step(span, ctx.span_id, forget=False),
             )
         return found if not isinstance(found, str) else None
 
@@ -362,6 +387,7 @@ class CountingProcessor(SpanProcessor):
                 "capacity": self._requests.evicted_capacity,
                 "timeout": self._requests.evicted_timeout,
             },
+            span_reading=self.span_reading[0],
         )
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -391,7 +417,8 @@ class CountingProcessor(SpanProcessor):
             self._ledger.reset()
             self._requests.reset()
             self._recorder.reset()
-            self._marks = {}
+            self._marks.clear()  # the same dict: the hooks hold it
+            self._steps.clear()
             for cap in self._parts.caps:
                 cap.after_fork()
             self._parts.attributor.after_fork()
@@ -403,6 +430,13 @@ class CountingProcessor(SpanProcessor):
             self._overflowed = {}
         except Exception:
             self._fail("after_fork")
+
+
+def _stamp(span: Span, step: str) -> None:
+    """Write the step as the span's ``overspend.step`` attribute (``stamp_spans``)."""
+    set_attribute = getattr(span, "set_attribute", None)
+    if callable(set_attribute):
+        set_attribute(BAGGAGE_KEY, step)
 
 
 def _written_step(parent: object) -> str | None:

@@ -49,6 +49,7 @@ class SpanQueue(Generic[_T]):
 
     __slots__ = (
         "__weakref__",
+        "_background",
         "_count",
         "_event",
         "_failed",
@@ -66,7 +67,11 @@ class SpanQueue(Generic[_T]):
         *,
         interval_s: float = INTERVAL_S,
         max_queued: int = MAX_QUEUED,
+        background: bool = True,
     ) -> None:
+        """``background=False`` starts no thread: items are counted only by :meth:`drain`
+        and by a thread that finds the queue full (a test that needs the queue to stay
+        put, an app that flushes on its own schedule)."""
         if max_queued < 1 or not interval_s > 0:
             raise ValueError(f"need max_queued >= 1 and interval_s > 0, got {max_queued} and {interval_s}")
         self._count = count
@@ -79,11 +84,12 @@ class SpanQueue(Generic[_T]):
         self._stopped = False
         self._failed = False
         self._thread: threading.Thread | None = None
+        self._background = background
         self._start()
         reset_in_forked_child(self, SpanQueue._after_fork)
 
     def _start(self) -> None:
-        if self._stopped:
+        if self._stopped or not self._background:
             return
         thread = threading.Thread(target=self._run, name="otel-overspend-counter", daemon=True)
         self._thread = thread

@@ -1,35 +1,34 @@
-"""What the span hooks read off the SDK's spans, without the cost of its properties.
+"""The OpenTelemetry SDK's private span fields: read here, and nowhere else in the package.
 
-On a plain span the hooks may add about 5,500 instructions (3 % of the SDK's own span);
-``span.context.span_id`` runs two Python properties (about 1,400) and
-``ReadableSpan.attributes`` wraps the attributes in a new ``mappingproxy`` on every call
-(about 2,200). The SDK's span classes keep the same values in plain instance attributes
-(``_context``, ``_parent``, ``_name``, ``_attributes``). The hooks read those on a class listed in
-:data:`DIRECT_LIVE` / :data:`DIRECT_ENDED`; a class gets there once one of its spans has been
-read through the public properties here and held exactly what they return. Any other class
-(or an SDK whose layout differs) stays on the public properties. Nothing is ever written.
-:data:`SDK_LIVE` and :data:`SDK_ENDED` are the classes of the spans the SDK's tracer starts and
-hands to ``on_end``, checked so at import on one probe span (a ``type(span) is`` test costs
-the hooks less than a set lookup, and their attributes need no type check).
+Why: the public properties cost more than a plain span's whole budget. ``span.context``
+runs two Python properties, and ``ReadableSpan.attributes`` wraps the attributes in a new
+``mappingproxy`` on every read. The SDK's span classes keep the same values in plain
+instance fields, which the hooks built here read instead.
 
-``SpanContext`` is read by position (``ctx[1]`` is ``span_id``, ``ctx[2]`` ``is_remote``),
-which its properties are defined as; :func:`_is_context` checks it on the same span. The
-keys of the SDK's ``BoundedAttributes`` are read from the dict it keeps them in when
-:data:`BOUNDED_ATTRIBUTES` is that class (checked once, at import), else by iterating it.
+The contract, checked by :func:`probe` on one span of a private ``TracerProvider`` the
+first time a processor asks (never at import), for the SDK installed:
 
-The step a span starts in is held on that ``BoundedAttributes`` object, as the Python
-attribute ``_overspend_step`` (:data:`STEP_FIELD`; not one of the span's attributes, so no
-exporter sees it): the ``ReadableSpan`` the SDK hands to ``on_end`` shares the started
-span's object, so the step needs no table of open spans and goes with the span. The probe
-span checks that it does; if not, :data:`SDK_LIVE` and :data:`SDK_ENDED` are a class no
-span is, and the processor writes the step on the span through the public API instead.
+1. The tracer starts spans of one class whose ``_context``, ``_parent`` and ``_name`` are
+   the objects its ``context``, ``parent`` and ``name`` return, and whose ``_attributes``
+   is a ``BoundedAttributes`` keeping the attributes in its ``_dict``.
+2. The span handed to ``on_end`` (a ``ReadableSpan`` copy in SDK 1.45) has the same
+   fields, and shares the started span's ``_attributes`` object: a Python attribute set on
+   that object at the start (:data:`STEP_FIELD`) is there at the end. So the step a span
+   started in goes with the span, and the processor keeps no table of open spans.
+3. ``SpanContext`` is a tuple whose items 1 and 2 are ``span_id`` and ``is_remote``.
+
+Nothing is written but that Python attribute, which is not one of the span's attributes:
+no exporter sees it. If any part of the contract does not hold (another SDK release, a
+tracer that makes no SDK spans), :func:`probe` says why and the processor reads every span
+through the public API, holding the steps of open spans in a bounded table of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
@@ -37,39 +36,135 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext
 
-__all__ = (
-    "BOUNDED_ATTRIBUTES",
-    "DIRECT_ENDED",
-    "DIRECT_LIVE",
-    "SDK_ENDED",
-    "SDK_LIVE",
-    "STEP_FIELD",
-    "direct_attributes",
-    "ended_fields",
-    "held_step",
-    "live_fields",
-)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
-#: Started-span classes whose ``_context``, ``_parent``, ``_name`` and ``_attributes`` are
-#: what their ``context``, ``parent``, ``name`` and ``attributes`` return.
-DIRECT_LIVE: set[type[Any]] = set()
-#: Ended-span classes whose ``_context``, ``_parent`` and ``_attributes`` are what their
-#: ``context``, ``parent`` and ``attributes`` return.
-DIRECT_ENDED: set[type[Any]] = set()
+    from opentelemetry.context import Context
+
+__all__ = ("STEP_FIELD", "FastHooks", "SdkSpans", "probe")
+
+#: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
+STEP_FIELD: Final = "_overspend_step"
+#: What :meth:`SdkSpans.parent_step` returns for a span this processor holds no step on.
+NOT_HELD: Final = object()
 
 
-def _keeps_a_dict() -> bool:
-    probe = BoundedAttributes(attributes={"probe": 1})
-    own = getattr(probe, "_dict", None)
-    return type(own) is dict and own == dict(probe)
+@dataclass(frozen=True, slots=True)
+class SdkSpans:
+    """The SDK's span classes, checked to keep the contract above."""
+
+    #: The class of the spans the tracer starts (``on_start``).
+    live: type[Any]
+    #: The class of the spans it hands to ``on_end``.
+    ended: type[Any]
+
+    def held_step(self, span: object) -> str | None:
+        """The step held on a started or ended SDK span (``None`` for any other span, or one
+        started before the processor was registered)."""
+        if type(span) is not self.ended and type(span) is not self.live:
+            return None
+        found = getattr(span._attributes, STEP_FIELD, None)  # type: ignore[attr-defined]  # noqa: SLF001
+        return found if type(found) is str else None
+
+    def parent_step(self, parent: Span) -> object:
+        """The step held on a started SDK span, or :data:`NOT_HELD` if this processor has not
+        seen it start (another provider's span)."""
+        try:
+            return parent._attributes._overspend_step  # type: ignore[union-attr]  # noqa: SLF001
+        except AttributeError:
+            return NOT_HELD
+
+    def start_fields(self, span: Span) -> tuple[str, Mapping[str, Any]]:
+        """A started SDK span's name and attributes as it starts."""
+        return span._name, span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
 
 
-#: ``BoundedAttributes`` if its keys can be read from its ``_dict``, else a class no
-#: attributes are (``type(attrs) is BOUNDED_ATTRIBUTES`` is then never true).
-BOUNDED_ATTRIBUTES: type[Any] = BoundedAttributes if _keeps_a_dict() else type(None)
+class FastHooks:
+    """``on_start`` / ``on_end`` for the SDK's spans, reading their fields; any other span
+    goes to the processor's public-API hooks (``start_other`` / ``end_other``).
+
+    The work per span is what the processor decides, given as plain callables: no attribute
+    lookups on the processor per span.
+    """
+
+    __slots__ = ("on_end", "on_start")
+
+    def __init__(
+        self,
+        spans: SdkSpans,
+        *,
+        current_frame: Callable[[], Any],
+        outside: Callable[[Span, Context | None], str | None],
+        start_other: Callable[[Span, Context | None], None],
+        end_other: Callable[[ReadableSpan], None],
+        no_usage_keys: Callable[[Mapping[str, Any]], bool],
+        may_be_llm_call: Callable[[Mapping[str, Any]], bool],
+        marks: Mapping[int, object],
+        queue: Callable[[ReadableSpan, int | None], None],
+        fail: Callable[[str], None],
+        stamp: Callable[[Span, str], None] | None,
+    ) -> None:
+        live = spans.live
+        ended = spans.ended
+
+        def on_start(span: Span, parent_context: Context | None = None) -> None:
+            # The step is held on the span's attributes object, which the ended span shares;
+            # nothing is kept here for an open span.
+            try:
+                if type(span) is live:
+                    frame = current_frame()
+                    step = frame.name if frame is not None else outside(span, parent_context)
+                    span._attributes._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
+                    if stamp is not None and step is not None:
+                        stamp(span, step)
+                else:
+                    start_other(span, parent_context)
+            except Exception:
+                fail("on_start")
+
+        def on_end(span: ReadableSpan) -> None:
+            # Only a span with an LLM call in or below it is queued: the app's other spans
+            # are not kept alive for the counting.
+            try:
+                if type(span) is not ended:
+                    end_other(span)
+                    return
+                try:
+                    attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+                except AttributeError:  # built by hand, with a plain dict of attributes
+                    end_other(span)
+                    return
+                if (no_usage_keys(attrs) or not may_be_llm_call(attrs)) and (
+                    not marks or span._context[1] not in marks  # type: ignore[index]  # noqa: SLF001
+                ):
+                    return
+                parent = span._parent  # noqa: SLF001
+                queue(span, None if parent is None or parent[2] else parent[1])
+            except Exception:
+                fail("on_end")
+
+        self.on_start = on_start
+        self.on_end = on_end
 
 
-def _is_context(found: object, public: SpanContext | None) -> bool:
+class _Keep(SpanProcessor):
+    """Holds a value on each started span's attributes object, as the hooks do, and keeps
+    the span the SDK hands to ``on_end``."""
+
+    def __init__(self) -> None:
+        self.started: list[Span] = []
+        self.ended: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:  # noqa: ARG002
+        self.started.append(span)
+        with contextlib.suppress(AttributeError, TypeError):  # no attributes, or no field
+            setattr(span._attributes, STEP_FIELD, "probe")  # noqa: SLF001
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+
+def _same_context(found: object, public: SpanContext | None) -> bool:
     if public is None:
         return found is None
     return (
@@ -80,122 +175,52 @@ def _is_context(found: object, public: SpanContext | None) -> bool:
     )
 
 
-def _same_attributes(own: object, public: Mapping[str, Any] | None) -> bool:
-    if own is None:
-        return not public
-    return isinstance(own, Mapping) and dict(own) == dict(public or {})
+def _keeps_its_dict(attrs: object, public: Mapping[str, Any] | None) -> bool:
+    own = getattr(attrs, "_dict", None)
+    return type(attrs) is BoundedAttributes and type(own) is dict and own == dict(public or {})
 
 
-def direct_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
-    """The attributes of a span of a class read by its fields: the dict they are kept in
-    when they are the SDK's ``BoundedAttributes``."""
-    attrs = span._attributes  # noqa: SLF001
-    return attrs._dict if type(attrs) is BOUNDED_ATTRIBUTES else attrs  # type: ignore[union-attr]  # noqa: SLF001
-
-
-def live_fields(span: Span) -> tuple[SpanContext, SpanContext | None, str, Mapping[str, Any] | None]:
-    """A started span's (context, parent, name, attributes): by its fields if its class is
-    in DIRECT_LIVE, else through the public properties (learning whether it can be)."""
-    cls = type(span)
-    if cls in DIRECT_LIVE:
-        return span._context, span._parent, span._name, direct_attributes(span)  # type: ignore[return-value]  # noqa: SLF001
-    ctx, parent, name, attrs = span.context, span.parent, span.name, span.attributes
-    if (
-        issubclass(cls, Span)
-        and ctx is not None
-        and _is_context(getattr(span, "_context", None), ctx)
-        and _is_context(getattr(span, "_parent", None), parent)
-        and getattr(span, "_name", None) == name
-        and type(name) is str
-        and _same_attributes(getattr(span, "_attributes", None), attrs)
-    ):
-        DIRECT_LIVE.add(cls)
-    return ctx, parent, name, attrs
-
-
-def ended_fields(span: ReadableSpan) -> tuple[SpanContext | None, Mapping[str, Any] | None]:
-    """An ended span's (context, attributes): by its fields if its class is in
-    DIRECT_ENDED, else through the public properties (learning whether it can be)."""
-    cls = type(span)
-    if cls in DIRECT_ENDED:
-        return span._context, direct_attributes(span)  # noqa: SLF001
-    ctx, parent, attrs = span.context, span.parent, span.attributes
-    if issubclass(cls, ReadableSpan):
-        own = getattr(span, "_attributes", None)
-        if (
-            _is_context(getattr(span, "_context", None), ctx)
-            and _is_context(getattr(span, "_parent", None), parent)
-            and (dict(own) if own is not None else {}) == dict(attrs or {})
-        ):
-            DIRECT_ENDED.add(cls)
-    return ctx, attrs
-
-
-#: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
-STEP_FIELD = "_overspend_step"
-
-
-def held_step(span: object) -> str | None:
-    """The step held on an SDK span's attributes object, started or ended (``None`` for
-    any other span, or one started before the processor was registered)."""
-    if type(span) is not SDK_ENDED and type(span) is not SDK_LIVE:
-        return None
-    found = getattr(getattr(span, "_attributes", None), STEP_FIELD, None)
-    return found if type(found) is str else None
-
-
-class _Keep(SpanProcessor):
-    """Holds a value on each started span's attributes object, as the processor does, and
-    keeps the span the SDK hands to ``on_end`` (its own ``ReadableSpan`` copy in 1.45)."""
-
-    def __init__(self) -> None:
-        self.ended: list[ReadableSpan] = []
-
-    def on_start(self, span: Span, parent_context: object = None) -> None:  # noqa: ARG002
-        with contextlib.suppress(AttributeError, TypeError):  # no attributes, or no field
-            setattr(span._attributes, STEP_FIELD, "probe")  # noqa: SLF001
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.ended.append(span)
-
-
-def _probe_classes() -> tuple[type[Any], type[Any]]:
-    """The classes of the spans the SDK's tracer starts and hands to ``on_end``, if one of
-    each, read through its properties, earned its class a place in DIRECT_LIVE and
-    DIRECT_ENDED with its attributes in a ``BoundedAttributes`` that the ended span shares
-    (holding the step set on it at the start); else a class no span is (with
-    ``OTEL_SDK_DISABLED``, say, the tracer makes no SDK span)."""
-    none: type[Any] = type(None)
-    if BOUNDED_ATTRIBUTES is not BoundedAttributes:
-        return none, none
+def _check() -> SdkSpans | str:
+    """The SDK's span classes if they keep the contract, else what does not hold."""
     provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(), shutdown_on_exit=False)
     keep = _Keep()
     provider.add_span_processor(keep)
-    span = provider.get_tracer("otel_overspend.probe").start_span("probe", attributes={"probe": 1})
-    live = type(span)
-    if isinstance(span, Span):
-        live_fields(span)
-    bounded = type(getattr(span, "_attributes", None)) is BOUNDED_ATTRIBUTES
+    tracer = provider.get_tracer("otel_overspend.probe")
+    with tracer.start_as_current_span("parent"):
+        span = tracer.start_span("probe", attributes={"probe": 1})
+    if not keep.started or keep.started[-1] is not span or not isinstance(span, Span):
+        provider.shutdown()
+        return "the tracer does not start the SDK's spans (is OTEL_SDK_DISABLED set?)"
+    if not (
+        _same_context(getattr(span, "_context", None), span.context)
+        and _same_context(getattr(span, "_parent", None), span.parent)
+        and getattr(span, "_name", None) == span.name
+        and _keeps_its_dict(getattr(span, "_attributes", None), span.attributes)
+    ):
+        provider.shutdown()
+        return f"the started span ({type(span).__qualname__}) does not keep its fields as expected"
     span.end()
     provider.shutdown()
-    if not (bounded and live in DIRECT_LIVE) or len(keep.ended) != 1:
-        return none, none
-    ended_span = keep.ended[0]
-    ended = type(ended_span)
-    ended_fields(ended_span)
-    shared = getattr(ended_span, "_attributes", None)
-    if (
-        shared is not getattr(span, "_attributes", None)
-        or type(shared) is not BOUNDED_ATTRIBUTES
-        or getattr(shared, STEP_FIELD, None) != "probe"
-        or ended not in DIRECT_ENDED
+    ended = next((s for s in keep.ended if s.name == "probe"), None)
+    if ended is None:
+        return "the ended span was not handed to on_end"
+    shared = getattr(ended, "_attributes", None)
+    if not (
+        _same_context(getattr(ended, "_context", None), ended.context)
+        and _same_context(getattr(ended, "_parent", None), ended.parent)
+        and _keeps_its_dict(shared, ended.attributes)
     ):
-        return none, none
-    return live, ended
+        return f"the ended span ({type(ended).__qualname__}) does not keep its fields as expected"
+    if shared is not span._attributes or getattr(shared, STEP_FIELD, None) != "probe":  # noqa: SLF001
+        return "the ended span does not share the started span's attributes"
+    return SdkSpans(live=type(span), ended=type(ended))
 
 
-#: The class of the spans the SDK's tracer starts (``on_start``) and the class of those it
-#: hands to ``on_end``, checked at import to be read by their fields with their attributes
-#: in one ``BoundedAttributes`` that holds the step (``type(span) is SDK_LIVE`` is never
-#: true if not).
-SDK_LIVE, SDK_ENDED = _probe_classes()
+@functools.cache
+def probe() -> SdkSpans | str:
+    """The SDK's span classes if the contract holds for the SDK installed, else the reason
+    it does not (checked once per process; a failure to check is a reason too)."""
+    try:
+        return _check()
+    except Exception as exc:  # any failure means: use the public API
+        return f"the probe failed: {exc!r}"

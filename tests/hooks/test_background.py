@@ -14,7 +14,6 @@ import pytest
 from otel_overspend import Settings, step
 from otel_overspend.hooks import queue as background_module
 from otel_overspend.hooks.queue import CHUNK, SpanQueue
-from otel_overspend.hooks.sdk import held_step
 
 from conftest import make_pipeline, unavailable
 
@@ -61,7 +60,7 @@ def test_spans_never_ended_leave_nothing_behind_in_the_processor() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
     with step("rerank"):
         leaked = [p.tracer.start_span(f"never ended {i}") for i in range(200)]
-    assert {held_step(span) for span in leaked} == {"rerank"}  # held on each span, not here
+    assert {p.processor.step_of(span) for span in leaked} == {"rerank"}  # held on each span, not here
     refs = [weakref.ref(span) for span in leaked]
     del leaked
     gc.collect()
@@ -71,11 +70,9 @@ def test_spans_never_ended_leave_nothing_behind_in_the_processor() -> None:
 
 
 def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
-    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), count_in_background=False)
     queue = p.processor._queue
     p.processor._max_queued = 3  # an LLM span queues itself at its end
-    queue._stopped = True  # no background thread: only the spans' own thread may drain
-    queue._event.set()
     for expected_left in (1, 2, 0):  # the third span's end fills the queue: its thread drains it
         with p.tracer.start_as_current_span("chat", attributes=USAGE):
             pass
@@ -88,11 +85,9 @@ def test_the_span_that_finds_the_queue_full_counts_one_chunk_not_the_whole_queue
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(background_module, "CHUNK", 4)
-    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), count_in_background=False)
     queue = p.processor._queue
     p.processor._max_queued = 10
-    queue._stopped = True  # no background thread: only the spans' own thread may drain
-    queue._event.set()
     left = []
     with step("rerank"):  # an LLM span in a step queues one item, at its end
         for _ in range(15):

@@ -1,5 +1,7 @@
-"""The span hooks read the SDK's own spans by their fields, any other span by its properties,
-and hold no ended span that has no LLM call in or below it."""
+"""The span hooks read the SDK's own spans by their fields (once the probe has found the SDK
+keeps the contract of otel_overspend.hooks.sdk), any other span by its properties, count
+both alike, export nothing they were not asked to, and hold no ended span that has no LLM
+call in or below it."""
 
 from __future__ import annotations
 
@@ -8,22 +10,15 @@ import weakref
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
 
 from otel_overspend import Settings, step
 from otel_overspend.accounting.ledger import CALLS, INPUT, OUTPUT
-from otel_overspend.hooks import processor as processor_module
-from otel_overspend.hooks import sdk as span_fields
-from otel_overspend.hooks.sdk import (
-    BOUNDED_ATTRIBUTES,
-    DIRECT_ENDED,
-    DIRECT_LIVE,
-    SDK_ENDED,
-    SDK_LIVE,
-    held_step,
-)
+from otel_overspend.hooks import sdk
+from otel_overspend.hooks.sdk import SdkSpans, probe
 
 from conftest import make_pipeline
 
@@ -57,22 +52,24 @@ def _sums(totals: Mapping[Any, Sequence[float]]) -> tuple[float, float, float]:
     )
 
 
-def test_the_sdk_span_classes_are_learned_as_read_directly() -> None:
+def _sdk_spans() -> SdkSpans:
+    found = probe()
+    assert isinstance(found, SdkSpans), found
+    return found
+
+
+def test_the_probe_finds_the_sdk_span_classes_and_the_metric_says_so() -> None:
+    found = _sdk_spans()
+    assert issubclass(found.live, Span)
+    assert found.ended is ReadableSpan  # SDK 1.45 hands on_end a ReadableSpan copy
     p = make_pipeline(Settings(serve_metrics=False))
-    with step("rerank"), p.tracer.start_as_current_span("request") as root:
-        pass
-    assert isinstance(root, Span)
-    assert type(root) in DIRECT_LIVE
-    assert ReadableSpan in DIRECT_ENDED
-    assert BOUNDED_ATTRIBUTES is BoundedAttributes
+    assert p.processor.span_reading == ("sdk_fields", "")
+    assert p.sample("overspend_span_reading_info", {"path": "sdk_fields"}) == 1.0
     p.provider.shutdown()
 
 
 def test_ended_spans_without_an_llm_call_are_not_held_and_llm_spans_are_until_counted() -> None:
-    p = make_pipeline(Settings(serve_metrics=False))
-    queue = p.processor._queue
-    queue._stopped = True  # no background thread: only a flush counts
-    queue._event.set()
+    p = make_pipeline(Settings(serve_metrics=False), count_in_background=False)
     keep = _KeepRefs()
     p.provider.add_span_processor(keep)
     with step("generate"), p.tracer.start_as_current_span("request"):
@@ -113,11 +110,10 @@ def test_a_span_class_whose_properties_differ_from_its_fields_is_read_by_its_pro
         end_time=now_ns,
     )
     p.processor.on_end(span)
-    assert _UsageInProperty not in DIRECT_ENDED
     snap = p.processor.snapshot()
     assert _sums(snap.totals) == (1.0, 120.0, 7.0)
     assert snap.requests_total == 1  # a root: its own request
-    assert p.processor._dropped == {}
+    assert p.sample("overspend_spans_dropped_total", {"reason": "internal_error"}) is None
     p.provider.shutdown()
 
 
@@ -142,26 +138,26 @@ def test_a_started_span_class_whose_name_differs_from_its_field_is_read_by_its_p
     ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
     span = _NameInProperty(name="documents", context=ctx)
     p.processor.on_start(span)  # outside any step(): the rules name its step
-    assert _NameInProperty not in DIRECT_LIVE
-    # Not the SDK's class: the step the rule named (on the property's name) is written on it.
-    assert (span.attributes or {}).get("overspend.step") == "rerank"
-    assert held_step(span) is None
+    # Not the SDK's class: the step the rule named (on the property's name) is held in the
+    # processor's table of open spans, not written on the span.
+    assert p.processor.step_of(span) == "rerank"
+    assert "overspend.step" not in (span.attributes or {})
+    p.processor.on_end(span)
+    assert p.processor.step_of(span) is None  # no LLM call: forgotten at its end
     p.provider.shutdown()
 
 
 def test_a_span_outside_any_step_leaves_nothing_behind_and_one_a_rule_names_only_while_open() -> None:
-    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), count_in_background=False)
     queue = p.processor._queue
-    queue._stopped = True  # no background thread: what the hooks queue stays queued
-    queue._event.set()
     with p.tracer.start_as_current_span("GET /search"):
         with p.tracer.start_as_current_span("SELECT", attributes={"db.system": "postgresql"}) as db:
-            assert held_step(db) is None  # no step, no baggage, no rule
+            assert p.processor.step_of(db) is None  # no step, no baggage, no rule
         kind = {"openinference.span.kind": "RETRIEVER"}
         with p.tracer.start_as_current_span("rerank", attributes=kind) as r:
-            assert held_step(r) == "retrieve"
+            assert p.processor.step_of(r) == "retrieve"
             with p.tracer.start_as_current_span("score") as child:  # its parent's step, at its start
-                assert held_step(child) == "retrieve"
+                assert p.processor.step_of(child) == "retrieve"
     assert "overspend.step" not in (getattr(r, "attributes", None) or {})  # held beside them
     assert len(queue.items) == 0  # no LLM call: nothing queued
     p.provider.shutdown()
@@ -181,7 +177,7 @@ class _Classes(SpanProcessor):
         self.ended.add(type(span))
 
 
-def test_the_classes_probed_at_import_are_those_the_sdk_hands_to_processors() -> None:
+def test_the_classes_probed_are_those_the_sdk_hands_to_processors() -> None:
     p = make_pipeline(Settings(serve_metrics=False))
     seen = _Classes()
     p.provider.add_span_processor(seen)
@@ -191,22 +187,42 @@ def test_the_classes_probed_at_import_are_those_the_sdk_hands_to_processors() ->
         p.tracer.start_as_current_span("chat", attributes=USAGE),
     ):
         pass
-    assert seen.started == {SDK_LIVE}
-    assert seen.ended == {SDK_ENDED}
-    assert SDK_LIVE is not SDK_ENDED  # SDK 1.45 hands on_end a ReadableSpan copy, not the span
+    found = _sdk_spans()
+    assert seen.started == {found.live}
+    assert seen.ended == {found.ended}
     p.provider.shutdown()
 
 
-def test_no_class_is_read_by_its_fields_untested(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(span_fields, "BOUNDED_ATTRIBUTES", type(None))
-    assert span_fields._probe_classes() == (type(None), type(None))
-    monkeypatch.undo()
+def test_the_probe_says_why_the_contract_does_not_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     # As if the ended span did not share the started span's attributes (the held step).
-    monkeypatch.setattr(span_fields._Keep, "on_start", lambda *_, **__: None)
-    assert span_fields._probe_classes() == (type(None), type(None))
+    monkeypatch.setattr(
+        sdk._Keep, "on_start", lambda keep, span, parent_context=None: keep.started.append(span)
+    )
+    assert sdk._check() == "the ended span does not share the started span's attributes"
     monkeypatch.undo()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the tracer makes no SDK span at all
-    assert span_fields._probe_classes() == (type(None), type(None))
+    assert "does not start the SDK's spans" in str(sdk._check())
+    monkeypatch.undo()
+    assert isinstance(sdk._check(), SdkSpans)
+
+
+def test_without_the_fast_path_it_warns_once_and_the_metric_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    probe.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="otel_overspend"):
+            p = make_pipeline(Settings(serve_metrics=False))
+            q = make_pipeline(Settings(serve_metrics=False))
+    finally:
+        probe.cache_clear()
+    assert p.processor.span_reading[0] == "public_api"
+    assert "does not start the SDK's spans" in p.processor.span_reading[1]
+    assert p.sample("overspend_span_reading_info", {"path": "public_api"}) == 1.0
+    assert len([r for r in caplog.records if "public API" in r.getMessage()]) == 2  # once a processor
+    p.provider.shutdown()
+    q.provider.shutdown()
 
 
 def _seed_request(p: Any) -> None:
@@ -230,26 +246,21 @@ def _seed_request(p: Any) -> None:
             pass
 
 
-def test_spans_read_by_their_properties_are_counted_as_those_read_by_their_fields(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_spans_read_by_their_properties_are_counted_as_those_read_by_their_fields() -> None:
     counted = []
-    for direct in (True, False):
-        if not direct:  # as if the probe had found neither class readable by its fields
-            monkeypatch.setattr(processor_module, "_SDK_LIVE", type(None))
-            monkeypatch.setattr(processor_module, "_SDK_ENDED", type(None))
-            DIRECT_LIVE.clear()
-            DIRECT_ENDED.clear()
-        p = make_pipeline(Settings(serve_metrics=False))
+    for sdk_fields in (True, False):
+        p = make_pipeline(Settings(serve_metrics=False), sdk_fields=sdk_fields)
+        exported = InMemorySpanExporter()
+        p.provider.add_span_processor(SimpleSpanProcessor(exported))
         with p.tracer.start_as_current_span("request"):
             _seed_request(p)
         p.processor.force_flush()
         snap = p.processor.snapshot()
         counted.append((_sums(snap.totals), {key[0] for key in snap.totals}, snap.requests_total))
-        assert p.processor._dropped == {}
+        assert p.sample("overspend_spans_dropped_total", {"reason": "internal_error"}) is None
+        # Nothing the user did not ask for: no step attribute on any exported span.
+        assert all("overspend.step" not in (s.attributes or {}) for s in exported.get_finished_spans())
         p.provider.shutdown()
-    assert SDK_LIVE in DIRECT_LIVE  # learned again through the properties
-    assert SDK_ENDED in DIRECT_ENDED
     assert counted[0] == counted[1]
     assert counted[0][0] == (4.0, 19_700.0, 750.0)  # 200+12000+3500+4000 in, 50+200+400+100 out
     assert counted[0][1] == {"rewrite", "rerank", "generate", "faithfulness"}
@@ -259,13 +270,12 @@ def test_spans_read_by_their_properties_are_counted_as_those_read_by_their_field
 def test_an_ended_sdk_class_span_without_context_or_bounded_attributes_is_still_read() -> None:
     p = make_pipeline(Settings(serve_metrics=False))
     now_ns = time.time_ns()
-    no_context = SDK_ENDED(name="chat", context=None, attributes=USAGE, start_time=now_ns, end_time=now_ns)
+    no_context = ReadableSpan(name="chat", context=None, attributes=USAGE, start_time=now_ns, end_time=now_ns)
     p.processor.on_end(no_context)  # nothing to key it by: left alone, not an error
     ctx = SpanContext(trace_id=0x1F, span_id=0x2E, is_remote=False)
-    plain = SDK_ENDED(name="chat", context=ctx, attributes=dict(USAGE), start_time=now_ns, end_time=now_ns)
-    assert type(plain._attributes) is dict  # not the BoundedAttributes the probe saw
+    plain = ReadableSpan(name="chat", context=ctx, attributes=dict(USAGE), start_time=now_ns, end_time=now_ns)
     p.processor.on_end(plain)
     snap = p.processor.snapshot()
     assert _sums(snap.totals) == (1.0, 120.0, 7.0)
-    assert p.processor._dropped == {}
+    assert p.sample("overspend_spans_dropped_total", {"reason": "internal_error"}) is None
     p.provider.shutdown()

@@ -18,7 +18,6 @@ from otel_overspend.accounting import recorder as recorder_module
 from otel_overspend.calls import pricing as pricing_module
 from otel_overspend.calls.models import ModelResolver
 from otel_overspend.calls.pricing import PriceSchedule
-from otel_overspend.hooks.sdk import held_step
 
 from conftest import FakeClock, Pipeline, make_pipeline, unavailable
 
@@ -129,7 +128,7 @@ def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: 
     p.processor.force_flush()
     assert len(p.processor._marks) <= 100
     # The steps are held on the open spans themselves: none is pushed out by the others.
-    assert {held_step(span) for span in open_spans} == {"rerank"}
+    assert {p.processor.step_of(span) for span in open_spans} == {"rerank"}
     for span in open_spans:
         span.end()
     assert _labels(p, "step") == {"rerank": 1_000}  # every call counted, under its step
@@ -142,7 +141,7 @@ def test_open_spans_without_a_step_keep_a_rules_step_and_nothing_else() -> None:
         p.tracer.start_span(f"open {i}", attributes={"openinference.span.kind": "RETRIEVER"})
         for i in range(1_000)
     ]
-    assert {held_step(span) for span in open_spans} == {"retrieve"}
+    assert {p.processor.step_of(span) for span in open_spans} == {"retrieve"}
     for span in open_spans:
         span.end()
     p.processor.force_flush()
