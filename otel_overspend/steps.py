@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = (
     "BAGGAGE_KEY",
     "CURRENT_STEP",
+    "GENERATE",
     "MAX_STEP_NAME_LENGTH",
     "STEP_NAME_PATTERN",
     "UNATTRIBUTED",
@@ -36,6 +37,8 @@ __all__ = (
 
 #: The span attribute and W3C baggage entry that carry a step name.
 BAGGAGE_KEY: Final = "overspend.step"
+#: The step that writes the answer itself: the one step whose spend is not specialist-eligible.
+GENERATE: Final = "generate"
 #: The step of an LLM call nothing could attribute. Never counted as ``generate``.
 UNATTRIBUTED: Final = "unattributed"
 #: What a step name may look like: it becomes a Prometheus label value.

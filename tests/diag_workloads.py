@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from otel_overspend import Settings, step
-from otel_overspend.config.settings import Price, Tier
+from otel_overspend.config.settings import Price
 
 from conftest import FakeClock, Pipeline, make_pipeline
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from opentelemetry.trace import Span, Tracer
+
+    from otel_overspend.calls.catalog import Tier
 
 #: FakeClock's default start: a whole multiple of every bucket width of the default windows.
 T0 = 1_800_000_000.0

@@ -37,10 +37,9 @@ from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
     LITELLM_RAW_USAGE_KEYS,
     LITELLM_SCOPE,
-    STEP_KEY,
     read_usage,
 )
-from otel_overspend.steps import UNATTRIBUTED, is_step_name
+from otel_overspend.steps import BAGGAGE_KEY, UNATTRIBUTED, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -562,7 +561,7 @@ def ancestor_step(
     """The step an ended span gives the calls below it that had none: its own
     ``overspend.step`` attribute, else the step it started in, else a framework's name on
     its final attributes, else a rule on them."""
-    explicit = attrs.get(STEP_KEY) if attrs else None
+    explicit = attrs.get(BAGGAGE_KEY) if attrs else None
     if explicit is not None and is_step_name(explicit):
         return explicit
     if step is not None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.accounting.ledger import RequestSample
 from otel_overspend.base.bounded import make_room
+from otel_overspend.calls.catalog import FRONTIER
+from otel_overspend.steps import GENERATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,12 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ("OpenRequests", "Signature", "new_signature", "same_call")
 
-_GENERATE = "generate"
-_FRONTIER = "frontier"
-
 
 #: The most recent calls of a trace kept for recognising a second span of the same call.
-MAX_RECENT_CALLS = 16
+MAX_RECENT_CALLS: Final = 16
 
 
 class Signature(NamedTuple):
@@ -87,13 +86,13 @@ class _Open:
 
 
 def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
-    if call.tier == _FRONTIER:
+    if call.tier == FRONTIER:
         entry.frontier_calls += 1
     entry.tokens += call.tokens
     cost = call.cost_usd
     if cost is not None:
         entry.cost += cost
-        if call.step == _GENERATE:
+        if call.step == GENERATE:
             entry.generate_cost += cost
     if duration_ns > 0:
         entry.llm_time_ns += duration_ns

@@ -15,7 +15,7 @@ dollars (it is reported by count instead), so it can never pass as $0 in a share
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from otel_overspend.accounting.ledger import (
     CALLS,
@@ -35,7 +35,8 @@ from otel_overspend.accounting.ledger import (
     UNPRICED,
     WITHOUT_USAGE,
 )
-from otel_overspend.steps import UNATTRIBUTED
+from otel_overspend.calls.catalog import FRONTIER
+from otel_overspend.steps import GENERATE, UNATTRIBUTED
 from otel_overspend.thresholds import BANDS, SPECIALIZATION_CANDIDATE_SHARE, Band, Level
 
 if TYPE_CHECKING:
@@ -43,12 +44,12 @@ if TYPE_CHECKING:
 
     from otel_overspend.accounting.ledger import Key
 
-__all__ = ("UNATTRIBUTED_TREATMENTS", "Diagnosis", "StepLine", "diagnose")
+__all__ = ("UNATTRIBUTED_TREATMENTS", "Diagnosis", "StepLine", "UnattributedTreatment", "diagnose")
 
-GENERATE: Final = "generate"
-FRONTIER: Final = "frontier"
-#: How ``unattributed`` spend enters the specialist-eligible fraction.
-UNATTRIBUTED_TREATMENTS: Final = ("exclude", "eligible", "generate")
+#: How ``unattributed`` spend enters the specialist-eligible fraction: left out of it, counted
+#: as eligible, or counted as ``generate`` (in the denominator only).
+UnattributedTreatment = Literal["exclude", "eligible", "generate"]
+UNATTRIBUTED_TREATMENTS: Final[tuple[UnattributedTreatment, ...]] = get_args(UnattributedTreatment)
 
 
 @dataclass(frozen=True, slots=True)

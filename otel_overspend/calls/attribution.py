@@ -22,7 +22,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.base.bounded import make_room
-from otel_overspend.steps import UNATTRIBUTED
+from otel_overspend.calls.conventions import UNNAMED
+from otel_overspend.steps import GENERATE, UNATTRIBUTED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,7 +39,7 @@ Key = tuple[str, str, str, str]
 
 #: Steps the signals read by name: the step cap never folds them into ``other`` (else
 #: generate spend would count as specialist-eligible).
-_UNCAPPED_STEPS: Final = frozenset({"generate", UNATTRIBUTED})
+_UNCAPPED_STEPS: Final = frozenset({GENERATE, UNATTRIBUTED})
 
 
 class Call(NamedTuple):
@@ -139,7 +140,7 @@ class Attributor:
     def _resolve(self, step: str, provider: str, model: str) -> _Series:
         info = self._resolver.resolve(provider, model)
         target = self._specialize[step] if step in self._specialize else self._specialize["*"]
-        raw = (step, model or "unknown", provider)
+        raw = (step, model or UNNAMED, provider)
         caps = (self._step_cap, self._model_cap, self._provider_cap)
         step_label, model_label, provider_label = (
             value if value in _UNCAPPED_STEPS and cap is self._step_cap else cap(value)

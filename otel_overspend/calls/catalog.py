@@ -9,18 +9,37 @@ looks at parts wherever they stand.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, Literal, get_args
 
 __all__ = (
+    "FRONTIER",
+    "MID",
+    "MINI",
+    "SPECIALIST",
+    "SPECIALIZE_TARGETS",
     "TIERS",
+    "UNCHANGED",
     "UNKNOWN_TIER",
+    "SpecializeTarget",
+    "Tier",
     "catalog_tier",
     "name_parts",
 )
 
-#: Tiers from most to least expensive.
-TIERS: Final = ("frontier", "mid", "mini", "specialist")
+#: A tier a model can be placed in, from most to least expensive.
+Tier = Literal["frontier", "mid", "mini", "specialist"]
+TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
+FRONTIER: Final[Tier] = "frontier"
+MID: Final[Tier] = "mid"
+MINI: Final[Tier] = "mini"
+SPECIALIST: Final[Tier] = "specialist"
+#: The tier of a model nothing could place (neither the settings, the catalog nor a price).
 UNKNOWN_TIER: Final = "unknown"
+#: Where a step's work could run in the counterfactual: a tier, or ``unchanged`` (its
+#: calls keep their own cost).
+SpecializeTarget = Literal[Tier, "unchanged"]
+SPECIALIZE_TARGETS: Final[tuple[SpecializeTarget, ...]] = get_args(SpecializeTarget)
+UNCHANGED: Final[SpecializeTarget] = "unchanged"
 
 _SPLIT: Final = re.compile(r"[^a-z0-9]+")
 
@@ -32,81 +51,81 @@ def name_parts(model: str) -> tuple[str, ...]:
 
 # Each rule: (tier, parts that must all be present). The first rule that matches wins, so
 # the specific (rerankers, embedders, small variants) come before the family defaults.
-_RULES: Final[tuple[tuple[str, frozenset[str]], ...]] = tuple(
+_RULES: Final[tuple[tuple[Tier, frozenset[str]], ...]] = tuple(
     (tier, frozenset(parts.split()))
     for tier, parts in (
         # Specialists: rerankers, embedders, classifiers and guards.
-        ("specialist", "rerank"),
-        ("specialist", "reranker"),
-        ("specialist", "zerank"),
-        ("specialist", "embedding"),
-        ("specialist", "embed"),
-        ("specialist", "zembed"),
-        ("specialist", "bge"),
-        ("specialist", "e5"),
-        ("specialist", "gte"),
-        ("specialist", "minilm"),
-        ("specialist", "mpnet"),
-        ("specialist", "bert"),
-        ("specialist", "distilbert"),
-        ("specialist", "deberta"),
-        ("specialist", "roberta"),
-        ("specialist", "modernbert"),
-        ("specialist", "classifier"),
-        ("specialist", "colbert"),
-        ("specialist", "voyage"),
-        ("specialist", "nomic"),
-        ("specialist", "moderation"),
+        (SPECIALIST, "rerank"),
+        (SPECIALIST, "reranker"),
+        (SPECIALIST, "zerank"),
+        (SPECIALIST, "embedding"),
+        (SPECIALIST, "embed"),
+        (SPECIALIST, "zembed"),
+        (SPECIALIST, "bge"),
+        (SPECIALIST, "e5"),
+        (SPECIALIST, "gte"),
+        (SPECIALIST, "minilm"),
+        (SPECIALIST, "mpnet"),
+        (SPECIALIST, "bert"),
+        (SPECIALIST, "distilbert"),
+        (SPECIALIST, "deberta"),
+        (SPECIALIST, "roberta"),
+        (SPECIALIST, "modernbert"),
+        (SPECIALIST, "classifier"),
+        (SPECIALIST, "colbert"),
+        (SPECIALIST, "voyage"),
+        (SPECIALIST, "nomic"),
+        (SPECIALIST, "moderation"),
         # Small variants of the big families.
-        ("mini", "mini"),
-        ("mini", "nano"),
-        ("mini", "lite"),
-        ("mini", "haiku"),
-        ("mini", "small"),
-        ("mini", "tiny"),
-        ("mini", "ministral"),
-        ("mini", "8b"),
-        ("mini", "7b"),
-        ("mini", "3b"),
-        ("mini", "1b"),
-        ("mini", "instant"),
-        ("mini", "flash 8b"),
+        (MINI, "mini"),
+        (MINI, "nano"),
+        (MINI, "lite"),
+        (MINI, "haiku"),
+        (MINI, "small"),
+        (MINI, "tiny"),
+        (MINI, "ministral"),
+        (MINI, "8b"),
+        (MINI, "7b"),
+        (MINI, "3b"),
+        (MINI, "1b"),
+        (MINI, "instant"),
+        (MINI, "flash 8b"),
         # Big variants of families whose default is mid.
-        ("frontier", "405b"),
-        ("frontier", "large"),
+        (FRONTIER, "405b"),
+        (FRONTIER, "large"),
         # Mid tier.
-        ("mid", "oss"),
-        ("mid", "flash"),
-        ("mid", "70b"),
-        ("mid", "72b"),
-        ("mid", "32b"),
-        ("mid", "medium"),
-        ("mid", "codestral"),
-        ("mid", "mixtral"),
-        ("mid", "deepseek"),
-        ("mid", "qwen"),
-        ("mid", "llama"),
-        ("mid", "mistral"),
-        ("mid", "command"),
-        ("mid", "gemma"),
-        ("mid", "3 5 turbo"),
+        (MID, "oss"),
+        (MID, "flash"),
+        (MID, "70b"),
+        (MID, "72b"),
+        (MID, "32b"),
+        (MID, "medium"),
+        (MID, "codestral"),
+        (MID, "mixtral"),
+        (MID, "deepseek"),
+        (MID, "qwen"),
+        (MID, "llama"),
+        (MID, "mistral"),
+        (MID, "command"),
+        (MID, "gemma"),
+        (MID, "3 5 turbo"),
         # Frontier families.
-        ("frontier", "opus"),
-        ("frontier", "sonnet"),
-        ("frontier", "claude"),
-        ("frontier", "pro"),
-        ("frontier", "ultra"),
-        ("frontier", "gpt"),
-        ("frontier", "o1"),
-        ("frontier", "o3"),
-        ("frontier", "o4"),
-        ("frontier", "grok"),
-        ("frontier", "gemini"),
+        (FRONTIER, "opus"),
+        (FRONTIER, "sonnet"),
+        (FRONTIER, "claude"),
+        (FRONTIER, "pro"),
+        (FRONTIER, "ultra"),
+        (FRONTIER, "gpt"),
+        (FRONTIER, "o1"),
+        (FRONTIER, "o3"),
+        (FRONTIER, "o4"),
+        (FRONTIER, "grok"),
+        (FRONTIER, "gemini"),
     )
 )
 
 
-def catalog_tier(model: str) -> str | None:
+def catalog_tier(model: str) -> Tier | None:
     """The default catalog's tier for ``model``, or ``None`` when the catalog cannot place it."""
     parts = frozenset(name_parts(model))
     if not parts:

@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.base.bounded import make_room
+from otel_overspend.steps import BAGGAGE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -99,7 +100,6 @@ SDK_NAME_KEY: Final = "telemetry.sdk.name"
 STATUS_KEY: Final = "otel.status_code"
 STATUS_ERROR: Final = "ERROR"
 ERROR_KEYS: Final = ("error.type", STATUS_KEY)
-STEP_KEY: Final = "overspend.step"
 RESPONSE_ID_KEY: Final = "gen_ai.response.id"
 
 #: A span carrying any of these reports usage: a call counted, or a call's duplicate.
@@ -244,7 +244,7 @@ _FIELD_KEYS: Final = (
     CACHE_READ_KEYS,
     REASONING_KEYS,
     COST_KEYS,
-    (STEP_KEY,),
+    (BAGGAGE_KEY,),
     (RESPONSE_ID_KEY,),
     (SDK_NAME_KEY,),
     CACHE_WRITE_KEYS,
@@ -313,6 +313,8 @@ GROSS_INPUT_SCOPES: Final = frozenset(
 NET: Final = "net"
 GROSS: Final = "gross"
 UNKNOWN: Final = "unknown"
+#: The label value of a provider or model a span does not name.
+UNNAMED: Final = "unknown"
 
 
 def input_reporting(scope: str, sdk: Any, provider: str) -> str:
@@ -464,7 +466,7 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
     return _new_usage(
         (
             model,
-            provider or "unknown",
+            provider or UNNAMED,
             input_tokens,
             output_tokens,
             cache_read,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from otel_overspend.base.bounded import make_room
-from otel_overspend.calls.catalog import UNKNOWN_TIER, catalog_tier
+from otel_overspend.calls.catalog import FRONTIER, MID, MINI, SPECIALIST, UNKNOWN_TIER, Tier, catalog_tier
 from otel_overspend.calls.pricing import PriceSchedule, genai_prices_schedule
 
 if TYPE_CHECKING:
@@ -24,14 +24,14 @@ __all__ = ("ModelInfo", "ModelResolver", "tier_from_price")
 
 # Input price per 1M tokens at or above which a model the catalog does not name is placed
 # in a tier; below the last one it is a specialist.
-_PRICE_BANDS: Final = (("frontier", 1.00), ("mid", 0.20), ("mini", 0.04))
+_PRICE_BANDS: Final = ((FRONTIER, 1.00), (MID, 0.20), (MINI, 0.04))
 
 
-def tier_from_price(input_usd_per_mtok: float) -> str:
+def tier_from_price(input_usd_per_mtok: float) -> Tier:
     for tier, floor in _PRICE_BANDS:
         if input_usd_per_mtok >= floor:
             return tier
-    return "specialist"
+    return SPECIALIST
 
 
 @dataclass(frozen=True, slots=True)

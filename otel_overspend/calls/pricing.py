@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
+from otel_overspend.calls.catalog import FRONTIER, MID, MINI, SPECIALIST, Tier
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -162,16 +164,17 @@ class PriceSchedule:
         return bool(self.per_request_usd or self.per_search_usd)
 
 
-#: Tier defaults in USD per 1M tokens (input, output), from the seed's price table.
-DEFAULT_TIER_PRICES: Final[Mapping[str, tuple[float, float]]] = {
-    "frontier": (3.00, 15.00),
-    "mid": (0.30, 1.20),
-    "mini": (0.05, 0.20),
-    "specialist": (0.02, 0.02),
+#: Tier defaults in USD per 1M tokens (input, output): round prices of each tier, for a model
+#: neither the settings nor genai-prices can price (the settings' ``tier_prices`` override them).
+DEFAULT_TIER_PRICES: Final[Mapping[Tier, tuple[float, float]]] = {
+    FRONTIER: (3.00, 15.00),
+    MID: (0.30, 1.20),
+    MINI: (0.05, 0.20),
+    SPECIALIST: (0.02, 0.02),
 }
 #: USD per search of a rerank call at a tier with no price of its own: specialist rerankers
 #: are billed per search (Cohere Rerank 3.5: $2.00 per 1,000 searches).
-DEFAULT_TIER_SEARCH_PRICES: Final[Mapping[str, float]] = {"specialist": 0.002}
+DEFAULT_TIER_SEARCH_PRICES: Final[Mapping[Tier, float]] = {SPECIALIST: 0.002}
 
 # OpenTelemetry provider names (gen_ai.provider.name / gen_ai.system) -> genai-prices ids.
 _PROVIDER_IDS: Final[Mapping[str, str]] = {

@@ -14,6 +14,7 @@ from otel_overspend.accounting.ledger import Ledger
 from otel_overspend.base.labels import LabelCap
 from otel_overspend.base.patterns import compile_pattern
 from otel_overspend.calls.attribution import Attributor
+from otel_overspend.calls.catalog import UNCHANGED
 from otel_overspend.calls.framework_steps import FrameworkSteps
 from otel_overspend.calls.models import ModelResolver
 from otel_overspend.calls.pricing import PriceSchedule
@@ -83,10 +84,10 @@ class Components:
             use_genai_prices=settings.use_genai_prices,
         )
         specialize: dict[str, str | None] = {
-            step: None if target == "unchanged" else target for step, target in settings.specialize.items()
+            step: None if target == UNCHANGED else target for step, target in settings.specialize.items()
         }
         default = settings.specialize_default
-        specialize["*"] = None if default == "unchanged" else default
+        specialize["*"] = None if default == UNCHANGED else default
         caps = (
             LabelCap("step", settings.max_steps),
             LabelCap("model", settings.max_models),

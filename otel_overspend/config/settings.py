@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -22,16 +22,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from otel_overspend.accounting.signals import UnattributedTreatment  # noqa: TC001 - pydantic reads it at run time
 from otel_overspend.base.patterns import compile_pattern
-from otel_overspend.calls.catalog import TIERS
+from otel_overspend.calls.catalog import SPECIALIST, TIERS, UNCHANGED, SpecializeTarget, Tier
 from otel_overspend.calls.pricing import DEFAULT_TIER_PRICES, DEFAULT_TIER_SEARCH_PRICES
-from otel_overspend.steps import UNATTRIBUTED, is_step_name, validate_step_name
+from otel_overspend.steps import GENERATE, UNATTRIBUTED, is_step_name, validate_step_name
 from otel_overspend.thresholds import BANDS
 
 __all__ = ("Price", "Settings", "StepRule", "parse_duration_seconds")
-
-Tier = Literal["frontier", "mid", "mini", "specialist"]
-SpecializeTarget = Literal["frontier", "mid", "mini", "specialist", "unchanged"]
 
 #: No model costs more than this per 1M tokens; a larger price is a typo (and would let one
 #: call's cost overflow a float).
@@ -121,13 +119,13 @@ class Band(_Strict):
 
 def _default_tier_prices() -> dict[Tier, Price]:
     return {
-        tier: Price(input=i, output=o, per_search=DEFAULT_TIER_SEARCH_PRICES.get(tier))  # type: ignore[misc]
+        tier: Price(input=i, output=o, per_search=DEFAULT_TIER_SEARCH_PRICES.get(tier))
         for tier, (i, o) in DEFAULT_TIER_PRICES.items()
     }
 
 
 def _default_specialize() -> dict[str, SpecializeTarget]:
-    return {"generate": "unchanged"}
+    return {GENERATE: UNCHANGED}
 
 
 def _default_bands() -> dict[str, Band]:
@@ -186,11 +184,11 @@ class Settings(BaseSettings):
     #: step -> tier its work could run at, or ``unchanged``.
     specialize: dict[str, SpecializeTarget] = Field(default_factory=_default_specialize)
     #: the target of every step the map does not name.
-    specialize_default: SpecializeTarget = "specialist"
+    specialize_default: SpecializeTarget = SPECIALIST
 
     # -- streaming diagnostics ---------------------------------------------------------------
     windows: str = "5m,1h,1d,7d"
-    unattributed: Literal["exclude", "eligible", "generate"] = "exclude"
+    unattributed: UnattributedTreatment = "exclude"
     bands: dict[str, Band] = Field(default_factory=_default_bands)
     max_open_requests: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     request_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
@@ -284,7 +282,7 @@ class Settings(BaseSettings):
         missing = [tier for tier in TIERS if tier not in self.tier_prices]
         if missing:
             defaults = _default_tier_prices()
-            object.__setattr__(self, "tier_prices", {**{t: defaults[t] for t in missing}, **self.tier_prices})  # type: ignore[index]
+            object.__setattr__(self, "tier_prices", {**{t: defaults[t] for t in missing}, **self.tier_prices})
         return self
 
     @property

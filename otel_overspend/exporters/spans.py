@@ -19,6 +19,8 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_overspend.steps import BAGGAGE_KEY
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -27,12 +29,11 @@ if TYPE_CHECKING:
 __all__ = ("ATTRIBUTES", "Annotations", "OverspendSpanExporter")
 
 
-STEP: Final = "overspend.step"
 TIER: Final = "overspend.tier"
 COST: Final = "overspend.cost_usd"
 SPECIALIZED: Final = "overspend.specialized_cost_usd"
 #: The attributes the wrapper adds.
-ATTRIBUTES: Final = (STEP, TIER, COST, SPECIALIZED)
+ATTRIBUTES: Final = (BAGGAGE_KEY, TIER, COST, SPECIALIZED)
 
 
 class Annotations(Protocol):
@@ -47,7 +48,7 @@ class Annotations(Protocol):
 
 def _annotated(span: ReadableSpan, call: Call) -> ReadableSpan:
     merged = dict(span.attributes or {})
-    merged[STEP] = call.step
+    merged[BAGGAGE_KEY] = call.step
     merged[TIER] = call.tier
     if call.cost_usd is not None:
         merged[COST] = call.cost_usd

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from otel_overspend.calls.catalog import SPECIALIZE_TARGETS
+
 if TYPE_CHECKING:
     from otel_overspend.config.settings import Settings
     from otel_overspend.report.run import Report
 
 __all__ = ("add_arguments", "run")
 
-_TIERS: Final = ("frontier", "mid", "mini", "specialist", "unchanged")
 _FORMATS: Final = ("table", "json", "csv", "markdown")
 _PROG: Final = "otel-overspend report"
 
@@ -33,8 +34,8 @@ def _specialize(text: str) -> tuple[str, str]:
         validate_step_name(step.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if tier.strip() not in _TIERS:
-        raise argparse.ArgumentTypeError(f"tier must be one of {', '.join(_TIERS)}, got {tier!r}")
+    if tier.strip() not in SPECIALIZE_TARGETS:
+        raise argparse.ArgumentTypeError(f"tier must be one of {', '.join(SPECIALIZE_TARGETS)}, got {tier!r}")
     return step.strip(), tier.strip()
 
 

@@ -34,8 +34,12 @@ if TYPE_CHECKING:
     from otel_overspend.config.settings import Settings
 
 __all__ = (
+    "ERROR_CODES",
     "MAX_ENCODED_RESOURCES",
     "MAX_PROCESSES",
+    "PROCESS_KEYS",
+    "REMOTE_PARENT_MASK",
+    "STATUS_CODE_ERROR",
     "Processes",
     "SpanRecord",
     "attribute_keys",
@@ -52,11 +56,13 @@ MAX_ENCODED_RESOURCES: Final = 1_024
 #: ``flags`` bits: the span knows whether its parent is remote, and it is.
 _HAS_IS_REMOTE: Final = 0x100
 _IS_REMOTE: Final = 0x200
-_REMOTE_MASK: Final = _HAS_IS_REMOTE | _IS_REMOTE
+REMOTE_PARENT_MASK: Final = _HAS_IS_REMOTE | _IS_REMOTE
+#: ``Status.code`` of a failed span in OTLP.
+STATUS_CODE_ERROR: Final = 2
 #: The OTLP JSON status codes of a failed span (the enum's number, or its name).
-ERROR_CODES: Final = (2, "STATUS_CODE_ERROR")
+ERROR_CODES: Final = (STATUS_CODE_ERROR, "STATUS_CODE_ERROR")
 #: Resource attributes that tell one process from another.
-_PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
+PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
 
 
 class SpanRecord(NamedTuple):
@@ -157,9 +163,9 @@ def decode_id(text: Any, size: int) -> int:
 
 def process_identity(resource_attrs: dict[str, Any], processes: Processes) -> int:
     """The index of the process a resource's attributes describe (0 when they say nothing)."""
-    if not any(key in resource_attrs for key in _PROCESS_KEYS):
+    if not any(key in resource_attrs for key in PROCESS_KEYS):
         return 0
-    return processes.index(tuple(str(resource_attrs.get(key)) for key in _PROCESS_KEYS))
+    return processes.index(tuple(str(resource_attrs.get(key)) for key in PROCESS_KEYS))
 
 
 def _process(resource: Any, processes: Processes) -> int:
@@ -168,7 +174,7 @@ def _process(resource: Any, processes: Processes) -> int:
     found: dict[str, Any] = {}
     for kv in resource.get("attributes") or ():
         key = kv.get("key") if type(kv) is dict else None
-        if key in _PROCESS_KEYS:
+        if key in PROCESS_KEYS:
             found[key] = value(kv.get("value"))
     return process_identity(found, processes)
 
@@ -232,7 +238,7 @@ def _span(sp: Any, keys: frozenset[str], process: int, scope: str) -> SpanRecord
     if type(status) is dict and status.get("code") in ERROR_CODES:
         attrs[STATUS_KEY] = STATUS_ERROR  # a failed call: see conventions.ERROR_KEYS
     flags = sp.get("flags") or 0
-    remote = type(flags) is int and flags & _REMOTE_MASK == _REMOTE_MASK
+    remote = type(flags) is int and flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK
     return SpanRecord(
         (trace_id << 16) | process, span_id, parent_id, remote, name, attrs, start_ns, end_ns, scope
     )

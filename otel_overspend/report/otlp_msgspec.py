@@ -20,6 +20,7 @@ from otel_overspend.report.otlp_json import (
 )
 from otel_overspend.report.otlp_json import (
     MAX_ENCODED_RESOURCES,
+    REMOTE_PARENT_MASK,
     SpanRecord,
     decode_id,
     process_identity,
@@ -34,7 +35,6 @@ __all__ = ("DecodeError", "ValidationError", "decode_line", "decode_untyped")
 
 DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError
-_REMOTE_MASK: Final = 0x300
 _NULL: Final = msgspec.Raw(b"null")
 _new = tuple.__new__
 
@@ -241,7 +241,7 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
                             trace_key,
                             span_id,
                             parent_id,
-                            sp.flags & _REMOTE_MASK == _REMOTE_MASK,
+                            sp.flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
                             sp.name,
                             attrs,
                             start_ns,

@@ -6,12 +6,12 @@ serialized ``TracesData`` (wire-identical to ``ExportTraceServiceRequest``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from otel_overspend.calls.conventions import STATUS_ERROR, STATUS_KEY
-from otel_overspend.report.otlp_json import SpanRecord
+from otel_overspend.report.otlp_json import PROCESS_KEYS, REMOTE_PARENT_MASK, STATUS_CODE_ERROR, SpanRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from otel_overspend.report.otlp_json import Processes
 
 __all__ = ("decode_proto",)
-
-_REMOTE_MASK: Final = 0x300
-_STATUS_CODE_ERROR: Final = 2
-_PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
 
 
 def _value(raw: AnyValue) -> Any:
@@ -40,10 +36,10 @@ def _value(raw: AnyValue) -> Any:
 
 
 def _process(resource: Resource, processes: Processes) -> int:
-    found = {kv.key: _value(kv.value) for kv in resource.attributes if kv.key in _PROCESS_KEYS}
+    found = {kv.key: _value(kv.value) for kv in resource.attributes if kv.key in PROCESS_KEYS}
     if not found:
         return 0
-    return processes.index(tuple(str(found.get(key)) for key in _PROCESS_KEYS))
+    return processes.index(tuple(str(found.get(key)) for key in PROCESS_KEYS))
 
 
 def decode_proto(
@@ -69,14 +65,14 @@ def decode_proto(
                     bad_span(f"span {sp.name!r} has no end time")
                     continue
                 attrs = {kv.key: _value(kv.value) for kv in sp.attributes if kv.key in keys}
-                if sp.status.code == _STATUS_CODE_ERROR:
+                if sp.status.code == STATUS_CODE_ERROR:
                     attrs[STATUS_KEY] = STATUS_ERROR
                 out.append(
                     SpanRecord(
                         (trace_id << 16) | process,
                         span_id,
                         int.from_bytes(sp.parent_span_id, "big") if sp.parent_span_id else 0,
-                        sp.flags & _REMOTE_MASK == _REMOTE_MASK,
+                        sp.flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
                         sp.name,
                         attrs,
                         sp.start_time_unix_nano,

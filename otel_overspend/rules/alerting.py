@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
+from otel_overspend.calls.catalog import FRONTIER
+from otel_overspend.steps import GENERATE, UNATTRIBUTED
 from otel_overspend.thresholds import ALERTS, AlertThreshold
 
 if TYPE_CHECKING:
@@ -88,8 +90,11 @@ _WITHOUT_COUNTERFACTUAL: Final = "overspend_llm_cost_without_counterfactual_usd_
 _CALLS: Final = "overspend_llm_calls_total"
 _UNPRICED: Final = "overspend_unpriced_llm_calls_total"
 _WITHOUT_USAGE: Final = "overspend_llm_calls_without_usage_total"
-_NON_GENERATE: Final = 'step!~"generate|unattributed"'
-_ATTRIBUTED: Final = 'step!="unattributed"'
+_GENERATE_STEP: Final = f'step="{GENERATE}"'
+_UNATTRIBUTED_STEP: Final = f'step="{UNATTRIBUTED}"'
+_NON_GENERATE: Final = f'step!~"{GENERATE}|{UNATTRIBUTED}"'
+_ATTRIBUTED: Final = f'step!="{UNATTRIBUTED}"'
+_FRONTIER_TIER: Final = f'tier="{FRONTIER}"'
 _OPS: Final = frozenset({">", ">=", "<", "<=", "==", "!="})
 _DURATION_RE: Final = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 _DURATION_PART_RE: Final = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
@@ -240,17 +245,17 @@ def _recording_rules(w: str) -> list[dict[str, Any]]:
         _record(
             f"overspend:specialist_eligible_fraction:ratio_rate{w}",
             f"((sum({by_step}{{{_NON_GENERATE}}}) or vector(0)) / (sum({by_step}{{{_ATTRIBUTED}}}) > 0))"
-            f' unless on () {unpriced_steps}{{step="generate"}}',
+            f" unless on () {unpriced_steps}{{{_GENERATE_STEP}}}",
         ),
         _record(
             f"overspend:specialist_eligible_fraction_by_instance:ratio_rate{w}",
             f"((sum by (instance) ({by_instance_step}{{{_NON_GENERATE}}}) or 0 * {instance_attributed})"
             f" / ({instance_attributed} > 0))"
-            f' unless on (instance) {unpriced_instance_steps}{{step="generate"}}',
+            f" unless on (instance) {unpriced_instance_steps}{{{_GENERATE_STEP}}}",
         ),
         _record(
             frontier_share,
-            f'(sum by (model) ({by_model}{{tier="frontier"}}) / on () group_left () {guarded_cost})'
+            f"(sum by (model) ({by_model}{{{_FRONTIER_TIER}}}) / on () group_left () {guarded_cost})"
             f" unless on () {unpriced_steps}",
         ),
         _record(
@@ -263,12 +268,12 @@ def _recording_rules(w: str) -> list[dict[str, Any]]:
         ),
         _record(
             f"overspend:generate_cost_share:ratio_rate{w}",
-            f'((sum({by_step}{{step="generate"}}) or vector(0)) / {guarded_cost})'
-            f' unless on () {unpriced_steps}{{step="generate"}}',
+            f"((sum({by_step}{{{_GENERATE_STEP}}}) or vector(0)) / {guarded_cost})"
+            f" unless on () {unpriced_steps}{{{_GENERATE_STEP}}}",
         ),
         _record(
             f"overspend:unattributed_cost_share:ratio_rate{w}",
-            f'((sum({by_step}{{step="unattributed"}}) or vector(0)) / {guarded_cost})'
+            f"((sum({by_step}{{{_UNATTRIBUTED_STEP}}}) or vector(0)) / {guarded_cost})"
             f" unless on () {unpriced_steps}",
         ),
         _record(
