@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from otel_overspend.accounting.signals import UnattributedTreatment  # noqa: TC001 - pydantic reads it at run time
+from otel_overspend.base.durations import duration_ms
 from otel_overspend.base.patterns import compile_pattern
 from otel_overspend.calls.catalog import SPECIALIST, TIERS, UNCHANGED, SpecializeTarget, Tier
 from otel_overspend.calls.pricing import DEFAULT_TIER_PRICES, DEFAULT_TIER_SEARCH_PRICES
@@ -35,16 +36,16 @@ __all__ = ("Price", "Settings", "StepRule", "parse_duration_seconds")
 #: call's cost overflow a float).
 MAX_USD_PER_MTOK = 1_000_000.0
 
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_duration_seconds(text: str) -> int:
-    """``"5m"`` -> 300. Raises :class:`ValueError` on anything else."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"invalid duration {text!r}: use a positive number and s, m, h, d or w (e.g. '5m')")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """A window's length in whole seconds: ``"5m"`` -> 300, ``"1h30m"`` -> 5400. Raises
+    :class:`ValueError` on anything else, zero and fractions of a second included."""
+    ms = duration_ms(text.strip())
+    if ms == 0 or ms % 1_000:
+        raise ValueError(
+            f"invalid window {text!r}: use a positive whole number of seconds (e.g. '5m', '1h30m')"
+        )
+    return ms // 1_000
 
 
 class _Strict(BaseModel):

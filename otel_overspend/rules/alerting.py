@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
+from otel_overspend.base.durations import duration_ms, format_duration_ms
 from otel_overspend.calls.catalog import FRONTIER
 from otel_overspend.steps import GENERATE, UNATTRIBUTED
 from otel_overspend.thresholds import ALERTS, AlertThreshold
@@ -96,43 +97,14 @@ _NON_GENERATE: Final = f'step!~"{GENERATE}|{UNATTRIBUTED}"'
 _ATTRIBUTED: Final = f'step!="{UNATTRIBUTED}"'
 _FRONTIER_TIER: Final = f'tier="{FRONTIER}"'
 _OPS: Final = frozenset({">", ">=", "<", "<=", "==", "!="})
-_DURATION_RE: Final = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
-_DURATION_PART_RE: Final = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
-_UNIT_MS: Final[Mapping[str, int]] = {
-    "y": 365 * 86_400_000,
-    "w": 7 * 86_400_000,
-    "d": 86_400_000,
-    "h": 3_600_000,
-    "m": 60_000,
-    "s": 1_000,
-    "ms": 1,
-}
-_FORMAT_UNITS: Final = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
 _SEVERITY_RANK: Final[Mapping[str, int]] = {"critical": 3, "error": 2, "warning": 1, "info": 0}
 
 
 # --------------------------------------------------------------------------- durations
 
 
-def _duration_ms(value: str) -> int:
-    if not isinstance(value, str) or not _DURATION_RE.fullmatch(value):
-        raise ValueError(f"not a Prometheus duration: {value!r}")
-    return sum(int(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART_RE.findall(value))
-
-
-def _format_duration(ms: int) -> str:
-    if ms == 0:
-        return "0s"
-    parts: list[str] = []
-    for unit, size in _FORMAT_UNITS:
-        count, ms = divmod(ms, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
 def _check_window(window: str) -> None:
-    if _duration_ms(window) == 0:
+    if duration_ms(window) == 0:
         raise ValueError(f"window must be longer than zero: {window!r}")
 
 
@@ -458,7 +430,7 @@ def _check_threshold(name: str, threshold: AlertThreshold) -> None:
         raise ValueError(f"alert {name}: bad severity {threshold.severity!r}")
     if not isinstance(threshold.value, (int, float)) or threshold.value != threshold.value:
         raise ValueError(f"alert {name}: bad threshold value {threshold.value!r}")
-    _duration_ms(threshold.for_duration)
+    duration_ms(threshold.for_duration)
 
 
 def _for_duration(threshold: AlertThreshold, *, for_scale: float, for_duration: str | None) -> str:
@@ -466,7 +438,7 @@ def _for_duration(threshold: AlertThreshold, *, for_scale: float, for_duration: 
         return for_duration
     if for_scale == 1:
         return threshold.for_duration
-    return _format_duration(round(_duration_ms(threshold.for_duration) * for_scale))
+    return format_duration_ms(round(duration_ms(threshold.for_duration) * for_scale))
 
 
 def runbook_anchors(*, alerts: Mapping[str, Sequence[AlertThreshold]] = ALERTS) -> list[str]:
@@ -543,7 +515,7 @@ def render_rules(
     if for_duration is not None:
         if for_scale != 1:
             raise ValueError(f"give for_duration ({for_duration!r}) or for_scale ({for_scale!r}), not both")
-        _duration_ms(for_duration)
+        duration_ms(for_duration)
     if not runbook_base_url or "#" in runbook_base_url:
         raise ValueError(f"runbook_base_url must be a URL without a fragment: {runbook_base_url!r}")
 
