@@ -146,9 +146,8 @@ class Histogram:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A consistent copy of the ledger at ``time_s``."""
+    """A consistent copy of the ledger, taken under its lock."""
 
-    time_s: float
     totals: Mapping[Key, Sequence[float]]
     requests_total: int
     frontier_calls_hist: Histogram
@@ -438,7 +437,6 @@ class Ledger:
             for ring in self._rings:
                 ring.expire(now)
             return Snapshot(
-                time_s=now,
                 totals=self._totals.copy(),
                 requests_total=self._requests_total,
                 frontier_calls_hist=Histogram(

@@ -201,13 +201,6 @@ def _tokens(value: Any) -> int:
     return count
 
 
-def _tokens_or_zero(value: Any) -> int:
-    try:
-        return _tokens(value)
-    except _Invalid:
-        return 0
-
-
 # Names already seen valid -> their cleaned form (providers also lower-cased); bounded,
 # most spans repeat a few names.
 _CLEAN_NAMES: dict[str, str] = {}

@@ -118,7 +118,7 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
         if path.is_dir():
             found = [
                 Path(root) / name
-                for root, dirs, names in os.walk(path)
+                for root, _dirs, names in os.walk(path)
                 for name in names
                 if not name.startswith(".")
                 and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
