@@ -3,10 +3,10 @@
 Each request is rewrite -> retrieve -> rerank -> generate -> faithfulness. Every LLM call
 is a real OpenTelemetry span with GenAI semantic-convention attributes, marked with
 :class:`otel_overspend.step`, under one root span per request, through a real
-``TracerProvider`` with an :class:`OverspendProcessor`. Token volumes follow the design
-document's fixture (about $0.070 a request, all on one frontier model) with a little random
-variation. Span durations are simulated with explicit start and end times, so the demo
-runs at ``--rate`` requests a second without waiting on any model.
+``TracerProvider`` with an :class:`OverspendProcessor`. Token volumes are those of a
+typical RAG request, where rerank reads the most (about $0.070 a request, all on one frontier
+model), with a little random variation. Span durations are simulated with explicit start and
+end times, so the demo runs at ``--rate`` requests a second without waiting on any model.
 
 Mid-run, ``--specialize-rerank-after`` moves rerank to a specialist reranker (and
 ``--specialize-faithfulness-after`` moves faithfulness to a small judge): the table printed
@@ -67,7 +67,8 @@ RERANKER: Final = Model("zerank-2", "zeroentropy")
 #: A small judge model for the faithfulness check.
 JUDGE: Final = Model("gpt-5-nano", "openai")
 
-#: Mean (input, output) tokens of each LLM step: the design document's fixture.
+#: Mean (input, output) tokens of each LLM step: rerank reads every retrieved passage, so most
+#: of the spend is outside ``generate``.
 LLM_STEPS: Final[Mapping[str, tuple[int, int]]] = {
     "rewrite": (200, 50),
     "rerank": (12_000, 200),
@@ -88,7 +89,7 @@ _LATENCY_S: Final[Mapping[tuple[str, str], float]] = {
     ("faithfulness", JUDGE.name): 0.3,
 }
 _DEFAULT_LATENCY_S: Final = 0.5
-#: Relative spread of token counts (uniform, symmetric: the means stay those of the fixture).
+#: Relative spread of token counts (uniform, symmetric: the means stay those of :data:`LLM_STEPS`).
 TOKEN_JITTER: Final = 0.10
 _LATENCY_JITTER: Final = 0.20
 _GAP_NS: Final = 2_000_000  # application time between two steps

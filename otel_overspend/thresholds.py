@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = (
     "ALERTS",
@@ -56,8 +57,8 @@ class Band:
         return Level.SUSPECT if value <= self.suspect else Level.HEALTHY
 
 
-# The seed's "numbers that matter". Frontier calls per request are read as a mean, so the
-# integer table "1 / 2 / 3+" becomes the cut points 1.5 and 2.5.
+# Signal -> its default band. Frontier calls per request is a mean over requests, so whole
+# counts (1 healthy, 2 suspect, 3 or more confirmed) become the cut points 1.5 and 2.5.
 BANDS: dict[str, Band] = {
     "model_concentration": Band(suspect=0.40, confirmed=0.70),
     "specialist_eligible_fraction": Band(suspect=0.20, confirmed=0.50),
@@ -95,5 +96,6 @@ ALERTS: dict[str, tuple[AlertThreshold, ...]] = {
     "OverspendLLMCallsWithoutUsage": (AlertThreshold(0.10, "30m", "warning"),),
 }
 
-#: The candidate rule of the seed: any non-generate step above this share is worth specializing.
-SPECIALIZATION_CANDIDATE_SHARE = 0.10
+#: A step other than ``generate`` above this share of spend is listed as a candidate for
+#: specialization; a smaller step would save too little to be worth moving first.
+SPECIALIZATION_CANDIDATE_SHARE: Final = 0.10

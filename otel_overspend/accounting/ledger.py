@@ -79,7 +79,8 @@ _HALF: Final = 0.5
 _BATCH: Final = 64
 _MAX_QUEUED: Final = 65_536
 
-#: A request with at least this many frontier calls counts as heavy (the seed's "3+").
+#: A request with at least this many frontier calls counts as heavy: the whole count at which
+#: the frontier-calls-per-request band turns confirmed.
 HEAVY_FRONTIER_CALLS: Final = 3
 FRONTIER_CALL_BUCKETS: Final = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
 TOKEN_BUCKETS: Final = (
@@ -98,8 +99,9 @@ CallStats = list[float]
 #: A series' sums: an array of doubles, never changed once stored (an update stores a new
 #: one, added in C), so a snapshot copies the dict, not every series (the scrape's cost). A
 #: tuple would hold eight float objects, each allocated wherever the heap had room when the
-#: series was last updated: in a process that has counted a million calls a scrape reading
-#: them ran 25-40 % slower than in a young one; an array is one block of memory.
+#: series was last updated, so in a process that has counted a million calls a scrape reads
+#: them from all over the heap, markedly slower than in a young process (measured in
+#: benchmarks/RESULTS.md); an array is one block of memory.
 FrozenStats: TypeAlias = "array[float]"
 _DOUBLES: Final = "d"
 

@@ -113,7 +113,8 @@ class Diagnosis:
 
     @property
     def candidates(self) -> tuple[StepLine, ...]:
-        """Non-generate steps above the seed's 10 % candidate share, heaviest first."""
+        """Steps other than ``generate`` above the candidate share of spend
+        (:data:`~otel_overspend.thresholds.SPECIALIZATION_CANDIDATE_SHARE`), heaviest first."""
         return tuple(
             line
             for line in self.steps

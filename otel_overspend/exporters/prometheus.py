@@ -114,7 +114,7 @@ def _header(name: str, doc: str, kind: str) -> str:
 #: One piece of the per-series text: a family's header (no column), or the lines of series
 #: ``first`` to ``last`` with a ``%r`` for each one's value in ``column``.
 _Piece = tuple[str, "itemgetter[float] | None", int, int]
-#: Lines of one rendered piece (about 70 KB): below the size malloc serves from fresh pages.
+#: Lines of one rendered piece: a piece stays below the size malloc serves from fresh pages.
 _CHUNK_LINES: Final = 512
 #: The per-series lines: (the family's header, or "" for more lines of the same family; the
 #: start of each line up to its labels; the index of its value in the stats).
@@ -198,11 +198,11 @@ class OverspendCollector(Collector):
     def render_chunks(self) -> list[bytes]:
         """The text exposition format (0.0.4) of everything :meth:`collect` yields, in pieces
         of at most :data:`_CHUNK_LINES` lines. Small pieces come from buffers the allocator
-        reuses; one body of several hundred KB was page-faulted in afresh on every scrape
-        (0.5 ms of a 4 ms render). The per-series lines are written by one ``%`` format per
-        piece, from text laid out while the series stay the same, not as a string each
-        (6-15 % faster, most of all in a heap that has seen a million spans, where each
-        new string comes from memory scattered over it)."""
+        reuses; one body of several hundred KB was page-faulted in afresh on every scrape.
+        The per-series lines are written by one ``%`` format per piece, from text laid out
+        while the series stay the same, not as a string each: faster, most of all in a heap
+        that has seen a million spans, where each new string comes from memory scattered
+        over it (benchmarks/RESULTS.md has the figures)."""
         snap, status = self._snapshot()
         totals = snap.totals
         layout = tuple(totals)

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ("PERIODS", "Advice", "InputSummary", "Limits", "PeriodDiagnosis", "Report", "build_report")
 
 PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
-#: The fraction at which the shipped alert fires first (the seed's "alarm above 0.3").
+#: The fraction at which the shipped alert fires first: the report draws and states the same
+#: line, so a report and the alerts never disagree on when to worry.
 ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].value
 #: Traces covering less than this are not scaled to a week: the figure would be noise.
 MIN_WEEKLY_SCALE_S: Final = 3_600.0
