@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import Final
 
 __all__ = ("compile_pattern",)
 
-_REGEX_PREFIX = "re:"
+_REGEX_PREFIX: Final = "re:"
 
 
 def compile_pattern(pattern: str, *, field: str) -> re.Pattern[str]:

@@ -214,7 +214,7 @@ def _rate(value: Any) -> Rate | None:
 
 
 #: genai-prices memoises every model name it is asked about; past this many, start over.
-_MAX_LOOKUP_CACHE = 4_096
+_MAX_LOOKUP_CACHE: Final = 4_096
 
 
 def _bound_lookup_caches(snapshot: object) -> None:

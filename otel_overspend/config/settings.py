@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -34,7 +34,7 @@ __all__ = ("Price", "Settings", "StepRule", "parse_duration_seconds")
 
 #: No model costs more than this per 1M tokens; a larger price is a typo (and would let one
 #: call's cost overflow a float).
-MAX_USD_PER_MTOK = 1_000_000.0
+MAX_USD_PER_MTOK: Final = 1_000_000.0
 
 
 def parse_duration_seconds(text: str) -> int:
@@ -54,7 +54,7 @@ class _Strict(BaseModel):
 
 _UsdPerMtok = Annotated[float, Field(ge=0, le=MAX_USD_PER_MTOK, allow_inf_nan=False)]
 #: No request or search costs more than this (USD); a larger price is a typo.
-MAX_USD_PER_REQUEST = 1_000.0
+MAX_USD_PER_REQUEST: Final = 1_000.0
 _UsdPerRequest = Annotated[float, Field(ge=0, le=MAX_USD_PER_REQUEST, allow_inf_nan=False)]
 
 

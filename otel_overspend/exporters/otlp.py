@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ("OtelMetrics", "default_meter_provider")
 
-_SAME_COLLECTION_S = 1.0
+_SAME_COLLECTION_S: Final = 1.0
 #: The collector's families pushed under names of their own (the rest are bridged).
 OWN_NAMES: Final = frozenset(
     {

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ("TOKEN_KINDS", "OverspendCollector", "render_registry")
 
 _CALL_LABELS = ["step", "model", "tier", "provider"]
-TOKEN_KINDS = (
+TOKEN_KINDS: Final = (
     ("input", INPUT),
     ("output", OUTPUT),
     ("cache_read", CACHE_READ),

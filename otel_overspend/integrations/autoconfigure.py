@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Final
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ("ENABLE_VARIABLE", "pre_instrument")
 
-ENABLE_VARIABLE = "OVERSPEND_ENABLED"
+ENABLE_VARIABLE: Final = "OVERSPEND_ENABLED"
 _log = logging.getLogger("otel_overspend")
 
 
