@@ -1,9 +1,8 @@
 """A W3C baggage entry, read off the OpenTelemetry context without the API's four calls.
 
 ``opentelemetry.baggage.get_baggage`` reaches the one dict it reads through four Python
-calls, about 3,700 instructions: 2 % of the SDK's own span, paid by every span started
-outside a ``step(...)``. The context keeps the baggage as a dict under one key. That key is
-learned once, at import, by setting baggage through the public API on an empty context;
+calls, paid by every span started outside a ``step(...)``. The context keeps the baggage
+as a dict under one key. That key is learned once, at import, by setting baggage through the public API on an empty context;
 the direct read is used only if the API's own read of that context agrees with it, else
 every read goes through the API. The current context is read the same way: with the API's
 own ``ContextVarsRuntimeContext`` (the default), ``get_current`` is two Python calls around

@@ -35,7 +35,7 @@ from otel_overspend.hooks.baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
 from otel_overspend.hooks.baggage import baggage_value as _baggage_value
 from otel_overspend.hooks.baggage import current_context
 from otel_overspend.hooks.queue import SpanQueue
-from otel_overspend.hooks.sdk import NOT_HELD, FastHooks, SdkSpans, probe
+from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, probe
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ class CountingProcessor(SpanProcessor):
         installed does not keep the contract of :mod:`otel_overspend.hooks.sdk`.
         ``count_in_background=False`` starts no counting thread: ended LLM spans are
         counted when the counts are read (a scrape, :meth:`snapshot`, ``force_flush``)."""
-        self._shut_down = False
         self.settings = settings if settings is not None else Settings()
         parts = Components.from_settings(self.settings, clock=clock)
         self._parts = parts
@@ -150,7 +149,7 @@ class CountingProcessor(SpanProcessor):
 
     @property
     def bands(self) -> dict[str, Band]:
-        """The level bands in effect (the seed's, with the settings' overrides)."""
+        """The level bands in effect: ``thresholds.BANDS`` with the settings' overrides."""
         return self._parts.bands
 
     # -- span hooks (see FastHooks for the SDK's own spans) -----------------------------------
@@ -278,29 +277,16 @@ class CountingProcessor(SpanProcessor):
         the queue's drain: never raises). The recorder decides, as the offline report's
         does, whether it is a call, a duplicate of one below it, or neither."""
         try:
-            ctx = span.context
-            if ctx is None:
+            sdk = self._sdk
+            if sdk is not None and type(span) is sdk.ended:
+                fields = sdk.ended_record(span)
+            else:
+                fields = self._ended_record(span)
+            if fields is None:
                 return
-            span_id = ctx.span_id
+            span_id = fields[1]
             self._marks.pop(span_id, None)  # it only had this span queued
-            parent = span.parent
-            # A local root closes its request.
-            parent_id = None if parent is None or parent.is_remote else parent.span_id
-            end_ns = span.end_time or 0
-            scope = span.instrumentation_scope
-            status = span.status
-            result = self._recorder.record(
-                ctx.trace_id,
-                span_id,
-                parent_id,
-                span.name,
-                span.attributes,
-                span.start_time or end_ns,
-                end_ns,
-                self._held_step(span, span_id, forget=True),
-                "" if scope is None else scope.name,
-                failed=status is not None and status.status_code is StatusCode.ERROR,
-            )
+            result = self._recorder.record(*fields[:9], failed=fields[9])
             if self._annotations is not None and result is not None:
                 annotations = self._annotations
                 if len(annotations) >= MAX_ANNOTATIONS:
@@ -308,6 +294,28 @@ class CountingProcessor(SpanProcessor):
                 annotations[span_id] = result
         except Exception:
             self._fail("count")
+
+    def _ended_record(self, span: ReadableSpan) -> Ended | None:
+        """:meth:`SdkSpans.ended_record` through the public API."""
+        ctx = span.context
+        if ctx is None:
+            return None
+        parent = span.parent
+        end_ns = span.end_time or 0
+        scope = span.instrumentation_scope
+        status = span.status
+        return (
+            ctx.trace_id,
+            ctx.span_id,
+            None if parent is None or parent.is_remote else parent.span_id,  # a local root closes its request
+            span.name,
+            span.attributes,
+            span.start_time or end_ns,
+            end_ns,
+            self._held_step(span, ctx.span_id, forget=True),
+            "" if scope is None else scope.name,
+            status is not None and status.status_code is StatusCode.ERROR,
+        )
 
     # -- attribution for exported spans (see otel_overspend.exporters.spans) -------------------------
     def keep_annotations(self) -> None:
@@ -393,7 +401,6 @@ class CountingProcessor(SpanProcessor):
     # -- lifecycle -----------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Count what is left and stop the background thread."""
-        self._shut_down = True
         try:
             self._queue.stop()
             self._queue.run_locked(self._recorder.flush)

@@ -5,13 +5,13 @@ what is queued every ``interval_s``; anyone who needs the counts up to date (a s
 flush, an exporter asking for a span's attribution) drains the queue itself first.
 Draining is serialised by one lock, so spans are counted one at a time, in the order they
 ended. When the queue holds ``max_queued`` spans, the thread that ends a span counts one
-chunk of ``CHUNK`` of them: memory stays bounded (about 3 KB a queued span) and no span is
+chunk of ``CHUNK`` of them: memory stays bounded and no span is
 lost. Every drain holds the lock for one chunk at a time, so a span's end that finds the
 queue full waits for the chunks of the threads ahead of it (a lock is not fair: at times
 more than one), never for a whole queue.
 
 The thread is woken by time only: waking it on a count, every few hundred spans, cost the
-app's threads more in GIL hand-overs (+4 % CPU a span) than the counting it moved.
+app's threads more in GIL hand-overs than the counting it moved (see benchmarks/RESULTS.md).
 
 Like the SDK's ``BatchSpanProcessor``, the thread is started again in a forked child.
 """

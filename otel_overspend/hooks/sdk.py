@@ -12,7 +12,8 @@ first time a processor asks (never at import), for the SDK installed:
    the objects its ``context``, ``parent`` and ``name`` return, and whose ``_attributes``
    is a ``BoundedAttributes`` keeping the attributes in its ``_dict``.
 2. The span handed to ``on_end`` (a ``ReadableSpan`` copy in SDK 1.45) has the same
-   fields, and shares the started span's ``_attributes`` object: a Python attribute set on
+   fields, with ``_start_time``, ``_end_time``, ``_instrumentation_scope`` and ``_status``
+   beside them, and shares the started span's ``_attributes`` object: a Python attribute set on
    that object at the start (:data:`STEP_FIELD`) is there at the end. So the step a span
    started in goes with the span, and the processor keeps no table of open spans.
 3. ``SpanContext`` is a tuple whose items 1 and 2 are ``span_id`` and ``is_remote``.
@@ -34,17 +35,19 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, StatusCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from opentelemetry.context import Context
 
-__all__ = ("STEP_FIELD", "FastHooks", "SdkSpans", "probe")
+__all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe")
 
 #: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
 STEP_FIELD: Final = "_overspend_step"
+#: An ended span as the recorder reads it (see :meth:`SdkSpans.ended_record`).
+Ended = tuple[int, int, "int | None", str, "Mapping[str, Any] | None", int, int, "str | None", str, bool]
 #: What :meth:`SdkSpans.parent_step` returns for a span this processor holds no step on.
 NOT_HELD: Final = object()
 
@@ -65,6 +68,34 @@ class SdkSpans:
             return None
         found = getattr(span._attributes, STEP_FIELD, None)  # type: ignore[attr-defined]  # noqa: SLF001
         return found if type(found) is str else None
+
+    def ended_record(self, span: ReadableSpan) -> Ended | None:
+        """What the recorder reads off an ended SDK span (``None`` without a context): trace
+        id, span id, local parent id (``None`` for a root or a remote parent), name,
+        attributes, start and end (ns), the step held on it, its scope's name, and whether
+        its status is an error."""
+        ctx = span._context  # noqa: SLF001
+        if ctx is None:
+            return None
+        parent = span._parent  # noqa: SLF001
+        held = span._attributes  # noqa: SLF001
+        attrs = held._dict if type(held) is BoundedAttributes else held  # noqa: SLF001
+        step = getattr(held, STEP_FIELD, None)
+        end = span._end_time or 0  # noqa: SLF001
+        scope = span._instrumentation_scope  # noqa: SLF001
+        status = span._status  # noqa: SLF001
+        return (
+            ctx[0],
+            ctx[1],
+            None if parent is None or parent[2] else parent[1],
+            span._name,  # noqa: SLF001
+            attrs,
+            span._start_time or end,  # noqa: SLF001
+            end,
+            step if type(step) is str else None,
+            "" if scope is None else scope.name,
+            status is not None and status.status_code is StatusCode.ERROR,
+        )
 
     def parent_step(self, parent: Span) -> object:
         """The step held on a started SDK span, or :data:`NOT_HELD` if this processor has not
@@ -209,6 +240,11 @@ def _check() -> SdkSpans | str:
         _same_context(getattr(ended, "_context", None), ended.context)
         and _same_context(getattr(ended, "_parent", None), ended.parent)
         and _keeps_its_dict(shared, ended.attributes)
+        and getattr(ended, "_name", None) == ended.name
+        and getattr(ended, "_start_time", None) == ended.start_time
+        and getattr(ended, "_end_time", None) == ended.end_time
+        and getattr(ended, "_instrumentation_scope", None) is ended.instrumentation_scope
+        and getattr(ended, "_status", None) is ended.status
     ):
         return f"the ended span ({type(ended).__qualname__}) does not keep its fields as expected"
     if shared is not span._attributes or getattr(shared, STEP_FIELD, None) != "probe":  # noqa: SLF001
