@@ -2,15 +2,15 @@
 
 ``opentelemetry.baggage.get_baggage`` reaches the one dict it reads through four Python
 calls, paid by every span started outside a ``step(...)``. The context keeps the baggage
-as a dict under one key. That key is learned once, at import, by setting baggage through the public API on an empty context;
-the direct read is used only if the API's own read of that context agrees with it, else
-every read goes through the API. The current context is read the same way: with the API's
-own ``ContextVarsRuntimeContext`` (the default), ``get_current`` is two Python calls around
-one ``ContextVar.get``, which is called directly once a probe context attached through the
-API has been read back through both. The span a context holds (a started span's parent) is
-read by its key too, learned the same way as the baggage's and checked against
-``opentelemetry.trace.get_current_span``. Nothing is ever written but the probes, detached
-again at once.
+as a dict under one key. That key is learned once, at import, by setting baggage through
+the public API on an empty context; the direct read is used only if the API's own read of
+that context agrees with it, else every read goes through the API. The current context is
+read the same way: with the API's own ``ContextVarsRuntimeContext`` (the default),
+``get_current`` is two Python calls around one ``ContextVar.get``, which is called directly
+once a probe context attached through the API has been read back through both. The span a
+context holds (a started span's parent) is read by its key too, learned the same way as
+the baggage's and checked against ``opentelemetry.trace.get_current_span``. Nothing is
+ever written but the probes, detached again at once.
 """
 
 from __future__ import annotations
