@@ -129,6 +129,18 @@ def _added(ours: list[float], sdk: list[float]) -> float:
     return statistics.median(o / s for o, s in zip(ours, sdk, strict=True)) - 1
 
 
+def _added_by_round(ours: list[float], sdk: list[float]) -> float:
+    """Added cost of all threads: the median over rounds of the ratio of each round's sums.
+    Another thread's work (the BatchSpanProcessor's export, the counting between flushes)
+    lands in whichever chunk it interrupts, so a chunk's ratio is noise; a round's sum
+    takes in every thread's work for its chunks."""
+    per_round = CHUNKS_PER_ROUND
+    ratios = [
+        sum(ours[i : i + per_round]) / sum(sdk[i : i + per_round]) for i in range(0, len(ours), per_round)
+    ]
+    return statistics.median(ratios) - 1
+
+
 def _per_span_us(chunks: list[float]) -> float:
     return statistics.median(chunks) / CHUNK_SPANS * 1e6
 
@@ -142,10 +154,12 @@ def measure(rounds: int = 30) -> list[Row]:
     for _, tracer, _ in pipelines.values():  # warm caches (price resolution, series)
         emit(tracer, LLM_ATTRS, 400)
     rows = []
+    # Budgets are on the CPU of every thread (the background counting included: the process
+    # pays for it under the GIL); the app thread's figure is printed beside it.
     for label, attrs, budget, in_step in (
-        ("LLM span", LLM_ATTRS, 0.15, True),
+        ("LLM span", LLM_ATTRS, 0.40, True),
         ("non-LLM span", PLAIN_ATTRS, 0.03, True),
-        ("non-LLM span, no step()", PLAIN_ATTRS, 0.03, False),
+        ("non-LLM span, no step()", PLAIN_ATTRS, 0.05, False),
     ):
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
         names = list(pipelines)
@@ -158,11 +172,11 @@ def measure(rounds: int = 30) -> list[Row]:
                     samples[name].append(_cpu_chunk(tracer, attrs, processor, in_step=in_step))
         thread = {name: [s[0] for s in values] for name, values in samples.items()}
         every = {name: [s[1] for s in values] for name, values in samples.items()}
-        added = _added(thread["ours"], thread["sdk"])
-        sdk_us, our_us = _per_span_us(thread["sdk"]), _per_span_us(thread["ours"])
+        added = _added_by_round(every["ours"], every["sdk"])
+        sdk_us, our_us = _per_span_us(every["sdk"]), _per_span_us(every["ours"])
         rows.append(
             Row(
-                f"hot path, {label}",
+                f"hot path, {label}, all threads",
                 f"{added:+.1%} ({sdk_us:.1f} -> {our_us:.1f} us)",
                 f"<= +{budget:.0%}",
                 added <= budget,
@@ -170,17 +184,18 @@ def measure(rounds: int = 30) -> list[Row]:
         )
         rows.append(
             Row(
-                "  ... an empty 2nd processor",
-                f"{_added(thread['empty'], thread['sdk']):+.1%}",
-                "(the SDK's floor)",
+                "  ... the app's thread alone",
+                f"{_added(thread['ours'], thread['sdk']):+.1%} "
+                f"({_per_span_us(thread['sdk']):.1f} -> {_per_span_us(thread['ours']):.1f} us)",
+                "(the request path)",
                 ok=True,
             )
         )
         rows.append(
             Row(
-                "  ... all threads, incl. counting",
-                f"{_added(every['ours'], every['sdk']):+.1%}",
-                "(off the request path)",
+                "  ... an empty 2nd processor, all threads",
+                f"{_added_by_round(every['empty'], every['sdk']):+.1%}",
+                "(the SDK's floor)",
                 ok=True,
             )
         )
