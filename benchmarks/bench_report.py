@@ -5,16 +5,17 @@
     .venv/bin/python benchmarks/bench_report.py --spans 200000 --stages  # where the time goes
 
 Each request of the synthetic RAG service is a root span, four LLM spans (rewrite,
-rerank, generate, faithfulness, token volumes as in the design document's fixture with
-+-10 % jitter) and a retrieve span, with the attributes real instrumentations write,
-exported children first in the collector file exporter's OTLP/JSON lines (600 spans a
-line). Rerank moves from the frontier model to a specialist reranker mid-week.
+rerank, generate, faithfulness, token volumes 200/50, 12,000/200, 3,500/400 and 4,000/100
+in/out as in ``STEPS``, with +-10 % jitter) and a retrieve span, with the attributes real
+instrumentations write, exported children first in the collector file exporter's OTLP/JSON
+lines (600 spans a line). Rerank moves from the frontier model to a specialist reranker
+mid-week.
 
 Printed: spans a second of the report in this process (best of ``--repeat``), the peak RSS
 of ``otel-overspend report`` run as a child process on each file size (flat: memory
-does not grow with the file), and the time of the seed's pandas computation of Test 3
-(a DataFrame of the same calls and a row-wise ``df.apply`` cost) for a ratio. pandas is a
-benchmark-only dependency.
+does not grow with the file), and the time of a batch pandas computation of Test 3, the
+counterfactual (a DataFrame of the same calls and a row-wise ``df.apply`` cost), for a
+ratio. pandas is a benchmark-only dependency.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ STEPS = (
 )
 SPANS_PER_REQUEST = 6
 REQUESTS_PER_LINE = 100
-#: USD per 1M tokens (GUIDE section 1) for the pandas comparison.
+#: USD per 1M tokens (input, output) of each tier, for the pandas comparison.
 PRICES = {"frontier": (3.0, 15.0), "specialist": (0.02, 0.02)}
 SPECIALIZE = {
     "rewrite": "specialist",
@@ -303,7 +304,7 @@ def peak_rss_mb(path: Path) -> float:
 
 
 def pandas_test3(calls: list[tuple[int, str, int, int]]) -> tuple[float, float, float]:
-    """The seed's Test 3 in pandas, row-wise; returns (seconds, cost now, cost specialized)."""
+    """Test 3 as a batch pandas job, row-wise; returns (seconds, cost now, cost specialized)."""
     pd: Any = importlib.import_module("pandas")  # a benchmark-only dependency
 
     def cost(tier: str, tokens_in: float, tokens_out: float) -> float:
@@ -404,7 +405,7 @@ def main() -> None:
             if largest and not args.no_pandas:
                 pandas_s, now, specialized = pandas_test3(calls)
                 print(
-                    f"          seed's pandas Test 3 on the same {len(calls):,} calls (already in memory): "
+                    f"          batch pandas Test 3 on the same {len(calls):,} calls (already in memory): "
                     f"{pandas_s:.2f} s ({pandas_s / timing.best_wall_s:.1f}x the whole report from disk); "
                     f"now ${now:,.2f}, specialized ${specialized:,.2f}",
                     flush=True,

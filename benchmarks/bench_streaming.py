@@ -1,7 +1,8 @@
-"""Streaming beats batch: the aggregator against the seed's pandas Test 3, same 20,000 calls.
+"""Streaming beats batch: the aggregator against a pandas Test 3, same 20,000 calls.
 
-Batch: the seed's code — a DataFrame of (request, step, tokens in, tokens out), row-wise
-``df.apply`` for the cost now and specialized, ``groupby`` by step, the totals.
+Batch: Test 3, the counterfactual, as a one-off pandas script — a DataFrame of (request,
+step, tokens in, tokens out), row-wise ``df.apply`` for the cost now and specialized,
+``groupby`` by step, the totals.
 Streaming: each call priced and added to the ledger as it happens; the diagnosis read
 from a snapshot. The budget is on Test 3 itself: an up-to-date answer after one more call
 (batch recomputes everything; streaming adds the call and reads a snapshot). The whole job
@@ -25,8 +26,9 @@ from otel_overspend.config.settings import Settings
 if TYPE_CHECKING:
     from otel_overspend.calls.attribution import Call
 
-REQUESTS = 5_000  # x 4 steps = 20,000 calls, as in the seed
-# step, tokens in, jitter in, tokens out, jitter out (the seed's Poisson means, uniform jitter)
+REQUESTS = 5_000  # x 4 steps = 20,000 calls
+# step, tokens in, jitter in, tokens out, jitter out: each volume is its base plus a uniform
+# draw in [0, 2 x jitter]
 STEPS = (
     ("rewrite", 200, 30, 50, 10),
     ("rerank", 11_000, 800, 200, 40),

@@ -3,11 +3,12 @@
     python benchmarks/soak.py                  # 10 minutes at 2,000 LLM spans/s
     python benchmarks/soak.py --duration 30    # the CI version (tests/reliability/test_soak.py)
 
-Each request is the seed's fixture (rewrite, rerank, generate, faithfulness: 4 frontier
-calls, $0.07035), made by a few app threads at a paced rate through a real TracerProvider
-with the processor and a BatchSpanProcessor exporting through ``OverspendSpanExporter``.
-One request in 50 uses a model name from a pool of 500 (beyond the model label cap), so the
-label caps and caches are exercised. A scraper reads ``/metrics`` over HTTP every second.
+Each request is the four-step fixture of ``REQUEST`` (rewrite, rerank, generate,
+faithfulness: 4 frontier calls, $0.07035), made by a few app threads at a paced rate
+through a real TracerProvider with the processor and a BatchSpanProcessor exporting
+through ``OverspendSpanExporter``. One request in 50 uses a model name from a pool of 500
+(beyond the model label cap), so the label caps and caches are exercised. A scraper reads
+``/metrics`` over HTTP every second.
 
 Checks (exit status 1 if one fails): the rate was sustained; counters never went down
 between scrapes; the final scrape counts every generated call, request and dollar (nothing
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.util.types import AttributeValue
 
-#: The seed's Test 2 request: (step, input tokens, output tokens), all frontier ($3 / $15 per 1M).
+#: One RAG request: (step, input tokens, output tokens), all frontier ($3 / $15 per 1M).
 REQUEST = (
     ("rewrite", 200, 50),
     ("rerank", 12_000, 200),

@@ -3,9 +3,11 @@
 Each request is rewrite -> retrieve -> rerank -> generate -> faithfulness, emitted as real
 OpenTelemetry spans (GenAI semantic-convention attributes, one root span a request) through a
 ``TracerProvider`` with an :class:`~otel_overspend.OverspendProcessor`, which serves
-``/metrics``. Token volumes are exactly the design document's fixture (no jitter), so every
-number on ``/metrics`` can be computed by hand: a rerank call costs $0.039 on the frontier model
-(12,000 in / 200 out at $3 / $15 per 1M) and $0.000244 on the specialist reranker.
+``/metrics``. Token volumes are exactly ``LLM_STEPS`` of ``otel_overspend/demo.py``
+(rewrite 200/50, rerank 12,000/200, generate 3,500/400, faithfulness 4,000/100 in/out; no
+jitter), so every number on ``/metrics`` can be computed by hand: a rerank call costs
+$0.039 on the frontier model (12,000 in / 200 out at $3 / $15 per 1M) and $0.000244 on the
+specialist reranker.
 
 The traffic mix is a JSON file, re-read within a second of any change (replace it atomically)::
 

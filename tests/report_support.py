@@ -97,7 +97,7 @@ def export_to(pipeline: Pipeline, exporter: SpanExporter) -> None:
 # -- workloads ------------------------------------------------------------------------------------
 MODEL = "acme-frontier-1"
 PROVIDER = "acme"
-#: The design document's fixture: (step, input tokens, output tokens) of each call of a request.
+#: The four-step RAG request fixture: (step, input tokens, output tokens) of each call of a request.
 SEED = (
     ("rewrite", 200, 50),
     ("rerank", 12_000, 200),
@@ -118,7 +118,7 @@ def llm_attributes(model: str, tokens_in: int, tokens_out: int, **extra: Any) ->
 
 
 def seed_requests(tracer: Tracer, n: int) -> None:
-    """``n`` requests of the design document's fixture, every call on one frontier model."""
+    """``n`` requests of the four-step fixture (``SEED``), every call on one frontier model."""
     for _ in range(n):
         with tracer.start_as_current_span("POST /answer"):
             for name, tokens_in, tokens_out in SEED:

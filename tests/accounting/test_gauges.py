@@ -28,7 +28,7 @@ from conftest import FakeClock, Pipeline
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-# The design document's Test 2 fixture (see test_signals.py for the arithmetic):
+# The four-step request fixture, all frontier (see test_signals.py for the arithmetic):
 # 70,350 a request, generate 16,500, specialized 16,831, 20,450 tokens, 4 frontier calls.
 SEED = (
     Call("rewrite", FRONTIER, 200, 50),

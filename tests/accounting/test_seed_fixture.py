@@ -1,8 +1,8 @@
-"""The design document's Test 2 fixture, end to end through a real OpenTelemetry pipeline.
+"""The four-step RAG request fixture, end to end through a real OpenTelemetry pipeline.
 
 One request = rewrite 200/50, rerank 12000/200, generate 3500/400, faithfulness 4000/100
 tokens (in/out), all on one frontier model priced $3 in / $15 out per 1M tokens. Every
-expected number below is worked out by hand in the comments (GUIDE §1), never by the library.
+expected number below is worked out by hand in the comments, never by the library.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_requests_total(seeded: Pipeline) -> None:
 
 
 def test_frontier_calls_histogram(seeded: Pipeline) -> None:
-    # Four frontier calls a request (the seed's "3+" level): buckets are cumulative upper
+    # Four frontier calls a request (confirmed: 3 or more): buckets are cumulative upper
     # bounds, so every request is above le="3.0" and inside le="5.0".
     bucket = "overspend_request_frontier_calls_bucket"
     assert seeded.sample(bucket, {"le": "3.0"}) == 0

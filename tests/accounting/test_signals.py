@@ -20,7 +20,7 @@ from conftest import FakeClock, Pipeline
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-# The design document's Test 2 fixture: one request, all on the frontier model.
+# The four-step RAG request fixture: one request, all on the frontier model ($3 / $15 per 1M).
 #   rewrite         200 x 3 +  50 x 15 =  1,350
 #   rerank       12,000 x 3 + 200 x 15 = 39,000
 #   generate      3,500 x 3 + 400 x 15 = 16,500
@@ -68,7 +68,7 @@ def test_seed_fixture_in_every_window(seed: dict[int, Diagnosis], seconds: int) 
     assert d.cost_usd == pytest.approx(1000 * 0.07035)
     # Test 4: (70,350 - 16,500) / 70,350 = 53,850 / 70,350
     assert d.specialist_eligible_fraction == pytest.approx(53_850 / 70_350)
-    assert d.specialist_eligible_fraction == pytest.approx(0.7655, abs=5e-5)  # GUIDE §1
+    assert d.specialist_eligible_fraction == pytest.approx(0.7655, abs=5e-5)  # 76.55 %
     # Test 1: one frontier model carries all spend.
     assert d.model_concentration == 1.0
     assert d.top_frontier_model == FRONTIER
@@ -89,7 +89,7 @@ def test_seed_fixture_in_every_window(seed: dict[int, Diagnosis], seconds: int) 
     assert [line.step for line in d.candidates] == ["rerank", "faithfulness"]
     # Test 3: (70,350 - 16,831) / 70,350 = 53,519 / 70,350
     assert d.projected_reduction == pytest.approx(53_519 / 70_350)
-    assert d.projected_reduction == pytest.approx(0.7608, abs=5e-5)  # GUIDE §1
+    assert d.projected_reduction == pytest.approx(0.7608, abs=5e-5)  # 76.08 %
     assert d.headroom_usd == pytest.approx(1000 * 0.053519)
     # Savings: rerank 39,000 - 244 = 38,756; faithfulness 13,418; rewrite 1,345.
     assert d.next_step_to_specialize == "rerank"
@@ -111,7 +111,7 @@ def test_seed_fixture_in_every_window(seed: dict[int, Diagnosis], seconds: int) 
 # Stage 2, faithfulness on the small judge too: 4,000 x 0.05 + 100 x 0.20 = 200 + 20 = 220.
 #   total 1,350 + 244 + 16,500 + 220 = 18,314; non-generate 1,350 + 244 + 220 = 1,814
 #   frontier 1,350 + 16,500 = 17,850; specialized 16,831 (faithfulness 220 -> 82)
-# The design document expects treatment 1 to bring the fraction to 0.1-0.3; on its own
+# Rerank on a specialist alone might be expected to bring the fraction to 0.1-0.3; on this
 # fixture the arithmetic gives 0.478 (still above the 0.3 alarm), and 0.099 after both.
 STAGE_1 = (
     Call("rewrite", FRONTIER, 200, 50),
@@ -323,7 +323,8 @@ def test_only_unpriced_calls_give_no_cost_signal() -> None:
     assert set(d.levels) == {"frontier_calls_per_request", "tokens_per_request"}
 
 
-# Band edges (GUIDE §1): each signal at, just inside and just outside its cut points.
+# Band edges (the defaults of otel_overspend/thresholds.py): each signal at, just inside and
+# just outside its cut points.
 @pytest.mark.parametrize(
     ("signal", "value", "level"),
     [

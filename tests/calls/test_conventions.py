@@ -1,4 +1,5 @@
-"""Every attribute name of GUIDE §2's table, read off real spans and back from the registry."""
+"""Every model, provider and token attribute name instrumentations write (the key tuples of
+otel_overspend/calls/conventions.py), read off real spans and back from the registry."""
 
 from __future__ import annotations
 

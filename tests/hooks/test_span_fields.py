@@ -226,7 +226,7 @@ def test_without_the_fast_path_it_warns_once_and_the_metric_says_so(
 
 
 def _seed_request(p: Any) -> None:
-    # The GUIDE's Test 2 request: four frontier calls, each in its own step.
+    # The four-step RAG request: four frontier calls, each in its own step.
     for name, tokens_in, tokens_out in (
         ("rewrite", 200, 50),
         ("rerank", 12_000, 200),

@@ -101,7 +101,7 @@ def test_seed_fixture_offline_equals_live(tmp_path: Path) -> None:
     report, live = run_both(tmp_path, SEED_SETTINGS, lambda t: seed_requests(t, 200))
     d = report.diagnosis
     assert_same(d, live)
-    # $0.07035 a request (GUIDE section 1), 200 requests.
+    # $0.07035 a request (3 / 15 USD per 1M tokens, see test_seed_fixture.py), 200 requests.
     assert d.cost_usd == pytest.approx(200 * 0.07035, abs=1e-9)
     assert d.specialized_cost_usd == pytest.approx(200 * 0.016831, abs=1e-9)
     assert d.step_shares["rerank"] == pytest.approx(39_000 / 70_350, abs=1e-12)

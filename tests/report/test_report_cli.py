@@ -1,6 +1,6 @@
 """``otel-overspend report``: formats, time series, plots, what-ifs, the CI gate, usage errors.
 
-Expected figures are worked out by hand (GUIDE section 1 prices, USD per 1M tokens:
+Expected figures are worked out by hand (prices in USD per 1M tokens, input / output:
 frontier 3 / 15, mini 0.05 / 0.20, specialist 0.02 / 0.02), in micro-dollars below.
 """
 
@@ -92,8 +92,8 @@ SPECIALIST_RERANK = [(n, "zerank-2" if n == "rerank" else m, i, o) for n, m, i, 
 
 @pytest.fixture(scope="module")
 def days_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three days, ten requests a day, one a minute from noon UTC: the seed fixture, then
-    generate only, then the seed fixture with rerank on a specialist."""
+    """Three days, ten requests a day, one a minute from noon UTC: the four-step
+    fixture, then generate only, then the four-step fixture with rerank on a specialist."""
 
     def workload(tracer: Tracer) -> None:
         for day, calls in enumerate((SEED_CALLS, GENERATE_ONLY, SPECIALIST_RERANK)):
@@ -179,7 +179,7 @@ def test_markdown(capsys: pytest.CaptureFixture[str], seed_file: Path, config: P
 
 
 # -- time series and plots ----------------------------------------------------------------------
-# Per request: day 1 the seed fixture, 70,350 (not generate 53,850); day 2 generate only,
+# Per request: day 1 the four-step fixture, 70,350 (not generate 53,850); day 2 generate only,
 # 16,500 (not generate 0); day 3 rerank at (12,000 + 200) x 0.02 = 244, so 31,594 (15,094).
 DAY_FRACTIONS = [53_850 / 70_350, 0.0, 15_094 / 31_594]
 DAY_COSTS_USD = [10 * 0.07035, 10 * 0.0165, 10 * 0.031594]
@@ -284,7 +284,7 @@ def test_specialize_rerank_at_mini(capsys: pytest.CaptureFixture[str], seed_file
 def test_fail_above(
     capsys: pytest.CaptureFixture[str], seed_file: Path, config: Path, threshold: str, expected: int
 ) -> None:
-    # The seed fixture's fraction is 0.76546.
+    # The four-step fixture's fraction is 0.76546.
     code, _, err = run(capsys, "--config", config, "--fail-above", threshold, seed_file)
     assert code == expected
     assert ("specialist-eligible fraction 0.765 is above" in err) == (expected == 1)

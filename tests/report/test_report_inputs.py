@@ -33,13 +33,13 @@ SETTINGS = Settings(
     serve_metrics=False, model_tiers={"acme-frontier-*": "frontier"}, use_genai_prices=False, stamp_spans=True
 )
 REQUESTS = 40
-#: The design document's fixture: $0.07035 a request.
+#: The four-step fixture of report_support.SEED: $0.07035 a request.
 COST_USD = REQUESTS * 0.07035
 
 
 @pytest.fixture(scope="module")
 def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    """The collector file of 40 seed requests, 7 spans an export (so traces straddle lines)."""
+    """The collector file of 40 four-step requests, 7 spans an export (so traces straddle lines)."""
     path = tmp_path_factory.mktemp("seed") / "traces.json"
     p = make_pipeline(SETTINGS)
     out = CollectorFileExporter(path, batch=7)

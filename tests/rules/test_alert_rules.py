@@ -38,7 +38,8 @@ SEED_RECORDS = (
     "overspend:unpriced_llm_calls:rate{w}",
     "overspend:unpriced_llm_calls_by_model:rate{w}",
 )
-# What issue 22 added: unpriced calls by step, calls without usage, spend without counterfactual.
+# Coverage, so an unpriced step reads as unknown spend, never $0: unpriced calls by step, calls
+# without usage, spend without counterfactual.
 COVERAGE_RECORDS = (
     "overspend:llm_calls:rate{w}",
     "overspend:llm_calls_by_step:rate{w}",
