@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode, get_current_span
 
 from otel_overspend.accounting.recorder import Recorder, mark
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.trace import Span
 
     from otel_overspend.accounting.ledger import Snapshot
     from otel_overspend.calls.attribution import Call
@@ -259,13 +260,13 @@ class CountingProcessor(SpanProcessor):
         self._drop("invalid_baggage_step")
         return None
 
-    def step_of(self, span: ReadableSpan | Span) -> str | None:
+    def step_of(self, span: ReadableSpan | trace_api.Span) -> str | None:
         """The step ``span`` started in, as this processor decided it (``None`` if none, or
         if the span started before this processor was added, or has been counted)."""
-        ctx = span.get_span_context() if isinstance(span, Span) else span.context
+        ctx = span.context if isinstance(span, ReadableSpan) else span.get_span_context()
         return None if ctx is None else self._held_step(span, ctx.span_id, forget=False)
 
-    def _held_step(self, span: ReadableSpan | Span, span_id: int, *, forget: bool) -> str | None:
+    def _held_step(self, span: object, span_id: int, *, forget: bool) -> str | None:
         """The step ``span`` started in: held on it, or in the table (``forget``: taken out)."""
         sdk = self._sdk
         if sdk is not None and (type(span) is sdk.ended or type(span) is sdk.live):
