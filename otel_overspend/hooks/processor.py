@@ -41,8 +41,8 @@ from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opentelemetry.context import Context
     from opentelemetry import trace as trace_api
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import Span
 
     from otel_overspend.accounting.ledger import Snapshot
