@@ -8,15 +8,19 @@
 ``test`` installs the package with its test extras into ``.venv``, the pinned client
 instrumentations (``constraints-instrumentations.txt``) into it too, OpenLIT into its own
 ``.venv-openlit`` (``constraints-openlit.txt``) and traceloop-sdk into its own ``.venv-traceloop``
-(``constraints-traceloop.txt``), installs Debian's ``prometheus`` and
-``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
-they are missing, then runs ruff, mypy --strict and pytest. With ``CI=true`` the tests
-refuse to skip anything that needs a real binary or environment.
+(``constraints-traceloop.txt``), the package with its test extras into ``.venv-sdk-floor`` and
+``.venv-sdk-mid`` at the oldest and a middle OpenTelemetry release it accepts
+(``constraints-sdk-floor.txt``, ``constraints-sdk-mid.txt``), installs Debian's ``prometheus``
+and ``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
+they are missing, then runs ruff, mypy --strict and pytest, and the fast core suite again in
+each of the two older-SDK environments. With ``CI=true`` the tests refuse to skip anything
+that needs a real binary or environment.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +33,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 OPENLIT_VENV = ROOT / ".venv-openlit"
 TRACELOOP_VENV = ROOT / ".venv-traceloop"
+#: The older OpenTelemetry releases the fast core suite also runs against (.venv has the newest,
+#: constraints.txt's): name -> its environment; constraints-<name>.txt pins the release.
+SDK_MATRIX = {"sdk-floor": ROOT / ".venv-sdk-floor", "sdk-mid": ROOT / ".venv-sdk-mid"}
+FAST_CORE = "not slow and not e2e and not needs_binary"
 APT_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
@@ -63,14 +71,14 @@ def _ensure_venv(extras: str) -> None:
     stamp.touch()
 
 
-def _install_once(python: Path, name: str, constraints: Path, *targets: str | Path) -> None:
+def _install_once(python: Path, name: str, constraints: Path, *targets: str | Path) -> bool:
     """``pip install -c constraints targets`` into ``python``'s environment, unless done since
-    the constraints or pyproject.toml last changed. Outside CI a failure only warns: the tests
-    that need it skip, saying why."""
+    the constraints or pyproject.toml last changed; whether it is installed. Outside CI a
+    failure only warns: the tests that need it skip, saying why."""
     stamp = python.parent.parent / f".installed-{name}"
     newest = max(p.stat().st_mtime for p in (ROOT / "pyproject.toml", constraints))
     if stamp.exists() and stamp.stat().st_mtime >= newest:
-        return
+        return True
     args: list[str | Path] = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     if (ROOT / "constraints.txt").exists() and python == PY:
         args += ["-c", ROOT / "constraints.txt"]
@@ -78,11 +86,12 @@ def _install_once(python: Path, name: str, constraints: Path, *targets: str | Pa
     print("+", " ".join(str(a) for a in args), flush=True)
     if subprocess.run([str(a) for a in args], check=False).returncode == 0:
         stamp.touch()
-        return
+        return True
     message = f"could not install the {name} test environment ({python.parent.parent.name})"
     if os.environ.get("CI") == "true":
         sys.exit(f"CI needs it: {message}")
     print(f"warning: {message}; the tests that need it will be skipped", flush=True)
+    return False
 
 
 def _own_venv(path: Path) -> Path:
@@ -129,6 +138,41 @@ def _ensure_instrumentations() -> None:
     )
 
 
+def _pinned_name(line: str) -> str | None:
+    """The normalised project name a constraints line names (``None``: a comment or blank)."""
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        return None
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[]", text, maxsplit=1)[0]).lower()
+
+
+def _layered_constraints(pins: Path, into: Path) -> Path:
+    """``into``/constraints.txt: the lines of ``pins``, then constraints.txt's for every package
+    ``pins`` does not name (pip refuses two pins of one package). Rewritten only when its text
+    changes, so that the install stamp stays valid until a constraints file does change."""
+    own = pins.read_text(encoding="utf-8").splitlines()
+    named = {_pinned_name(line) for line in own} - {None}
+    base = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    rest = [line for line in base if _pinned_name(line) not in named | {None}]
+    text = "\n".join([*own, f"# constraints.txt, less the packages {pins.name} pins:", *rest]) + "\n"
+    layered = into / "constraints.txt"
+    if not layered.exists() or layered.read_text(encoding="utf-8") != text:
+        layered.write_text(text, encoding="utf-8")
+    return layered
+
+
+def _ensure_sdk_matrix() -> dict[str, Path]:
+    """The package and its test extras in each SDK_MATRIX environment; the python of each
+    installed one, by name (outside CI a failed install only warns and that run is skipped)."""
+    ready: dict[str, Path] = {}
+    for name, path in SDK_MATRIX.items():
+        python = _own_venv(path)
+        constraints = _layered_constraints(ROOT / f"constraints-{name}.txt", path)
+        if _install_once(python, name, constraints, "-e", f"{ROOT}[test]"):
+            ready[name] = python
+    return ready
+
+
 def _ensure_binaries() -> None:
     missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
     if not missing:
@@ -153,11 +197,21 @@ def demo(argv: list[str]) -> None:
 def test(argv: list[str]) -> None:
     _ensure_venv("test")
     _ensure_instrumentations()
+    matrix = _ensure_sdk_matrix()
     _ensure_binaries()
     _run(BIN / "ruff", "check", ROOT)
     _run(BIN / "ruff", "format", "--check", ROOT)
     _run(BIN / "mypy", "--config-file", ROOT / "pyproject.toml")
     _run(PY, "-m", "pytest", *argv)
+    failed = []
+    for name, python in matrix.items():
+        # No cache: .pytest_cache (--lf, --ff) keeps describing the main run.
+        args = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", FAST_CORE]
+        print("+", " ".join(args), flush=True)
+        if subprocess.run(args, check=False).returncode != 0:
+            failed.append(name)
+    if failed:
+        sys.exit(f"the fast core suite failed on {', '.join(failed)} (constraints-<name>.txt)")
 
 
 def bench(argv: list[str]) -> None:
