@@ -15,6 +15,7 @@ asynchronous histogram: a histogram comes as three counters, ``<name>.bucket`` (
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Final
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from opentelemetry.metrics import Meter, MeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from prometheus_client.metrics_core import Metric
 
     from otel_overspend.accounting.ledger import Snapshot
@@ -55,13 +57,37 @@ OWN_NAMES: Final = frozenset(
 )
 
 
-def default_meter_provider() -> MeterProvider:
-    """A provider that pushes over OTLP/gRPC, configured from ``OTEL_EXPORTER_OTLP_*``."""
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+def otlp_protocol() -> str:
+    """The OTLP protocol for metrics, as the SDK's environment variables name it:
+    ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
+    ``grpc``."""
+    for variable in ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = os.environ.get(variable, "").strip().lower()
+        if value:
+            return value
+    return "grpc"
 
-    return SdkMeterProvider(metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+
+def default_meter_provider() -> SdkMeterProvider:
+    """A provider that pushes over OTLP, configured from ``OTEL_EXPORTER_OTLP_*``: over HTTP
+    when the protocol is ``http/protobuf``, else over gRPC."""
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader  # noqa: PLC0415
+
+    exporter: MetricExporter
+    if otlp_protocol() == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter as HttpExporter,
+        )
+
+        exporter = HttpExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter as GrpcExporter,
+        )
+
+        exporter = GrpcExporter()
+    return SdkMeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)])
 
 
 class OtelMetrics:

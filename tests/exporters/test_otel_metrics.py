@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -10,6 +12,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otel_overspend import Settings, step
 
 from conftest import make_pipeline
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], float]]]:
@@ -115,3 +120,45 @@ def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> 
             (frozenset((k, str(v)) for k, v in attrs.items()), value) for attrs, value in points.get(name, [])
         }
         assert got == want, family.name
+
+
+def test_otlp_metrics_go_over_http_when_the_protocol_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf sends the metrics over HTTP (a real
+    exporter to a real local server), not over gRPC."""
+    from otel_overspend.exporters.otlp import default_meter_provider
+
+    received: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, self.headers.get("Content-Type", "")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            del args
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        provider = default_meter_provider()
+        p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), meter_provider=provider)
+        with (
+            step("rerank"),
+            p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}),
+        ):
+            pass
+        assert provider.force_flush()
+        provider.shutdown()
+        p.provider.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received
+    assert {path for path, _ in received} == {"/v1/metrics"}
+    assert {kind for _, kind in received} == {"application/x-protobuf"}
