@@ -1,7 +1,14 @@
 """Recording one finished span: the logic the live processor and the offline report share.
 
 For each span, in end order: read its usage; if it is an LLM call, name its step, price
-it, add it to the ledger and to its request; when a local root ends, close its request.
+it, add it to the ledger and to its request; when a local root with an LLM span in or
+below it ends, close its trace's request (a trace may hold other local roots, from one
+caller's repeated calls, that made none).
+
+The live processor records only the spans it queues (one that may be an LLM call, or one
+with such a span below it); the report records every span. On any other span the recorder
+leaves the counts as they were, so that both count alike: it closes no request and
+releases no held call there.
 
 One call, counted once: when LLM spans are nested (a framework span such as LangChain's
 or LlamaIndex's over the client library's span, or two instrumentations wrapping the same
@@ -37,6 +44,8 @@ from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
     LITELLM_RAW_USAGE_KEYS,
     LITELLM_SCOPE,
+    LLM_MARKER_KEYS,
+    may_be_llm_call,
     read_usage,
 )
 from otel_overspend.steps import BAGGAGE_KEY, UNATTRIBUTED, is_step_name
@@ -84,6 +93,15 @@ class _Waiting(NamedTuple):
     sig: Signature
 
 
+_no_marker_keys: Final = LLM_MARKER_KEYS.isdisjoint
+
+
+def _queued_live(attrs: Mapping[str, Any] | None) -> bool:
+    """Whether the live processor queues a span with these attributes and no span it queued
+    below it (see :mod:`otel_overspend.hooks.processor`): whether it may be an LLM call."""
+    return attrs is not None and not _no_marker_keys(attrs) and may_be_llm_call(attrs)
+
+
 #: Builds a :class:`_Waiting` from one tuple in C (the generated ``__new__`` runs Python code).
 _new_waiting: Final = partial(tuple.__new__, _Waiting)
 
@@ -93,6 +111,9 @@ STRONG: Final = None
 #: ...or only an LLM call without usage was (a span above it with usage is then the one
 #: that counts; one without usage is the same call again).
 WEAK: Final = True
+#: ...or only spans the live processor queues that are no LLM call (a failed call without
+#: usage, a span above one): nothing to count, but this span is queued live too.
+SEEN: Final = "seen"
 
 
 def _ignore(*_: str) -> None:
@@ -156,7 +177,7 @@ class Recorder:
         self._overflow = overflow
         #: Told (inside the ``except``) when counting a held call fails; ``None``: re-raise.
         self._fail = fail
-        self._marked: dict[int, bool | None] = {}
+        self._marked: dict[int, bool | str | None] = {}
         #: Span id -> how many calls LiteLLM wrote onto it (its raw-response children).
         self._litellm_writes: dict[int, int] = {}
         self._reset_waits()
@@ -213,7 +234,8 @@ class Recorder:
             if len(writes) >= MAX_MARKED_SPANS:
                 make_room(writes, MAX_MARKED_SPANS)
             writes[parent_id] = writes.get(parent_id, 0) + 1
-        found = self._marked.pop(span_id, False)
+        marked = self._marked
+        found = marked.pop(span_id, False)
         below = found is STRONG
         result = self.count(
             trace_id,
@@ -228,21 +250,29 @@ class Recorder:
             weak=found is WEAK,
             failed=failed,
         )
-        if parent_id is not None:
+        if parent_id is not None:  # mark(), inlined
             if below or (result is not None and result is not WITHOUT_USAGE):
-                marked = self._marked  # mark(), inlined: once per LLM span
                 if len(marked) >= MAX_MARKED_SPANS:
                     make_room(marked, MAX_MARKED_SPANS)
                 marked[parent_id] = STRONG
             elif found is WEAK or result is WITHOUT_USAGE:
-                mark(self._marked, parent_id, weak=True)
+                if len(marked) >= MAX_MARKED_SPANS:
+                    make_room(marked, MAX_MARKED_SPANS)
+                if marked.get(parent_id, False) is not STRONG:
+                    marked[parent_id] = WEAK
+            elif found is not False or _queued_live(attrs):
+                if len(marked) >= MAX_MARKED_SPANS:
+                    make_room(marked, MAX_MARKED_SPANS)
+                marked.setdefault(parent_id, SEEN)
         if self._litellm_writes and attrs and LITELLM_CALL_KEY in attrs and scope != LITELLM_SCOPE:
             # LiteLLM wrote its calls' usage onto this span (the active one), each over the
             # one before: all but the last are lost, counted here (one raw-response child
             # per call tells how many). USE_OTEL_LITELLM_REQUEST_SPAN=true avoids it.
             for _ in range(self._litellm_writes.pop(span_id, 1) - 1):
                 self._drop("litellm_usage_overwritten")
-        if self._held:
+        # Held calls are released by the ends of the spans the live processor sees (the
+        # report records every span), so that both release them at the same span.
+        if self._held and (found is not False or _queued_live(attrs)):
             self.flush(end_ns - HOLD_NS)
         return result
 
@@ -269,20 +299,26 @@ class Recorder:
         if usage is not None:
             if isinstance(usage, str):
                 result = usage
-            elif below:
-                result = "duplicate_llm_span"
             elif not (
                 usage.input_tokens or usage.output_tokens or usage.searches or usage.span_cost_usd is not None
             ):  # Usage.reported, inlined
-                # A failed call billed nothing; with a weak mark, the call below was
+                # A failed call billed nothing: no LLM span at all, over a call or not (as
+                # read_usage reads it from the status a trace file puts in its attributes);
+                # over a call, the same call again; with a weak mark, the call below was
                 # counted as this one already.
-                if not (weak or failed):
+                if failed:
+                    pass
+                elif below:
+                    result = "duplicate_llm_span"
+                elif not weak:
                     call = self._attributor.attribute(
                         usage, usage_step(usage, step, self._rules, name, attrs)
                     )
                     self._ledger.add_call(call._replace(billed=False), end_ns / _NS_PER_S)
                     self._without_usage(call.step, call.model)
                     result = WITHOUT_USAGE
+            elif below:
+                result = "duplicate_llm_span"
             else:
                 for note in usage.notes:
                     if note == "invalid_span_cost":
@@ -322,7 +358,9 @@ class Recorder:
                     result = WAITING
             if isinstance(result, str) and result is not WITHOUT_USAGE and result is not WAITING:
                 self._drop(result)
-        if parent_id is None and trace_id not in self._held:  # else closed on release
+        # A local root closes its trace's request when an LLM span was seen in or below
+        # it (another local root of the trace may have one open); a held one on release.
+        if parent_id is None and (below or weak or result is not None) and trace_id not in self._held:
             sample = self._requests.close(trace_id, end_ns - start_ns)
             if sample is not None:
                 self._ledger.add_request(sample, end_ns / _NS_PER_S)

@@ -9,6 +9,20 @@ call once and closes the request with the root. When every span names its own st
 processor's ``stamp_spans``) and the spans came in end order, that is their arrival
 order and the replay takes a shortcut to the same result.
 
+With ``stamp_spans`` in the settings, the spans are taken to be stamped: a span without
+``overspend.step`` started in no step, as the live processor saw it, and the recorder
+decides its call's step as it does live (the span's framework name or rule on its final
+attributes, else its ancestors', nearest first), rather than from its ancestors' rules
+top-down (which a file without stamps needs).
+
+The recorder sees spans in end order across traces too, as the live processor does: the
+same call seen in two traces (two instrumentations that were never nested) is counted
+where it ended first. A trace replayed when its root arrives waits, recorded span by span
+in end order with the other replayed traces, until no trace still held has a span that
+ended earlier (the oldest held trace's first span); what waits counts towards
+``max_spans``, and when that is full it is recorded at once. Each batch of spans read is
+put in end order first: an OTLP export groups a batch's spans by resource and scope.
+
 Holding is bounded: a trace still waiting for its root when the buffer is full is replayed
 as it is (its calls count; its root, when it comes, closes the request) and counted. A
 trace whose root has not come when the data's clock has moved past the request time-out,
@@ -21,6 +35,7 @@ its parent is gone.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,6 +47,7 @@ from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from collections.abc import Set as AbstractSet
 
     from otel_overspend.accounting.ledger import CallStats, Key, RequestSample
     from otel_overspend.accounting.recorder import Recorder
@@ -53,6 +69,7 @@ _WEEK_OFFSET_S: Final = 4 * DAY_S
 #: Traces whose local root was replayed, remembered for children exported after it.
 MAX_ROOTED_TRACES: Final = 20_000
 _START_NS: Final = attrgetter("start_ns")
+_END_NS: Final = attrgetter("end_ns")
 _S = TypeVar("_S")
 
 
@@ -242,8 +259,12 @@ class Replayer:
         max_spans: int = 200_000,
         max_traces: int = 50_000,
         timeout_s: float = 300.0,
+        stamped: bool = False,
     ) -> None:
+        """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
+        processor's ``stamp_spans``); see the module docstring."""
         self._recorder = recorder
+        self._stamped = stamped
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
@@ -251,7 +272,12 @@ class Replayer:
         self._timeout_ns = int(timeout_s * 1e9)
         #: trace key -> its spans held so far, oldest trace first.
         self._traces: OrderedDict[int, list[SpanRecord]] = OrderedDict()
+        #: Spans held or waiting in :attr:`_ready`.
         self._held = 0
+        #: Replayed traces waiting to be recorded, merged by end time: [end of the next
+        #: span, sequence, trace key, spans in end order, their steps, local roots, next].
+        self._ready: list[list[Any]] = []
+        self._sequence = 0
         #: Traces whose local root was replayed (keys only: holding spans would cost more).
         self._rooted: OrderedDict[int, None] = OrderedDict()
         self._clock = clock
@@ -262,7 +288,7 @@ class Replayer:
         traces = self._traces
         max_spans, max_traces = self._max_spans, self._max_traces
         watermark = self._clock.now_ns
-        for span in spans:
+        for span in sorted(spans, key=_END_NS):
             key, _, parent_id, remote_parent, _, _, _, end_ns, _ = span
             held = traces.get(key)
             if held is None:
@@ -287,13 +313,19 @@ class Replayer:
             key, held = self._traces.popitem(last=False)
             self.stats.incomplete_end_of_input += 1
             self._replay(key, held, tops_are_roots=True)
+        self._release(math.inf)
         self._recorder.flush()  # the calls held for a twin from another trace
 
     def _evict_oldest(self) -> None:
-        while self._traces and (self._held > self._max_spans or len(self._traces) > self._max_traces):
-            key, held = self._traces.popitem(last=False)
-            self.stats.incomplete_capacity += 1
-            self._replay(key, held, tops_are_roots=False)
+        while self._held > self._max_spans or len(self._traces) > self._max_traces:
+            if self._ready and self._held > self._max_spans:
+                self._release(math.inf)  # out of order with the traces still held
+            elif self._traces:
+                key, held = self._traces.popitem(last=False)
+                self.stats.incomplete_capacity += 1
+                self._replay(key, held, tops_are_roots=False)
+            else:
+                return
 
     def _expire(self) -> None:
         now_ns = self._clock.now_ns
@@ -373,7 +405,7 @@ class Replayer:
             own = attrs.get(BAGGAGE_KEY)
             if own is not None and not is_step_name(own):
                 own = None
-            if own is None:
+            if own is None and not self._stamped:
                 if parent_id and not remote_parent:
                     return None
                 own = match(name, attrs)
@@ -386,7 +418,6 @@ class Replayer:
         clock passed the time-out, or the input ended) a span whose parent was never seen
         is taken for a local root whose parent lives in another process, as exporters that
         do not write the remote-parent flag leave it."""
-        self._held -= len(spans)
         stats = self.stats
         stats.traces += 1
         stats.spans += len(spans)
@@ -394,9 +425,71 @@ class Replayer:
         if steps is None:
             by_span, depths = self._steps(spans)
             spans = sorted(spans, key=lambda s: (s.end_ns, -depths[s.span_id]))
-            steps = [by_span[span.span_id] for span in spans]
+            steps = [self._own_step(span.attrs) if self._stamped else by_span[span.span_id] for span in spans]
+        tops = self._top_spans(trace_key, spans) if tops_are_roots else frozenset()
+        ready = self._ready
+        traces = self._traces
+        if not ready and (not traces or spans[-1].end_ns <= traces[next(iter(traces))][0].end_ns):
+            # No span held or waiting ended earlier (the usual case): recorded at once.
+            self._held -= len(spans)
+            rooted = self._record(trace_key, spans, steps, tops)
+        else:
+            rooted = any(not s.parent_id or s.remote_parent or s.span_id in tops for s in spans)
+            self._sequence += 1
+            heapq.heappush(ready, [spans[0].end_ns, self._sequence, trace_key, spans, steps, tops, 0])
+            self._release(traces[next(iter(traces))][0].end_ns if traces else math.inf)
+        if rooted:
+            self._rooted[trace_key] = None
+            if len(self._rooted) > MAX_ROOTED_TRACES:
+                self._rooted.popitem(last=False)
+        first = min(map(_START_NS, spans))
+        last = spans[-1].end_ns
+        if stats.first_start_ns is None or first < stats.first_start_ns:
+            stats.first_start_ns = first
+        if stats.last_end_ns is None or last > stats.last_end_ns:
+            stats.last_end_ns = last
+
+    def _release(self, until_ns: float) -> None:
+        """Record the spans of replayed traces that ended by ``until_ns``, in end order."""
+        ready = self._ready
         record = self._recorder.record
-        tops = self._top_spans(trace_key, spans) if tops_are_roots else ()
+        while ready and ready[0][0] <= until_ns:
+            entry = ready[0]
+            _, _, trace_key, spans, steps, tops, i = entry
+            # This trace's spans up to the next one of another trace, in one go.
+            n = len(ready)
+            other = math.inf if n == 1 else ready[1][0] if n == 2 else min(ready[1][0], ready[2][0])
+            stop = len(spans)
+            first = i
+            while True:
+                _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
+                local_root = not parent_id or remote_parent or span_id in tops  # as in _record
+                record(
+                    trace_key,
+                    span_id,
+                    None if local_root else parent_id,
+                    name,
+                    attrs or None,
+                    start_ns,
+                    end_ns,
+                    steps[i],
+                    scope,
+                )
+                i += 1
+                if i == stop or spans[i].end_ns > until_ns or spans[i].end_ns >= other:
+                    break
+            self._held -= i - first
+            if i < stop:
+                entry[0], entry[6] = spans[i].end_ns, i
+                heapq.heapreplace(ready, entry)  # the same entry, sifted to its new place
+            else:
+                heapq.heappop(ready)
+
+    def _record(
+        self, trace_key: int, spans: list[SpanRecord], steps: list[str | None], tops: AbstractSet[int]
+    ) -> bool:
+        """Record ``spans``; whether one of them was a local root."""
+        record = self._recorder.record
         rooted = False
         for (_, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope), step in zip(
             spans, steps, strict=True
@@ -417,13 +510,4 @@ class Replayer:
                 step,
                 scope,
             )
-        if rooted:
-            self._rooted[trace_key] = None
-            if len(self._rooted) > MAX_ROOTED_TRACES:
-                self._rooted.popitem(last=False)
-        first = min(map(_START_NS, spans))
-        last = spans[-1].end_ns
-        if stats.first_start_ns is None or first < stats.first_start_ns:
-            stats.first_start_ns = first
-        if stats.last_end_ns is None or last > stats.last_end_ns:
-            stats.last_end_ns = last
+        return rooted

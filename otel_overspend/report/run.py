@@ -185,6 +185,7 @@ class _Run:
             max_spans=limits.max_spans,
             max_traces=limits.max_traces,
             timeout_s=settings.request_timeout_seconds,
+            stamped=settings.stamp_spans,
         )
         self.keys = attribute_keys(settings)
         self.processes = Processes()
