@@ -102,8 +102,19 @@ STATUS_ERROR: Final = "ERROR"
 ERROR_KEYS: Final = ("error.type", STATUS_KEY)
 RESPONSE_ID_KEY: Final = "gen_ai.response.id"
 
-#: A span carrying any of these reports usage: a call counted, or a call's duplicate.
-USAGE_KEYS: Final = frozenset(INPUT_KEYS + OUTPUT_KEYS + COST_KEYS)
+#: A span carrying any of these reports usage: a call counted, or a call's duplicate. Every
+#: key :func:`read_usage` bills is here: a span with cache reads, reasoning or searches alone
+#: is a call whatever its operation says.
+USAGE_KEYS: Final = frozenset(
+    INPUT_KEYS
+    + OUTPUT_KEYS
+    + COST_KEYS
+    + CACHE_READ_KEYS
+    + CACHE_WRITE_KEYS
+    + (CACHE_WRITE_5M_KEY, CACHE_WRITE_1H_KEY)
+    + REASONING_KEYS
+    + SEARCH_KEYS
+)
 #: A span carrying any of these may be an LLM call (by its usage, its operation or its
 #: kind); :func:`read_usage` decides on the values.
 LLM_MARKER_KEYS: Final = USAGE_KEYS | frozenset((*OPERATION_KEYS, SPAN_KIND_KEY)) | LITELLM_RAW_USAGE_KEYS

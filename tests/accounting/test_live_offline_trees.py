@@ -21,12 +21,11 @@ calls, unpriced calls, calls without usage, dollars, specialized dollars, reques
 per-request figures, per-step calls and dollars, and drops by reason.
 
 Explicit trees anchor it: the ones the property once failed on, and a few with their
-figures worked out by hand (:data:`HAND`), so that "alike" is not "alike and wrong". What
-the live processor's span filter still gets wrong is kept as strict xfails: spans whose
+figures worked out by hand (:data:`HAND`), so that "alike" is not "alike and wrong". Spans whose
 only usage is cache reads, reasoning or search units on a span whose operation or kind is
-no LLM call (``test_usage_without_input_or_output_on_a_non_llm_span``); and one that live
-and offline share, a counted call taken for the twin of two parallel calls
-(``test_a_call_is_the_twin_of_one_parallel_call_only``).
+no LLM call are calls in both (``test_usage_without_input_or_output_on_a_non_llm_span``).
+What live and offline still share wrongly is kept as a strict xfail: a counted call taken
+for the twin of two parallel calls (``test_a_call_is_the_twin_of_one_parallel_call_only``).
 """
 
 from __future__ import annotations
@@ -693,15 +692,6 @@ def _stray_examples(test: Callable[..., None]) -> Callable[..., None]:
     return test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the processor's span filter (may_be_llm_call, in otel_overspend/calls/conventions.py, "
-        "as hooks/processor.py uses it) does not queue a span whose only billed keys are "
-        "cache reads, cache writes, reasoning or search units and whose operation or kind is "
-        "no LLM call; read_usage, which the report runs on every span, counts it as a call"
-    ),
-)
 @_stray_examples
 @settings(phases=[Phase.explicit], deadline=None)
 @given(t=trees(stray=True))
