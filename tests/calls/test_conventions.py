@@ -200,14 +200,29 @@ def test_input_net_of_cache_reads_is_made_gross(p: Pipeline) -> None:
     [
         {},
         {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0},
-        {"gen_ai.usage.cache_read.input_tokens": 50},  # cache reads alone do not make a call
-        {"gen_ai.usage.reasoning_tokens": 50},
     ],
 )
 def test_a_span_without_usage_is_not_a_call(p: Pipeline, attributes: dict[str, AttributeValue]) -> None:
     emit(p, attributes)
     assert series(p, "overspend_llm_calls_total") == {}
     assert p.sample("overspend_requests_total") == 0
+    assert dropped(p) == {}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind"),
+    [
+        ({"gen_ai.usage.cache_read.input_tokens": 50}, "cache_read"),
+        ({"gen_ai.usage.reasoning_tokens": 50}, "reasoning"),
+    ],
+)
+def test_a_span_billed_only_cache_reads_or_reasoning_is_a_call(
+    p: Pipeline, attributes: dict[str, AttributeValue], kind: str
+) -> None:
+    # Billed tokens make a call whatever else the span lacks, live as in the offline report.
+    emit(p, attributes)
+    assert sum(series(p, "overspend_llm_calls_total").values()) == 1
+    assert tokens_by_kind(p)[kind] == 50
     assert dropped(p) == {}
 
 
