@@ -38,7 +38,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
-from otel_overspend.accounting.requests import new_signature, same_call
+from otel_overspend.accounting.requests import new_signature, same_call, twin_of
 from otel_overspend.base.bounded import make_room
 from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
@@ -131,6 +131,7 @@ class Sink(Protocol):
 
 class Recorder:
     __slots__ = (
+        "_absorbed",
         "_attributor",
         "_drop",
         "_fail",
@@ -194,6 +195,7 @@ class Recorder:
         self._recent_ids: dict[object, int] = {}
         self._recent: dict[tuple[int, str], list[tuple[int, Signature]]] = {}
         self._recent_scopes: set[str] = set()
+        self._absorbed: dict[tuple[Signature, str], None] = {}
 
     def reset(self) -> None:
         self._marked = {}
@@ -524,7 +526,7 @@ class Recorder:
         for scope in scopes:
             if scope != own:
                 for other, old in recent.get((tokens, scope), ()):
-                    if other != trace_id and same_call(old, sig):
+                    if other != trace_id and twin_of(old, sig, self._absorbed):
                         return True
         return False
 

@@ -66,6 +66,28 @@ def same_call(seen: Signature, sig: Signature) -> bool:
     )
 
 
+#: Counted calls remembered as having taken a twin (see :func:`twin_of`); beyond it the oldest go.
+MAX_ABSORBED: Final = 10_000
+
+
+def twin_of(seen: Signature, sig: Signature, absorbed: dict[tuple[Signature, str], None]) -> bool:
+    """Whether ``sig`` is the counted call ``seen`` again (:func:`same_call`), where a call
+    known only by its likeness takes at most one twin from each other instrumentation: two
+    alike parallel calls of one instrumentation beside one span of another are two calls.
+    ``absorbed`` remembers the twins taken."""
+    if sig.response_id is not None and seen.response_id is not None:
+        return bool(seen.response_id == sig.response_id)
+    if not same_call(seen, sig):
+        return False
+    key = (seen, sig.scope)
+    if key in absorbed:
+        return False
+    if len(absorbed) >= MAX_ABSORBED:
+        make_room(absorbed, MAX_ABSORBED)
+    absorbed[key] = None
+    return True
+
+
 #: Builds a :class:`~otel_overspend.accounting.ledger.RequestSample` from one tuple in C.
 _new_sample: Final = partial(tuple.__new__, RequestSample)
 
@@ -73,7 +95,16 @@ _new_sample: Final = partial(tuple.__new__, RequestSample)
 class _Open:
     """The running sums of one open request."""
 
-    __slots__ = ("cost", "frontier_calls", "generate_cost", "llm_time_ns", "opened_s", "recent", "tokens")
+    __slots__ = (
+        "absorbed",
+        "cost",
+        "frontier_calls",
+        "generate_cost",
+        "llm_time_ns",
+        "opened_s",
+        "recent",
+        "tokens",
+    )
 
     def __init__(self, opened_s: float) -> None:
         self.opened_s = opened_s
@@ -83,6 +114,8 @@ class _Open:
         self.generate_cost = 0.0
         self.llm_time_ns = 0
         self.recent: list[Signature] = []
+        #: Calls of ``recent`` that took a twin, with the twin's instrumentation.
+        self.absorbed: dict[tuple[Signature, str], None] = {}
 
 
 def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
@@ -146,7 +179,7 @@ class OpenRequests:
             # One instrumentation's spans are one call only by their ids: most are skipped here.
             if (
                 seen.scope != scope or (response_id is not None and seen.response_id is not None)
-            ) and same_call(seen, sig):
+            ) and twin_of(seen, sig, entry.absorbed):
                 return True
         return False
 

@@ -23,9 +23,9 @@ per-request figures, per-step calls and dollars, and drops by reason.
 Explicit trees anchor it: the ones the property once failed on, and a few with their
 figures worked out by hand (:data:`HAND`), so that "alike" is not "alike and wrong". Spans whose
 only usage is cache reads, reasoning or search units on a span whose operation or kind is
-no LLM call are calls in both (``test_usage_without_input_or_output_on_a_non_llm_span``).
-What live and offline still share wrongly is kept as a strict xfail: a counted call taken
-for the twin of two parallel calls (``test_a_call_is_the_twin_of_one_parallel_call_only``).
+no LLM call are calls in both (``test_usage_without_input_or_output_on_a_non_llm_span``),
+and a counted call takes at most one twin from each other instrumentation
+(``test_a_call_is_the_twin_of_one_parallel_call_only``).
 """
 
 from __future__ import annotations
@@ -714,14 +714,6 @@ PARALLEL_CALLS_ONE_TWIN = Tree(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "same_call matches a counted call with every alike span of another instrumentation "
-        "(accounting/requests.py is_duplicate, recorder._counted_elsewhere): one twin should "
-        "be absorbed per instrumentation scope, not all of them"
-    ),
-)
 def test_a_call_is_the_twin_of_one_parallel_call_only() -> None:
     live = check(PARALLEL_CALLS_ONE_TWIN)
     assert live.calls == 2, live
