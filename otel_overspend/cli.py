@@ -44,12 +44,24 @@ def _rules(argv: Sequence[str]) -> int:
     return alerting.main(list(argv))
 
 
+def version() -> str:
+    """The installed package's version (``unknown`` when run from a tree never installed)."""
+    from importlib.metadata import PackageNotFoundError  # noqa: PLC0415
+    from importlib.metadata import version as installed  # noqa: PLC0415
+
+    try:
+        return installed("otel-overspend")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-overspend",
         description="Attribute LLM spend to pipeline steps, model tiers and dollars "
         "from OpenTelemetry spans.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
