@@ -15,10 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ("build_parser", "main")
 
-_RULES_HELP = (
-    "print Prometheus recording and alerting rules; every argument after 'rules' goes to "
-    "'python -m otel_overspend.rules.alerting' (see 'otel-overspend rules --help')"
-)
+_RULES_HELP = "print Prometheus recording and alerting rules (see 'otel-overspend rules --help')"
 
 
 def _demo(args: argparse.Namespace) -> int:

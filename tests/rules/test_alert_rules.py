@@ -193,14 +193,14 @@ def test_inhibit_rules_are_a_valid_alertmanager_config(amtool: str, tmp_path: Pa
 def test_committed_rules_equal_generator_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert RULES_FILE.read_text(encoding="utf-8") == _rendered([], capsys), (
         "deploy/prometheus/overspend.rules.yml is stale: "
-        "python -m otel_overspend.rules.alerting > deploy/prometheus/overspend.rules.yml"
+        "otel-overspend rules > deploy/prometheus/overspend.rules.yml"
     )
 
 
 def test_committed_manifest_equals_generator_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert MANIFEST_FILE.read_text(encoding="utf-8") == _rendered(["--format", "operator"], capsys), (
         "deploy/kubernetes/overspend-prometheusrule.yaml is stale: "
-        "python -m otel_overspend.rules.alerting --format operator"
+        "otel-overspend rules --format operator"
         " > deploy/kubernetes/overspend-prometheusrule.yaml"
     )
 
