@@ -8,6 +8,21 @@ protobuf message, each possibly a zstd frame of its own. With the collector's na
 compression, or ``gzip`` applied by hand or by log rotation, the whole file is one
 compressed stream. Everything is recognised by its first bytes, never by the file name.
 
+With ``rotation``, the exporter renames a full file by putting a time before its
+extension: ``traces-2026-12-04T10-00-00.000.json`` (lumberjack, older collectors) or
+``traces-2026-12-04T10-00-00.000-size.json`` (timberjack, since collector-contrib's
+PR #45900 of 2026; ``-time`` or another reason after the time; newer collectors rename
+the lumberjack backups so). :func:`find_files` reads backups oldest first, then the
+files still written.
+
+The trace APIs answer one JSON document per request (Jaeger's ``/api/v3/traces``, Tempo's
+``/api/traces`` and ``/api/v2/traces``): saved one a line, appended with no newline between
+them, pretty-printed (``jq .``) or gathered in a JSON array (``jq -s``), each document is
+a record of its own. A file whose first value is pretty-printed or an array is cut into
+values by brackets (:func:`_json_documents`); otherwise it is cut into lines, the fast way,
+and only a line holding an array, or several objects when the file's first line does, is
+cut by brackets.
+
 Reading is a stream: memory is bounded by the largest single record, whatever the size
 of the file. A problem (an unreadable file, a truncated record) is reported through
 :class:`Problems` with the file and line, and reading goes on with the next record.
@@ -15,6 +30,7 @@ of the file. A problem (an unreadable file, a truncated record) is reported thro
 
 from __future__ import annotations
 
+import glob
 import gzip
 import importlib
 import io
@@ -46,8 +62,31 @@ ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 MAX_RECORD_BYTES: Final = 1 << 30
 #: Bytes read at a time from a file of JSON lines.
 _CHUNK_BYTES: Final = 1 << 20
-#: The timestamp the collector's rotation puts before a rotated file's extension.
-_ROTATED: Final = re.compile(r"-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)(?:\.[^.]*)*$")
+#: The timestamp the collector's rotation puts before a rotated file's extension, and the
+#: reason timberjack puts after it (``size``, ``time``: lower case, digits, ``_`` and ``-``).
+_ROTATED: Final = re.compile(
+    r"-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)(?:-[a-z0-9_-]{1,32})?(?:\.[^.]*)*$"
+)
+#: Bytes looked at to tell the layout of a file (its leading blanks, then its first value).
+_HEAD_BYTES: Final = 256
+#: The start of a file of values that are not one a line: an array, or a pretty-printed object.
+_MULTILINE_START: Final = re.compile(rb"[ \t\r\n]*(?:\[|\{[ \t\r]*\n)")
+#: A line holding an array (``jq -cs``): its items are records of their own.
+_LINE_ARRAY: Final = re.compile(rb"[ \t\r]*\[")
+#: A JSON string, an opening or closing bracket, or a lone quote: a string the buffer cuts short.
+_TOKEN: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|([{\[])|([}\]])|(")', re.DOTALL)
+_OPENER, _CLOSER, _CUT_STRING = 1, 2, 3
+_BLANKS: Final = re.compile(rb"[ \t\r\n]*")
+_BLANKS_AND_COMMAS: Final = re.compile(rb"[ \t\r\n,]*")
+#: The end of text that is no object or array: its line's, or its array item's.
+_LINE_END: Final = re.compile(rb"\n")
+_ITEM_END: Final = re.compile(rb"[,\]\n]")
+#: Text that is no object or array is cut into records of at most this many bytes.
+_MAX_OTHER_BYTES: Final = 1 << 16
+_OPENERS: Final = b"{["
+_OPEN_BRACE: Final = ord("{")
+#: A path holding a glob pattern.
+_GLOB_MAGIC: Final = re.compile(r"[*?[]")
 
 #: Each problem reason and what it skipped.
 PROBLEM_UNITS: Final = {
@@ -104,34 +143,43 @@ class Record:
     unterminated: bool = False
 
 
-def _rotation_key(path: Path) -> tuple[int, str, str]:
-    """Rotated files (oldest timestamp first) before the file the collector still writes."""
+def _rotation_key(path: Path) -> tuple[Path, int, str, str]:
+    """By directory; in one, rotated files (oldest timestamp first) before the others."""
     match = _ROTATED.search(path.name)
-    return (0, match.group(1), path.name) if match else (1, "", path.name)
+    rotated = (0, match.group(1), path.name) if match else (1, "", path.name)
+    return (path.parent, *rotated)
+
+
+def _walk(path: Path) -> Iterator[Path]:
+    for root, _dirs, names in os.walk(path):
+        if any(part.startswith(".") for part in Path(root).relative_to(path).parts):
+            continue
+        yield from (Path(root) / name for name in names if not name.startswith("."))
 
 
 def find_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Each file named, and the files under each directory named (recursively, hidden
-    ones left out), rotated files in the order they were written. Raises
-    :class:`FileNotFoundError` for a path that does not exist."""
+    """Every file named, matched by a glob pattern (for a shell that left it unexpanded) or
+    under a directory named (recursively, hidden ones left out), each once however often it
+    is named: by directory, rotated files in the order they were written, then the others
+    by name. Raises :class:`FileNotFoundError` for a path that does not exist and a
+    pattern that matches nothing."""
+    found: dict[str, Path] = {}
     for path in paths:
         if path.is_dir():
-            found = [
-                Path(root) / name
-                for root, _dirs, names in os.walk(path)
-                for name in names
-                if not name.startswith(".")
-                and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
-            ]
-            by_dir: dict[Path, list[Path]] = {}
-            for file in found:
-                by_dir.setdefault(file.parent, []).append(file)
-            for directory in sorted(by_dir):
-                yield from sorted(by_dir[directory], key=_rotation_key)
+            files: Iterable[Path] = _walk(path)
         elif path.exists():
-            yield path
+            files = (path,)
+        elif _GLOB_MAGIC.search(str(path)):
+            # The pattern may be absolute, which Path.glob does not take.
+            matches = [Path(match) for match in glob.glob(str(path), recursive=True)]  # noqa: PTH207
+            if not matches:
+                raise FileNotFoundError(f"no file matches {path}")
+            files = [file for match in matches for file in (_walk(match) if match.is_dir() else (match,))]
         else:
             raise FileNotFoundError(f"no such file or directory: {path}")
+        for file in files:
+            found.setdefault(os.path.realpath(file), file)
+    yield from sorted(found.values(), key=_rotation_key)
 
 
 def _open_decompressed(raw: io.BufferedReader, head: bytes) -> io.BufferedIOBase:
@@ -169,6 +217,9 @@ def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
     number = 0
     #: The start of a line that goes on in the next read.
     pending: list[bytes] = []
+    #: Whether objects may follow one another on a line (``curl >>`` with no newline between
+    #: answers): looked for on every line only if the first object line has them.
+    joined: bool | None = None
     read = stream.read1
     while chunk := read(_CHUNK_BYTES):
         start = 0
@@ -181,7 +232,16 @@ def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
             else:
                 line = chunk[start:end]
             number += 1
-            if not line.isspace():
+            if line[0] == _OPEN_BRACE:
+                if joined is None:
+                    joined = b"}{" in line
+                if joined and b"}{" in line:
+                    yield from _json_documents(io.BytesIO(line), line=number, cut_short_is_truncation=False)
+                else:  # an export, as the collector writes them
+                    yield Record(line, is_json=True, number=number)
+            elif _LINE_ARRAY.match(line):
+                yield from _json_documents(io.BytesIO(line), line=number, cut_short_is_truncation=False)
+            elif not line.isspace():
                 yield Record(line, is_json=True, number=number)
             start = end
             end = chunk.find(b"\n", start) + 1
@@ -189,8 +249,110 @@ def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
             pending.append(chunk[start:])
     if pending:
         line = b"".join(pending)
-        if not line.isspace():
+        if _LINE_ARRAY.match(line) or (joined is not False and b"}{" in line):
+            yield from _json_documents(io.BytesIO(line), line=number + 1)
+        elif not line.isspace():
             yield Record(line, is_json=True, number=number + 1, unterminated=True)
+
+
+class _Text:
+    """A stream of JSON text in a buffer that keeps what is still needed, and the line of its start."""
+
+    __slots__ = ("buf", "counted", "eof", "line", "read")
+
+    def __init__(self, stream: io.BufferedIOBase, line: int) -> None:
+        self.read = stream.read1
+        self.buf = bytearray()
+        self.line = line
+        #: The newlines of ``buf[:counted]`` are counted in :attr:`line`.
+        self.counted = 0
+        self.eof = False
+
+    def refill(self, keep: int) -> int:
+        """Drop the bytes before ``keep`` and read on; return ``keep``, how far offsets move."""
+        self.line += self.buf.count(b"\n", self.counted, keep)
+        self.counted = 0
+        del self.buf[:keep]
+        chunk = self.read(_CHUNK_BYTES)
+        if chunk:
+            self.buf.extend(chunk)
+        else:
+            self.eof = True
+        return keep
+
+    def line_of(self, offset: int) -> int:
+        """The line ``buf[offset]`` is on (offsets only grow between calls)."""
+        self.line += self.buf.count(b"\n", self.counted, offset)
+        self.counted = offset
+        return self.line
+
+    def value(self, start: int) -> tuple[int, int | None]:
+        """The start (moved by reading on) and end of the object or array at ``start``, by
+        counting brackets outside strings; the end is ``None`` if the text ends first."""
+        depth, scan = 0, start
+        while True:
+            match = _TOKEN.search(self.buf, scan)
+            if match is None or match.lastindex == _CUT_STRING:
+                if self.eof:
+                    return start, None
+                scan = len(self.buf) if match is None else match.start()
+                shift = self.refill(start)
+                start, scan = start - shift, scan - shift
+                continue
+            if match.lastindex == _OPENER:
+                depth += 1
+            elif match.lastindex == _CLOSER:
+                depth -= 1
+                if depth == 0:
+                    return start, match.end()
+            scan = match.end()
+
+    def other(self, start: int, stop: re.Pattern[bytes]) -> tuple[int, int]:
+        """The start (moved by reading on) and end of text that is no object or array: up to
+        ``stop`` or the end of the text, at most :data:`_MAX_OTHER_BYTES` (a binary file's)."""
+        found = stop.search(self.buf, start)
+        while found is None and not self.eof and len(self.buf) - start < _MAX_OTHER_BYTES:
+            searched = len(self.buf) - start
+            start -= self.refill(start)
+            found = stop.search(self.buf, start + searched)
+        return start, len(self.buf) if found is None else max(found.start(), start + 1)
+
+
+def _json_documents(
+    stream: io.BufferedIOBase, *, line: int = 1, cut_short_is_truncation: bool = True
+) -> Iterator[Record]:
+    """The values of a JSON text in any layout, each a record numbered by the line it starts
+    on: every top-level object, and every item of a top-level array. Text that is neither
+    is a record too, up to the end of its line (or item), for the decoder to report. The
+    last value, cut short by the end of the text, is ``unterminated`` if
+    ``cut_short_is_truncation``."""
+    text = _Text(stream, line)
+    buf = text.buf  # changed in place
+    at, in_array = 0, False
+    while True:
+        blank = (_BLANKS_AND_COMMAS if in_array else _BLANKS).match(buf, at)
+        at = blank.end() if blank else at
+        if at == len(buf):
+            if text.eof:
+                return
+            at -= text.refill(at)
+            continue
+        first = buf[at]
+        if first == ord("]" if in_array else "["):
+            in_array, at = not in_array, at + 1
+            continue
+        if first in _OPENERS:
+            start, end = text.value(at)
+            if end is None:
+                data = bytes(buf[start:])
+                yield Record(
+                    data, is_json=True, number=text.line_of(start), unterminated=cut_short_is_truncation
+                )
+                return
+        else:
+            start, end = text.other(at, _ITEM_END if in_array else _LINE_END)
+        yield Record(bytes(buf[start:end]), is_json=True, number=text.line_of(start))
+        at = end
 
 
 def _framed(stream: io.BufferedIOBase) -> Iterator[Record]:
@@ -233,14 +395,20 @@ def read_records(path: Path, *, position: Callable[[int], None] | None = None) -
     the records yielded before it stand.
     """
     with path.open("rb") as raw:
-        head = raw.peek(4)[:4] if isinstance(raw, io.BufferedReader) else b""
+        head = raw.peek(_HEAD_BYTES)[:_HEAD_BYTES] if isinstance(raw, io.BufferedReader) else b""
         try:
             stream = _open_decompressed(raw, head)
             if stream is not raw:
-                inner = stream.peek(4)[:4] if isinstance(stream, io.BufferedReader | gzip.GzipFile) else b""
+                peek = stream.peek if isinstance(stream, io.BufferedReader | gzip.GzipFile) else None
+                inner = peek(_HEAD_BYTES)[:_HEAD_BYTES] if peek is not None else b""
             else:
                 inner = head
-            records = _framed(stream) if _is_framed(inner) else _json_lines(stream)
+            if _is_framed(inner):
+                records = _framed(stream)
+            elif _MULTILINE_START.match(inner):
+                records = _json_documents(stream)
+            else:
+                records = _json_lines(stream)
             for count, record in enumerate(records):
                 if position is not None and count % 256 == 0:
                     position(raw.tell())

@@ -1,11 +1,25 @@
-"""Spans out of OTLP/JSON: the collector file exporter's ``ExportTraceServiceRequest`` lines.
+"""Spans out of OTLP/JSON: the collector file exporter's lines and the trace APIs' answers.
+
+A document is one of (:func:`resource_spans`):
+
+- ``{"resourceSpans": [...]}``: an ``ExportTraceServiceRequest`` (the collector's file
+  exporter) or a ``TracesData`` (Tempo's ``tempo-cli query api trace-id``);
+- ``{"batches": [...]}``: Tempo's ``GET /api/traces/{id}`` (its ``Trace`` message named
+  the field ``batches`` until Tempo renamed it, and the v1 API still writes that name);
+- ``{"result": {"resourceSpans": [...]}}``: Jaeger's ``GET /api/v3/traces[/{id}]`` (the
+  grpc-gateway envelope Jaeger v2 keeps);
+- ``{"trace": {"resourceSpans": [...]}, ...}``: Tempo's ``GET /api/v2/traces/{id}``.
+
+Before OTLP named the instrumentation scope (Tempo before 2.0, Jaeger before 1.50),
+``scopeSpans`` was ``instrumentationLibrarySpans`` and its ``scope``
+``instrumentationLibrary``: both names are read.
 
 Only what the report needs is kept: ids, name, times, the remote-parent flag and the
 attributes the attribution reads (usage, model, provider, cost, ``overspend.step`` and
 the step rules' attributes); every other attribute is dropped. Values follow the
 OTLP/JSON mapping: ``intValue`` is a string (an integer is accepted too), ``doubleValue``
-a number or ``"NaN"``/``"Infinity"``, ids are hex (base64, as ``protobuf``'s own JSON
-printer writes them, is accepted too).
+a number or ``"NaN"``/``"Infinity"``, ids are hex as OTLP/JSON says (Jaeger writes hex) or
+base64, as protobuf's own JSON printers write them (Tempo's answers, ``json_format``).
 
 With msgspec installed (the ``report`` extra) lines are decoded by
 :mod:`otel_overspend.report.otlp_msgspec`, several times faster; a line it rejects, and every
@@ -47,6 +61,7 @@ __all__ = (
     "decode_request",
     "line_decoder",
     "process_identity",
+    "resource_spans",
 )
 
 #: Distinct resources told apart; beyond, spans share the last index (requests may merge).
@@ -63,6 +78,10 @@ STATUS_CODE_ERROR: Final = 2
 ERROR_CODES: Final = (STATUS_CODE_ERROR, "STATUS_CODE_ERROR")
 #: Resource attributes that tell one process from another.
 PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
+#: The fields a document keeps its ``ResourceSpans`` in, in the order they are looked for.
+_SPANS_KEYS: Final = ("resourceSpans", "batches")
+#: The envelopes around a ``TracesData``: Jaeger's api/v3, Tempo's v2 API.
+_ENVELOPE_KEYS: Final = ("result", "trace")
 
 
 class SpanRecord(NamedTuple):
@@ -179,20 +198,43 @@ def _process(resource: Any, processes: Processes) -> int:
     return process_identity(found, processes)
 
 
+def _spans_list(doc: dict[str, Any]) -> list[Any] | None:
+    for key in _SPANS_KEYS:
+        found = doc.get(key)
+        if type(found) is list:
+            return found
+    return None
+
+
+def resource_spans(doc: Any) -> list[Any] | None:
+    """The ``ResourceSpans`` of a decoded document of any of the shapes above, or ``None``
+    if it is none of them: its own list first, else an envelope's."""
+    if type(doc) is not dict:
+        return None
+    found = _spans_list(doc)
+    if found is not None:
+        return found
+    for key in _ENVELOPE_KEYS:
+        inner = doc.get(key)
+        if type(inner) is dict:
+            found = _spans_list(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def decode_request(
     doc: Any, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
 ) -> list[SpanRecord] | None:
-    """The spans of one ``ExportTraceServiceRequest`` document; ``None`` if it holds no
-    traces (a metrics or logs line, say). ``bad_span`` is told what is wrong with each
-    span that cannot be used; the others are returned."""
-    if type(doc) is not dict:
-        return None
-    resource_spans = doc.get("resourceSpans")
-    if type(resource_spans) is not list:
+    """The spans of one document (an ``ExportTraceServiceRequest`` or a trace API's answer);
+    ``None`` if it holds no traces (a metrics or logs line, say). ``bad_span`` is told
+    what is wrong with each span that cannot be used; the others are returned."""
+    found = resource_spans(doc)
+    if found is None:
         return None
     out: list[SpanRecord] = []
     append = out.append
-    for rs in resource_spans:
+    for rs in found:
         if type(rs) is not dict:
             bad_span("resourceSpans entry is not an object")
             continue
@@ -212,7 +254,11 @@ def decode_request(
 
 
 def _scope_name(scope_spans: Any) -> str:
-    scope = scope_spans.get("scope") if type(scope_spans) is dict else None
+    if type(scope_spans) is not dict:
+        return ""
+    scope = scope_spans.get("scope")
+    if scope is None:
+        scope = scope_spans.get("instrumentationLibrary")
     name = scope.get("name") if type(scope) is dict else None
     return name if type(name) is str else ""
 

@@ -1,5 +1,10 @@
 """The fast path of :mod:`otel_overspend.report.otlp_json`: OTLP/JSON decoded by msgspec.
 
+Every document shape the slow path reads (an ``ExportTraceServiceRequest``, Tempo's
+``batches``, Jaeger's ``result`` and Tempo's ``trace`` envelopes, the older
+``instrumentationLibrarySpans``) is read here too, looked for in the same order, so
+that both give the same spans.
+
 msgspec decodes a line straight into the typed structs below, skipping every field the
 report does not read (events, links, status, scope, ...) without building it, and turns
 the OTLP/JSON mapping's string-encoded integers into ints as it goes. A line that does
@@ -102,6 +107,8 @@ class _NotScalarError(ValidationError):
 
 class ScopeSpans(msgspec.Struct, gc=False):
     scope: Scope | None = None
+    #: ``scope`` before OTLP named the instrumentation scope.
+    instrumentationLibrary: Scope | None = None  # noqa: N815
     spans: list[Span] = []
 
 
@@ -113,13 +120,24 @@ class ResourceSpans(msgspec.Struct, gc=False):
     #: Left encoded: a process's resource comes again on each line, and is decoded once.
     resource: msgspec.Raw = _NULL
     scopeSpans: list[ScopeSpans] = []  # noqa: N815
+    #: ``scopeSpans`` before OTLP named the instrumentation scope.
+    instrumentationLibrarySpans: list[ScopeSpans] = []  # noqa: N815
 
 
 class TracesData(msgspec.Struct, gc=False):
     resourceSpans: list[ResourceSpans] | None = None  # noqa: N815
+    #: Tempo's v1 trace API's name for ``resourceSpans``.
+    batches: list[ResourceSpans] | None = None
 
 
-_decoder = msgspec.json.Decoder(TracesData, strict=False)
+class Document(TracesData, gc=False):
+    """A line: a ``TracesData``, or one in Jaeger's (``result``) or Tempo's v2 (``trace``) envelope."""
+
+    result: TracesData | None = None
+    trace: TracesData | None = None
+
+
+_decoder = msgspec.json.Decoder(Document, strict=False)
 _resource_decoder = msgspec.json.Decoder(Resource | None, strict=False)
 decode_untyped: Final[Callable[[bytes], Any]] = msgspec.json.Decoder().decode
 
@@ -155,16 +173,30 @@ def _process(encoded: msgspec.Raw, processes: Processes) -> int:
     return found
 
 
+def _resource_spans(doc: Document) -> list[ResourceSpans] | None:
+    """As :func:`otel_overspend.report.otlp_json.resource_spans`: the document's own, else an envelope's."""
+    listed = doc.resourceSpans if doc.resourceSpans is not None else doc.batches
+    if listed is None:
+        for inner in (doc.result, doc.trace):
+            if inner is not None:
+                listed = inner.resourceSpans if inner.resourceSpans is not None else inner.batches
+                if listed is not None:
+                    break
+    return listed
+
+
 def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inline for speed
     data: bytes, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
 ) -> list[SpanRecord] | None:
     """The spans of one line; ``None`` if it holds no traces. Raises
     :data:`DecodeError` (not JSON) or :data:`ValidationError` (not of the expected shape)."""
-    doc = _decoder.decode(data)
-    if doc.resourceSpans is None:
+    listed = _resource_spans(_decoder.decode(data))
+    if listed is None:
         return None
     # Every resource first: one that is not raises before a span is reported.
-    resources = [(_process(rs.resource, processes), rs.scopeSpans) for rs in doc.resourceSpans]
+    resources = [
+        (_process(rs.resource, processes), rs.scopeSpans or rs.instrumentationLibrarySpans) for rs in listed
+    ]
     out: list[SpanRecord] = []
     append = out.append
     # Told once the whole line is read: a line sent to the slow decoder is reported there.
@@ -175,7 +207,8 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
     for process, scope_spans in resources:
         trace_key = (last_trace_id << 16) | process
         for ss in scope_spans:
-            scope = "" if ss.scope is None else ss.scope.name
+            found_scope = ss.scope if ss.scope is not None else ss.instrumentationLibrary
+            scope = "" if found_scope is None else found_scope.name
             for sp in ss.spans:
                 start_ns, end_ns = sp.startTimeUnixNano, sp.endTimeUnixNano
                 if start_ns is None or end_ns is None or sp.traceId is None or sp.spanId is None:

@@ -1,4 +1,4 @@
-"""What the report reads: rotated files and directories, compression, and bad input.
+"""What the report reads: rotated files, directories and globs, compression, and bad input.
 
 A bad line, span or file is reported on stderr with its file and line, counted in the
 summary by reason, and everything else is still read: the figures stay those of the good
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import struct
 import sys
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from report_support import CollectorFileExporter, export_to, seed_requests
 
+import otel_overspend.report as report_package
 from otel_overspend import Settings
 from otel_overspend.report import files as trace_files
 from otel_overspend.report.files import Problems, find_files
@@ -59,7 +61,10 @@ def zstd() -> Any:
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each line decoded by msgspec (the 'report' extra), or by the standard library."""
     if request.param == "json":
+        # Both: once imported, 'from otel_overspend.report import otlp_msgspec' finds the
+        # package's attribute and never looks in sys.modules.
         monkeypatch.setitem(sys.modules, "otel_overspend.report.otlp_msgspec", None)
+        monkeypatch.delattr(report_package, "otlp_msgspec", raising=False)
     else:
         require_module("msgspec")
     return str(request.param)
@@ -124,6 +129,53 @@ def test_directory_of_rotated_files_is_read_oldest_first(tmp_path: Path, lines: 
     assert_seed_figures(report)
     assert errors == ""
     assert report.inputs.files == 3
+
+
+def _rotated_set(directory: Path, lines: list[bytes]) -> list[str]:
+    """The file exporter's backups, as lumberjack (older collectors) and timberjack (newer
+    ones: a reason after the time) name them, and the file still written; oldest first."""
+    names = [
+        "traces-2026-11-02T00-00-00.000.json",
+        "traces-2026-11-02T06-00-00.000-size.json",
+        "traces-2026-11-02T12-00-00.000-time.json.gz",  # gzipped by hand
+        "traces.json",
+    ]
+    cuts = [len(lines) * i // 4 for i in range(5)]
+    parts = [lines[start:end] for start, end in itertools.pairwise(cuts)]
+    directory.mkdir(exist_ok=True)
+    for name, part in zip(names, parts, strict=True):
+        data = b"".join(part)
+        (directory / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return names
+
+
+def test_both_rotation_namings_are_read_oldest_first(tmp_path: Path, lines: list[bytes]) -> None:
+    names = _rotated_set(tmp_path, lines)
+    # Another exporter's file, still written (group_by, say): after every backup, by name.
+    (tmp_path / "a-service.json").write_bytes(b"")
+    assert [p.name for p in find_files([tmp_path])] == [*names[:3], "a-service.json", names[3]]
+    report, errors = report_on(tmp_path)
+    assert_seed_figures(report)
+    assert (errors, report.inputs.files) == ("", 5)
+
+
+def test_a_file_named_again_or_matched_by_a_glob_is_read_once(tmp_path: Path, lines: list[bytes]) -> None:
+    names = _rotated_set(tmp_path / "otel", lines)
+    directory = tmp_path / "otel"
+    # A pattern the shell left alone (quoted), the shell's expansion in another order, the
+    # directory itself and one of its files again: each file is read once, oldest first.
+    unexpanded = directory / "traces*.json*"
+    expanded = [directory / name for name in reversed(names)]
+    assert [p.name for p in find_files([unexpanded])] == names
+    assert [p.name for p in find_files(expanded)] == names
+    report, errors = report_on(unexpanded, *expanded, directory, directory / "traces.json")
+    assert_seed_figures(report)
+    assert (errors, report.inputs.files) == ("", 4)
+
+
+def test_a_glob_that_matches_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no file matches .*nothing\*\.json"):
+        list(find_files([tmp_path / "nothing*.json"]))
 
 
 def test_zstd_stream(tmp_path: Path, lines: list[bytes], zstd: Any) -> None:
@@ -211,8 +263,9 @@ def test_lines_without_traces(tmp_path: Path, lines: list[bytes], decoder: str) 
     path.write_bytes(b"".join([b'{"resourceMetrics": []}\n', b"[1, 2]\n", *lines]))
     report, errors = report_on(path)
     assert f"{path}:1: not trace data: no resourceSpans" in errors
-    assert f"{path}:2: not trace data" in errors
-    assert report.inputs.skipped == {"line": {"not_trace_data": 2}}
+    assert f"{path}:2: not trace data: no resourceSpans in b'1'" in errors
+    # Each item of an array is a document of its own (jq -s gathers trace API answers so).
+    assert report.inputs.skipped == {"line": {"not_trace_data": 3}}
     assert_seed_figures(report)
 
 
