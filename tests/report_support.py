@@ -57,6 +57,16 @@ def collector_json(spans: Sequence[ReadableSpan]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def write_collector_lines(path: Path, spans: Sequence[ReadableSpan], *, batch: int = 1) -> Path:
+    """Write ``spans`` to ``path`` as the collector's file exporter would, ``batch`` spans a
+    line in the order given (each line grouped by resource and scope, as OTLP encodes an
+    export); return ``path``."""
+    path.write_bytes(
+        b"".join(collector_json(spans[i : i + batch]) + b"\n" for i in range(0, len(spans), batch))
+    )
+    return path
+
+
 def collector_proto(spans: Sequence[ReadableSpan]) -> bytes:
     """One length-prefixed record of the collector's ``format: proto``."""
     data: bytes = encode_spans(spans).SerializeToString()

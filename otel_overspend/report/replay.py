@@ -1,13 +1,15 @@
 """Replaying spans read from files through the live processor's :class:`Recorder`.
 
-Exporters write a trace children first, in end order, and a child's step can come from
-its parent, so spans are held per trace (and per process) until the trace's local root
-arrives. The trace is then replayed: steps are decided top-down (a span's own
-``overspend.step``, else its parent's step, else the step rules), and spans are recorded
-bottom-up in end order, as the SDK ended them, so that the recorder counts a nested LLM
-call once and closes the request with the root. When every span names its own step (the
-processor's ``stamp_spans``) and the spans came in end order, that is their arrival
-order and the replay takes a shortcut to the same result.
+The live processor sees a process's spans in the order they ended, children before their
+parents, and so must the recorder. Files keep no such order: exporters write a trace
+children first, trace backends sorted by start time (root first), files may interleave
+traces or split one over several. So spans are held per trace (and per process) while
+more of them may come, and each trace, once closed, is replayed: steps are decided
+top-down (a span's own ``overspend.step``, else its parent's step, else the step rules),
+and spans are recorded bottom-up in end order, as the SDK ended them, so that the
+recorder counts a nested LLM call once and closes the request with the root. When every
+span names its own step (the processor's ``stamp_spans``) and the spans came in end
+order, that is their arrival order and the replay takes a shortcut to the same result.
 
 With ``stamp_spans`` in the settings, the spans are taken to be stamped: a span without
 ``overspend.step`` started in no step, as the live processor saw it, and the recorder
@@ -15,28 +17,34 @@ decides its call's step as it does live (the span's framework name or rule on it
 attributes, else its ancestors', nearest first), rather than from its ancestors' rules
 top-down (which a file without stamps needs).
 
-The recorder sees spans in end order across traces too, as the live processor does: the
-same call seen in two traces (two instrumentations that were never nested) is counted
-where it ended first. A trace replayed when its root arrives waits, recorded span by span
-in end order with the other replayed traces, until no trace still held has a span that
-ended earlier (the oldest held trace's first span); what waits counts towards
-``max_spans``, and when that is full it is recorded at once. Each batch of spans read is
-put in end order first: an OTLP export groups a batch's spans by resource and scope.
+When a trace closes: the reading position is the latest span end read so far. A trace is
+closed once the reading is ``window_s`` past its latest span end (no span of it is taken
+to come later than that), or when the input ends. The recorder sees spans in end order
+across traces too, as the live processor does (the same call seen in two traces is
+counted where it ended first): a closed trace waits, recorded span by span in end order
+with the other closed traces, until no trace still open has a span that ended earlier and
+the reading is ``window_s`` past it. A span that comes later than that is still replayed,
+out of end order, and counted (``ReplayStats.out_of_order``).
 
-Holding is bounded: a trace still waiting for its root when the buffer is full is replayed
-as it is (its calls count; its root, when it comes, closes the request) and counted. A
-trace whose root has not come when the data's clock has moved past the request time-out,
-or when the input ends, is replayed too, and a span whose parent never came is taken for
-a local root with a remote parent (exporters that predate OTLP's remote-parent flag leave
-it unmarked). Traces whose root was replayed are remembered, so that a child exported
-after its trace's root is not mistaken for one; it gets its own step or the rules', as
-its parent is gone.
+Memory is bounded: at most ``max_spans`` spans held (open or waiting) and ``max_traces``
+traces open. Beyond, the waiting spans are recorded at once (in end order as far as the
+open traces allow, then regardless) and, if that is not enough, the open trace whose
+latest span ended first is closed early (``ReplayStats.closed_early``): one that has
+ended long ago in any order of input. A trace closed early whose root has not come is
+replayed as it is (its calls count; its root, when it comes, closes the request).
+
+A trace closed by the window or the end of input without its root has a span whose
+parent never came: it is taken for a local root with a remote parent (exporters that
+predate OTLP's remote-parent flag leave it unmarked). Traces whose root was replayed are
+remembered, so that a child that comes after its trace was closed is not mistaken for one;
+it gets its own step or the rules', as its parent is gone.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
 from operator import attrgetter
@@ -236,13 +244,43 @@ class DataClock:
 @dataclass(slots=True)
 class ReplayStats:
     spans: int = 0
+    #: Traces replayed (a trace closed early and completed later counts twice).
     traces: int = 0
-    #: Traces replayed without their local root: held too long, or the buffer was full.
+    #: Traces replayed without their local root, by why they were closed: the reading moved
+    #: the window past them, the buffer was full, the input ended.
     incomplete_timeout: int = 0
     incomplete_capacity: int = 0
     incomplete_end_of_input: int = 0
+    #: Traces closed before the window passed them, to stay within the bounds.
+    closed_early: int = 0
+    #: Spans recorded after a span that ended later: they came too late to be put in end
+    #: order (past the window, or past a trace closed early).
+    out_of_order: int = 0
+    #: The most spans held at once (open traces and closed ones waiting).
+    held_peak: int = 0
     first_start_ns: int | None = None
     last_end_ns: int | None = None
+
+
+#: Stale heap entries allowed beyond twice the open traces before the heap is rebuilt.
+_SLACK_ENTRIES: Final = 1_024
+#: Why a trace was closed.
+_WINDOW: Final = "window"
+_CAPACITY: Final = "capacity"
+_END_OF_INPUT: Final = "end_of_input"
+
+
+class _Trace:
+    """One trace's spans held while more of them may come."""
+
+    __slots__ = ("first_ns", "key", "last_ns", "open", "spans")
+
+    def __init__(self, key: int, span: SpanRecord, end_ns: int) -> None:
+        self.key = key
+        self.spans = [span]
+        #: The earliest and latest span end held.
+        self.first_ns = self.last_ns = end_ns
+        self.open = True
 
 
 class Replayer:
@@ -258,90 +296,179 @@ class Replayer:
         clock: DataClock,
         max_spans: int = 200_000,
         max_traces: int = 50_000,
-        timeout_s: float = 300.0,
+        window_s: float = 300.0,
         stamped: bool = False,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
         processor's ``stamp_spans``); see the module docstring."""
+        if max_spans < 1 or max_traces < 1 or not window_s >= 0:
+            raise ValueError(
+                f"max_spans and max_traces must be positive and window_s not negative, got "
+                f"{max_spans}, {max_traces}, {window_s}"
+            )
         self._recorder = recorder
         self._stamped = stamped
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
         self._max_traces = max_traces
-        self._timeout_ns = int(timeout_s * 1e9)
-        #: trace key -> its spans held so far, oldest trace first.
-        self._traces: OrderedDict[int, list[SpanRecord]] = OrderedDict()
-        #: Spans held or waiting in :attr:`_ready`.
+        self._window_ns = int(window_s * 1e9)
+        #: trace key -> its spans held so far.
+        self._traces: dict[int, _Trace] = {}
+        #: Open traces by their latest span end, and by their earliest: [end, sequence,
+        #: trace]. Entries are not updated: one whose trace was closed, or whose end has
+        #: moved since, is dropped (or pushed again) when it comes to the top.
+        self._by_last: list[tuple[int, int, _Trace]] = []
+        self._by_first: list[tuple[int, int, _Trace]] = []
+        #: Spans held in open traces or waiting in :attr:`_ready`.
         self._held = 0
-        #: Replayed traces waiting to be recorded, merged by end time: [end of the next
+        #: Closed traces waiting to be recorded, merged by end time: [end of the next
         #: span, sequence, trace key, spans in end order, their steps, local roots, next].
         self._ready: list[list[Any]] = []
         self._sequence = 0
+        #: The latest span end read, and the latest recorded.
+        self._reading_ns = 0
+        self._recorded_ns = 0
         #: Traces whose local root was replayed (keys only: holding spans would cost more).
         self._rooted: OrderedDict[int, None] = OrderedDict()
         self._clock = clock
+        self._expire_every_ns = int(requests.timeout_s * 1e9) // 4
         self._next_expiry_ns = 0
         self.stats = ReplayStats()
 
     def add(self, spans: Iterable[SpanRecord]) -> None:
-        traces = self._traces
+        """Hold ``spans`` (one record's) with their traces; close and record what is due."""
+        traces, by_last, by_first = self._traces, self._by_last, self._by_first
         max_spans, max_traces = self._max_spans, self._max_traces
-        watermark = self._clock.now_ns
+        reading = self._reading_ns
+        held = self._held
+        push = heapq.heappush
+        # In end order: what a trace's spans usually come in, so its replay needs no sort.
         for span in sorted(spans, key=_END_NS):
-            key, _, parent_id, remote_parent, _, _, _, end_ns, _ = span
-            held = traces.get(key)
-            if held is None:
-                held = traces[key] = [span]
+            key = span[0]
+            end_ns = span[7]
+            trace = traces.get(key)
+            if trace is None:
+                trace = traces[key] = _Trace(key, span, end_ns)
+                self._sequence += 1
+                push(by_last, (end_ns, self._sequence, trace))
+                push(by_first, (end_ns, self._sequence, trace))
+                if len(traces) > max_traces:
+                    self._held = held
+                    self._make_room()
+                    held = self._held
             else:
-                held.append(span)
-            self._held += 1
-            if end_ns > watermark:  # noqa: PLR1730 - once per span: max() costs several times more
-                watermark = end_ns
-            if not parent_id or remote_parent:
-                del traces[key]
-                self._clock.now_ns = watermark  # the requests it opens open by the data's time
-                self._replay(key, held, tops_are_roots=False)
-            elif self._held > max_spans or len(traces) > max_traces:
-                self._evict_oldest()
-        self._clock.now_ns = watermark
+                trace.spans.append(span)
+                if end_ns > trace.last_ns:
+                    trace.last_ns = end_ns  # its entry in _by_last is refreshed when at the top
+                elif end_ns < trace.first_ns:
+                    trace.first_ns = end_ns
+                    self._sequence += 1
+                    push(by_first, (end_ns, self._sequence, trace))
+            if end_ns > reading:  # noqa: PLR1730 - once per span: max() costs several times more
+                reading = end_ns
+            held += 1
+            if held > max_spans:
+                self._held = held
+                self._make_room()
+                held = self._held
+        self._held = held
+        self._reading_ns = reading
+        self.stats.held_peak = max(self.stats.held_peak, held)
+        cutoff = reading - self._window_ns
+        if by_last and by_last[0][0] <= cutoff:
+            self._close_passed(cutoff)
+        if len(by_first) > 2 * len(traces) + _SLACK_ENTRIES:
+            self._rebuild_by_first()
+        if self._ready:
+            self._release(min(cutoff, self._open_first()))
         self._expire()
 
     def finish(self) -> None:
         """Replay every trace still held (the input has ended)."""
-        while self._traces:
-            key, held = self._traces.popitem(last=False)
-            self.stats.incomplete_end_of_input += 1
-            self._replay(key, held, tops_are_roots=True)
+        while (trace := self._pop_oldest()) is not None:
+            self._close(trace, _END_OF_INPUT, math.inf)
         self._release(math.inf)
         self._recorder.flush()  # the calls held for a twin from another trace
 
-    def _evict_oldest(self) -> None:
+    # -- closing traces --------------------------------------------------------------------------
+    def _close_passed(self, cutoff_ns: int) -> None:
+        """Close the open traces whose latest span ended by ``cutoff_ns``."""
+        by_last = self._by_last
+        while by_last and by_last[0][0] <= cutoff_ns:
+            last_ns, _, trace = heapq.heappop(by_last)
+            if not trace.open:
+                continue
+            if trace.last_ns != last_ns:  # it has grown since: its place is further on
+                self._sequence += 1
+                heapq.heappush(by_last, (trace.last_ns, self._sequence, trace))
+                continue
+            self._close(trace, _WINDOW, cutoff_ns)
+
+    def _pop_oldest(self) -> _Trace | None:
+        """The open trace whose latest span ended first, out of :attr:`_by_last`."""
+        by_last = self._by_last
+        while by_last:
+            last_ns, _, trace = heapq.heappop(by_last)
+            if not trace.open:
+                continue
+            if trace.last_ns != last_ns:
+                self._sequence += 1
+                heapq.heappush(by_last, (trace.last_ns, self._sequence, trace))
+                continue
+            return trace
+        return None
+
+    def _open_first(self) -> float:
+        """The earliest span end held in an open trace (infinite: none is open)."""
+        by_first = self._by_first
+        while by_first:
+            first_ns, _, trace = by_first[0]
+            if trace.open and trace.first_ns == first_ns:
+                return first_ns
+            heapq.heappop(by_first)
+        return math.inf
+
+    def _rebuild_by_first(self) -> None:
+        """Drop the stale entries of :attr:`_by_first` (closed traces, moved ends): an open
+        trace that stays first for long would keep them all."""
+        start = self._sequence
+        self._by_first = [
+            (trace.first_ns, start + i, trace) for i, trace in enumerate(self._traces.values(), 1)
+        ]
+        self._sequence = start + len(self._by_first)
+        heapq.heapify(self._by_first)
+
+    def _make_room(self) -> None:
+        """Get back within the bounds: record the waiting spans (in end order as far as the
+        open traces allow, then regardless), else close the oldest open trace early."""
+        stats = self.stats
+        stats.held_peak = max(stats.held_peak, self._held)
         while self._held > self._max_spans or len(self._traces) > self._max_traces:
-            if self._ready and self._held > self._max_spans:
-                self._release(math.inf)  # out of order with the traces still held
-            elif self._traces:
-                key, held = self._traces.popitem(last=False)
-                self.stats.incomplete_capacity += 1
-                self._replay(key, held, tops_are_roots=False)
-            else:
+            if self._held > self._max_spans and self._ready:
+                self._release(self._open_first())
+                if self._held > self._max_spans:
+                    self._release(math.inf)  # out of order with the open traces' spans
+                continue
+            trace = self._pop_oldest()
+            if trace is None:
                 return
+            stats.closed_early += 1
+            self._close(trace, _CAPACITY, math.inf)
+
+    def _close(self, trace: _Trace, why: str, until_ns: float) -> None:
+        """Replay a trace no span of which is expected any more (``why``), recording at once
+        what ended by ``until_ns`` and before every span of the traces still open."""
+        trace.open = False
+        del self._traces[trace.key]
+        spans, trace.spans = trace.spans, []  # its stale heap entries keep none alive
+        self._replay(trace.key, spans, why, min(until_ns, self._open_first()))
 
     def _expire(self) -> None:
         now_ns = self._clock.now_ns
-        cutoff = now_ns - self._timeout_ns
-        traces = self._traces
-        while traces:
-            key = next(iter(traces))
-            held = traces[key]
-            if held[0].end_ns >= cutoff:
-                break
-            del traces[key]
-            self.stats.incomplete_timeout += 1
-            self._replay(key, held, tops_are_roots=True)
         if now_ns >= self._next_expiry_ns:
             self._requests.expire()
-            self._next_expiry_ns = now_ns + self._timeout_ns // 4
+            self._next_expiry_ns = now_ns + self._expire_every_ns
 
     # -- steps ---------------------------------------------------------------------------------
     def _own_step(self, attrs: dict[str, Any]) -> str | None:
@@ -392,6 +519,27 @@ class Replayer:
                 depth += 1
         return steps, depths
 
+    def _steps_by_root(self, spans: list[SpanRecord], whole: dict[int, str | None]) -> list[str | None]:
+        """The steps of ``spans`` (a trace's, in end order; ``whole``: decided over all of
+        them) as the spans that ended by each local root decide them: a span's step comes
+        from its ancestors among the spans that ended up to the root that closes its
+        request (or, after the trace's last root, since that root). That is what was
+        known when the root ended, as the processor sees spans end, and what a file in
+        end order gives whatever the order of the file."""
+        cuts = [i + 1 for i, span in enumerate(spans) if not span.parent_id or span.remote_parent]
+        if not cuts or cuts == [len(spans)]:
+            return [whole[span.span_id] for span in spans]
+        if cuts[-1] != len(spans):
+            cuts.append(len(spans))
+        steps: list[str | None] = []
+        start = 0
+        for cut in cuts:
+            part = spans[start:cut]
+            by_span = self._steps(part)[0]
+            steps += [by_span[span.span_id] for span in part]
+            start = cut
+        return steps
+
     def _fast_steps(self, spans: list[SpanRecord]) -> list[str | None] | None:
         """Steps in arrival order when no span needs its parent's and the spans came in end
         order (so arrival order is record order); ``None`` when the full replay is needed."""
@@ -413,46 +561,57 @@ class Replayer:
         return steps
 
     # -- one trace ------------------------------------------------------------------------------
-    def _replay(self, trace_key: int, spans: list[SpanRecord], *, tops_are_roots: bool) -> None:
-        """Record one trace's spans. With ``tops_are_roots`` (its root never came: the data's
-        clock passed the time-out, or the input ended) a span whose parent was never seen
-        is taken for a local root whose parent lives in another process, as exporters that
-        do not write the remote-parent flag leave it."""
+    def _replay(self, trace_key: int, spans: list[SpanRecord], why: str, until_ns: float) -> None:
+        """Record one trace's spans, at once if nothing waiting or open ended earlier and
+        they ended by ``until_ns``, else when :meth:`_release` comes to them. A trace
+        closed without a local root and not for room (``why``: its root will not come)
+        takes a span whose parent was never seen for a local root whose parent lives in
+        another process, as exporters that do not write the remote-parent flag leave it."""
         stats = self.stats
         stats.traces += 1
         stats.spans += len(spans)
+        last = spans[-1]  # in end order, the root is usually last
+        explicit = (
+            not last.parent_id or last.remote_parent or any(not s.parent_id or s.remote_parent for s in spans)
+        )
+        if not explicit:
+            if why == _WINDOW:
+                stats.incomplete_timeout += 1
+            elif why == _CAPACITY:
+                stats.incomplete_capacity += 1
+            else:
+                stats.incomplete_end_of_input += 1
         steps = self._fast_steps(spans)
         if steps is None:
             by_span, depths = self._steps(spans)
             spans = sorted(spans, key=lambda s: (s.end_ns, -depths[s.span_id]))
-            steps = [self._own_step(span.attrs) if self._stamped else by_span[span.span_id] for span in spans]
-        tops = self._top_spans(trace_key, spans) if tops_are_roots else frozenset()
-        ready = self._ready
-        traces = self._traces
-        if not ready and (not traces or spans[-1].end_ns <= traces[next(iter(traces))][0].end_ns):
-            # No span held or waiting ended earlier (the usual case): recorded at once.
-            self._held -= len(spans)
-            rooted = self._record(trace_key, spans, steps, tops)
+            if self._stamped:
+                steps = [self._own_step(span.attrs) for span in spans]
+            else:
+                steps = self._steps_by_root(spans, by_span)
+        tops = self._top_spans(trace_key, spans) if not explicit and why != _CAPACITY else frozenset()
+        if not self._ready and spans[-1].end_ns <= until_ns:
+            self._record(trace_key, spans, steps, tops)  # the usual case
         else:
-            rooted = any(not s.parent_id or s.remote_parent or s.span_id in tops for s in spans)
             self._sequence += 1
-            heapq.heappush(ready, [spans[0].end_ns, self._sequence, trace_key, spans, steps, tops, 0])
-            self._release(traces[next(iter(traces))][0].end_ns if traces else math.inf)
-        if rooted:
+            heapq.heappush(self._ready, [spans[0].end_ns, self._sequence, trace_key, spans, steps, tops, 0])
+        if explicit or tops:
             self._rooted[trace_key] = None
             if len(self._rooted) > MAX_ROOTED_TRACES:
                 self._rooted.popitem(last=False)
         first = min(map(_START_NS, spans))
-        last = spans[-1].end_ns
+        end = spans[-1].end_ns
         if stats.first_start_ns is None or first < stats.first_start_ns:
             stats.first_start_ns = first
-        if stats.last_end_ns is None or last > stats.last_end_ns:
-            stats.last_end_ns = last
+        if stats.last_end_ns is None or end > stats.last_end_ns:
+            stats.last_end_ns = end
 
     def _release(self, until_ns: float) -> None:
-        """Record the spans of replayed traces that ended by ``until_ns``, in end order."""
+        """Record the spans of closed traces that ended by ``until_ns``, in end order."""
         ready = self._ready
         record = self._recorder.record
+        clock = self._clock
+        recorded = self._recorded_ns
         while ready and ready[0][0] <= until_ns:
             entry = ready[0]
             _, _, trace_key, spans, steps, tops, i = entry
@@ -461,6 +620,7 @@ class Replayer:
             other = math.inf if n == 1 else ready[1][0] if n == 2 else min(ready[1][0], ready[2][0])
             stop = len(spans)
             first = i
+            clock.now_ns = max(clock.now_ns, spans[i].end_ns)
             while True:
                 _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
                 local_root = not parent_id or remote_parent or span_id in tops  # as in _record
@@ -479,26 +639,36 @@ class Replayer:
                 if i == stop or spans[i].end_ns > until_ns or spans[i].end_ns >= other:
                     break
             self._held -= i - first
+            if spans[first].end_ns < recorded:
+                self.stats.out_of_order += bisect_left(spans, recorded, first, i, key=_END_NS) - first
+            recorded = max(recorded, spans[i - 1].end_ns)
             if i < stop:
                 entry[0], entry[6] = spans[i].end_ns, i
                 heapq.heapreplace(ready, entry)  # the same entry, sifted to its new place
             else:
                 heapq.heappop(ready)
+        self._recorded_ns = recorded
+        clock.now_ns = max(clock.now_ns, recorded)
 
     def _record(
         self, trace_key: int, spans: list[SpanRecord], steps: list[str | None], tops: AbstractSet[int]
-    ) -> bool:
-        """Record ``spans``; whether one of them was a local root."""
+    ) -> None:
+        """Record ``spans``, a trace's in end order, now."""
+        self._held -= len(spans)
+        recorded = self._recorded_ns
+        if spans[0].end_ns < recorded:
+            self.stats.out_of_order += bisect_left(spans, recorded, key=_END_NS)
+        end_ns = spans[-1].end_ns
+        if end_ns > recorded:
+            self._recorded_ns = end_ns
+        self._clock.now_ns = max(self._clock.now_ns, end_ns)
         record = self._recorder.record
-        rooted = False
         for (_, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope), step in zip(
             spans, steps, strict=True
         ):
             # A local root closes its request: a span without a parent, with a remote one,
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
-            if local_root:
-                rooted = True
             record(
                 trace_key,
                 span_id,
@@ -510,4 +680,3 @@ class Replayer:
                 step,
                 scope,
             )
-        return rooted

@@ -44,10 +44,15 @@ MIN_WEEKLY_SCALE_S: Final = 3_600.0
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How much the replay may hold while it waits for traces' roots."""
+    """How much the replay holds while it puts spans in end order (see
+    :mod:`otel_overspend.report.replay`): at most ``max_spans`` spans and ``max_traces`` open
+    traces; a trace is closed once the reading is ``window_s`` past its latest span end
+    (``None``: the settings' ``request_timeout_seconds``, which a request open longer
+    would not survive live either)."""
 
     max_spans: int = 200_000
     max_traces: int = 50_000
+    window_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,11 @@ class InputSummary:
     dropped: Mapping[str, int] = field(default_factory=dict)
     #: Traces replayed without their local root (their calls count, no request closes).
     incomplete_traces: Mapping[str, int] = field(default_factory=dict)
+    #: Putting spans in end order: traces closed early to stay within the :class:`Limits`
+    #: (``closed_early``), spans that came too late for their place (``out_of_order``).
+    reorder: Mapping[str, int] = field(default_factory=dict)
+    #: The most spans held at once while putting them in end order.
+    held_spans_peak: int = 0
     requests_evicted: Mapping[str, int] = field(default_factory=dict)
     label_overflow: Mapping[str, int] = field(default_factory=dict)
     #: LLM calls whose span reported no usage and no cost, by "step model" (as
@@ -184,7 +194,7 @@ class _Run:
             clock=self.clock,
             max_spans=limits.max_spans,
             max_traces=limits.max_traces,
-            timeout_s=settings.request_timeout_seconds,
+            window_s=settings.request_timeout_seconds if limits.window_s is None else limits.window_s,
             stamped=settings.stamp_spans,
         )
         self.keys = attribute_keys(settings)
@@ -309,6 +319,8 @@ class _Run:
                 buffer_full=stats.incomplete_capacity,
                 end_of_input=stats.incomplete_end_of_input,
             ),
+            reorder=_nonzero(closed_early=stats.closed_early, out_of_order=stats.out_of_order),
+            held_spans_peak=stats.held_peak,
             requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
             label_overflow=_nonzero(
                 **{cap.name: cap.overflowed for cap in self.parts.caps}, **self.overflowed
