@@ -443,7 +443,7 @@ class Replayer:
         """Get back within the bounds: record the waiting spans (in end order as far as the
         open traces allow, then regardless), else close the oldest open trace early."""
         stats = self.stats
-        stats.held_peak = max(stats.held_peak, self._held)
+        stats.held_peak = max(stats.held_peak, min(self._held, self._max_spans))  # the span over it goes
         while self._held > self._max_spans or len(self._traces) > self._max_traces:
             if self._held > self._max_spans and self._ready:
                 self._release(self._open_first())
@@ -462,7 +462,7 @@ class Replayer:
         trace.open = False
         del self._traces[trace.key]
         spans, trace.spans = trace.spans, []  # its stale heap entries keep none alive
-        self._replay(trace.key, spans, why, min(until_ns, self._open_first()))
+        self._replay(trace.key, spans, why, until_ns)
 
     def _expire(self) -> None:
         now_ns = self._clock.now_ns
@@ -571,9 +571,7 @@ class Replayer:
         stats.traces += 1
         stats.spans += len(spans)
         last = spans[-1]  # in end order, the root is usually last
-        explicit = (
-            not last.parent_id or last.remote_parent or any(not s.parent_id or s.remote_parent for s in spans)
-        )
+        explicit = not last[2] or last[3] or any(not s[2] or s[3] for s in spans)  # no parent, a remote one
         if not explicit:
             if why == _WINDOW:
                 stats.incomplete_timeout += 1
@@ -590,7 +588,8 @@ class Replayer:
             else:
                 steps = self._steps_by_root(spans, by_span)
         tops = self._top_spans(trace_key, spans) if not explicit and why != _CAPACITY else frozenset()
-        if not self._ready and spans[-1].end_ns <= until_ns:
+        last_end = spans[-1][7]
+        if not self._ready and last_end <= until_ns and last_end <= self._open_first():
             self._record(trace_key, spans, steps, tops)  # the usual case
         else:
             self._sequence += 1
