@@ -1,7 +1,9 @@
 """``otel-overspend report PATH...``: the offline diagnosis of trace files, as a command.
 
 Exit codes: 0 done; 1 the specialist-eligible fraction is above ``--fail-above`` (or there
-was no priced spend to check); 2 a usage error (bad option, missing path, invalid config).
+was no priced spend to check); 2 the input is not what was asked for: a usage error (bad
+option, missing path, invalid config), no span read from the files, or, with ``--strict``,
+input skipped as unreadable (the report is printed first).
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
     return int(text)
+
+
+def _window_s(text: str) -> float:
+    """Seconds: a whole number, or a duration as Prometheus writes it (``90s``, ``5m``, ``1h``)."""
+    from otel_overspend.base.durations import duration_ms  # noqa: PLC0415
+
+    if text.isdigit():
+        return float(text)
+    try:
+        return duration_ms(text) / 1_000
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"use seconds or a duration such as 5m, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +126,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=200_000,
         metavar="N",
-        help="spans held while waiting for their trace's root (default: 200000); beyond, the oldest "
-        "trace is replayed as it is and counted",
+        help="spans held while putting them in end order (default: 200000); beyond, the waiting "
+        "spans are recorded at once, else the trace that ended first is closed early (counted)",
+    )
+    parser.add_argument(
+        "--max-open-traces",
+        type=_positive_int,
+        default=50_000,
+        metavar="N",
+        help="traces held open at once (default: 50000); beyond, the trace that ended first is "
+        "closed early (counted)",
+    )
+    parser.add_argument(
+        "--reorder-window",
+        type=_window_s,
+        metavar="DURATION",
+        help="how far the reading may be past a trace's last span end before the trace is closed: "
+        "its spans may come this much out of order (default: the request time-out, 300s)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 when anything was skipped as unreadable (a file, line, record or span)",
     )
 
 
@@ -139,6 +173,9 @@ class _Progress:
     """Bytes and spans read so far, on stderr, at most a few times a second."""
 
     def __init__(self, total_bytes: int, stream: IO[str]) -> None:
+        from otel_overspend.report.render import plural  # noqa: PLC0415
+
+        self._plural = plural
         self._total = max(total_bytes, 1)
         self._stream = stream
         self._tty = stream.isatty()
@@ -156,14 +193,15 @@ class _Progress:
         rate = spans / max(now - self._started, 1e-9)
         line = (
             f"reading: {100 * done_bytes / self._total:5.1f}% of {self._total / 1e6:,.1f} MB, "
-            f"{spans:,} spans, {rate:,.0f} spans/s"
+            f"{self._plural(spans, 'span')}, {rate:,.0f} spans/s"
         )
         self._stream.write(f"\r{line}\x1b[K" if self._tty else f"{line}\n")
         self._stream.flush()
 
     def done(self) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        line = f"read {self._spans:,} spans in {elapsed:.1f} s ({self._spans / elapsed:,.0f} spans/s)"
+        rate = self._spans / elapsed
+        line = f"read {self._plural(self._spans, 'span')} in {elapsed:.1f} s ({rate:,.0f} spans/s)"
         self._stream.write(f"\r{line}\x1b[K\n" if self._tty else f"{line}\n")
         self._stream.flush()
 
@@ -205,10 +243,14 @@ def run(args: argparse.Namespace) -> int:
         period=period,
         problems=Problems(stream=sys.stderr, shown=args.show_problems),
         progress=progress,
-        limits=Limits(max_spans=args.max_held_spans),
+        limits=Limits(
+            max_spans=args.max_held_spans, max_traces=args.max_open_traces, window_s=args.reorder_window
+        ),
     )
     if progress is not None:
         progress.done()
+    if report.inputs.spans == 0:
+        return _no_spans(files, report)
     if args.by is None and args.plot is not None:
         plotted = report
         report = _without_periods(report)
@@ -223,7 +265,40 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error(str(exc))
         except OSError as exc:
             return _usage_error(f"--plot {args.plot}: {exc.strerror or exc}")
+    if args.strict and report.inputs.skipped:
+        return _usage_error(f"--strict: {_skipped_text(report)} (see above)")
     return _gate(report, args.fail_above)
+
+
+#: What the report reads, for the message when it read no span.
+_EXPECTED: Final = (
+    "OpenTelemetry traces: OTLP/JSON (the collector's file exporter, one export a line; or Jaeger's or "
+    "Tempo's trace API answers) or length-prefixed OTLP protobuf, plain, gzip or zstd"
+)
+_NAMED_FILES: Final = 5
+
+
+def _no_spans(files: list[Path], report: Report) -> int:
+    """No span read at all: an error that names the files and what was expected."""
+    from otel_overspend.report.render import plural  # noqa: PLC0415
+
+    named = ", ".join(str(f) for f in files[:_NAMED_FILES])
+    if len(files) > _NAMED_FILES:
+        named += f" and {plural(len(files) - _NAMED_FILES, 'more file')}"
+    inputs, one = report.inputs, len(files) == 1
+    if inputs.skipped:
+        found = _skipped_text(report)
+    elif inputs.records == 0:
+        found = "it is empty" if one else "they are empty"
+    else:
+        found = f"{'it holds' if one else 'they hold'} {plural(inputs.records, 'record')} without spans"
+    return _usage_error(f"no spans read from {named}: {found}; expected {_EXPECTED}")
+
+
+def _skipped_text(report: Report) -> str:
+    from otel_overspend.report.render import skipped_text  # noqa: PLC0415
+
+    return skipped_text(report.inputs)
 
 
 def _size(path: Path) -> int:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from otel_overspend.accounting.signals import Diagnosis
-    from otel_overspend.report.run import PeriodDiagnosis, Report
+    from otel_overspend.report.run import InputSummary, PeriodDiagnosis, Report
 
-__all__ = ("FORMATS", "render")
+__all__ = ("FORMATS", "plural", "render", "skipped_text")
 
 #: Per-request signals: (label, Diagnosis field, level name, format).
 _PER_REQUEST: Final = (
@@ -33,6 +33,11 @@ _MAX_STEP_COLUMNS: Final = 8
 
 
 # -- formatting helpers -----------------------------------------------------------------------
+def plural(count: int, noun: str) -> str:
+    """``1 request``, ``2 requests``, ``1,000 LLM calls``: every noun here takes an s."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _iso(t_s: float | None) -> str | None:
     if t_s is None:
         return None
@@ -98,12 +103,14 @@ def _recommendation(report: Report) -> str:
     return text
 
 
-def _skipped(report: Report) -> str:
+def skipped_text(inputs: InputSummary) -> str:
+    """What was skipped as unreadable: ``skipped 2 lines (invalid json 1, truncated line 1)``."""
     parts = [
-        f"{sum(reasons.values()):,} {unit}{'s' if sum(reasons.values()) != 1 else ''} ("
+        plural(sum(reasons.values()), unit)
+        + " ("
         + ", ".join(f"{reason.replace('_', ' ')} {n:,}" for reason, n in reasons.items())
         + ")"
-        for unit, reasons in report.inputs.skipped.items()
+        for unit, reasons in inputs.skipped.items()
     ]
     return "skipped " + "; ".join(parts) if parts else "nothing skipped"
 
@@ -122,9 +129,24 @@ def _notes(report: Report) -> list[str]:
         if counts:
             detail = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items())
             notes.append(f"{label}: {detail}")
-    if report.diagnosis.unpriced_calls:
+    reorder = inputs.reorder
+    if reorder.get("out_of_order"):
         notes.append(
-            f"{report.diagnosis.unpriced_calls:,} LLM calls could not be priced: they add no dollars "
+            f"{plural(reorder['out_of_order'], 'span')} came too late to be put in end order (more "
+            "than --reorder-window behind the reading, or after their trace was closed early): "
+            "recorded out of order"
+        )
+    if reorder.get("closed_early"):
+        notes.append(
+            f"{plural(reorder['closed_early'], 'trace')} closed before the reorder window passed, to "
+            "hold at most --max-held-spans spans and --max-open-traces traces (held at most "
+            f"{inputs.held_spans_peak:,})"
+        )
+    unpriced = report.diagnosis.unpriced_calls
+    if unpriced:
+        notes.append(
+            f"{plural(unpriced, 'LLM call')} could not be priced: "
+            f"{'it adds' if unpriced == 1 else 'they add'} no dollars "
             "(set model_prices or model_tiers for their models)"
         )
     return notes
@@ -189,11 +211,10 @@ def _headline(report: Report) -> list[str]:
         if report.first_s is not None
         else "no spans"
     )
-    files = f"{inputs.files:,} file{'s' if inputs.files != 1 else ''}"
-    calls = f"{d.requests:,} requests, {d.calls:,} LLM calls ({d.unpriced_calls:,} unpriced)"
+    calls = f"{plural(d.requests, 'request')}, {plural(d.calls, 'LLM call')} ({d.unpriced_calls:,} unpriced)"
     return [
-        f"{files}, {inputs.spans:,} spans, {span}",
-        f"{calls}, spend {_usd(d.cost_usd)}; {_skipped(report)}",
+        f"{plural(inputs.files, 'file')}, {plural(inputs.spans, 'span')}, {span}",
+        f"{calls}, spend {_usd(d.cost_usd)}; {skipped_text(inputs)}",
     ]
 
 
@@ -371,6 +392,8 @@ def report_json(report: Report) -> dict[str, Any]:
             "skipped": inputs.skipped,
             "dropped": inputs.dropped,
             "incomplete_traces": inputs.incomplete_traces,
+            "reorder": inputs.reorder,
+            "held_spans_peak": inputs.held_spans_peak,
             "requests_evicted": inputs.requests_evicted,
             "label_overflow": inputs.label_overflow,
             "calls_without_usage": inputs.calls_without_usage,

@@ -9,13 +9,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry import trace
-from report_support import MODEL, SEED, CollectorFileExporter, export_to, llm_attributes, seed_requests
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from report_support import (
+    MODEL,
+    SEED,
+    CollectorFileExporter,
+    export_to,
+    llm_attributes,
+    seed_requests,
+    write_collector_lines,
+)
 
 from otel_overspend import Settings, step
 from otel_overspend.cli import main
@@ -291,9 +301,8 @@ def test_fail_above(
 
 
 def test_fail_above_without_spend_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    empty = tmp_path / "empty.json"
-    empty.write_bytes(b"")
-    code, out, err = run(capsys, "--fail-above", "0.3", empty)
+    plain = _export(tmp_path / "plain.json", lambda t: t.start_span("GET /health").end())
+    code, out, err = run(capsys, "--fail-above", "0.3", plain)
     assert code == 1
     assert "no priced LLM spend in these traces, nothing to check" in err
     assert "Recommendation: no priced LLM spend in these traces" in out
@@ -312,11 +321,139 @@ def test_skipped_input_is_summarised(
     assert "$1.4070" in out  # the good lines still count
 
 
-def test_progress(capsys: pytest.CaptureFixture[str], seed_file: Path, config: Path) -> None:
-    code, _, err = run(capsys, "--config", config, "--progress", seed_file)
+# -- clear outcomes ------------------------------------------------------------------------------------
+EXPECTED = "expected OpenTelemetry traces: OTLP/JSON"
+NOT_TRACES = {
+    "empty": (b"", "it is empty"),
+    "blank lines": (b"\n\n  \n", "it is empty"),
+    "text": (b"hello\nworld\n", "skipped 2 lines (invalid json 2)"),
+    "random bytes": (random.Random(25).randbytes(4_000), "skipped "),
+    "a length prefix and garbage": (b"\x00\x00\x00\x05abc", "skipped 1 file (truncated file 1)"),
+    "json without spans": (b'{"resourceSpans":[]}\n', "it holds 1 record without spans"),
+    "json of another kind": (b'{"resourceMetrics":[]}\n', "skipped 1 line (not trace data 1)"),
+}
+
+
+@pytest.mark.parametrize("name", NOT_TRACES)
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_no_trace_data_is_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, fmt: str
+) -> None:
+    content, found = NOT_TRACES[name]
+    path = tmp_path / "traces.json"
+    path.write_bytes(content)
+    code, out, err = run(capsys, "--format", fmt, "--fail-above", "0.3", path)
+    assert code == 2
+    assert out == ""  # no all-zero report
+    message = err.splitlines()[-1]
+    assert message.startswith(f"otel-overspend report: no spans read from {path}: {found}"), message
+    assert EXPECTED in message
+
+
+def test_no_trace_data_in_many_files_names_the_first(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for i in range(7):
+        (tmp_path / f"traces-{i}.json").write_bytes(b"")
+    code, out, err = run(capsys, tmp_path)
+    assert (code, out) == (2, "")
+    named = ", ".join(str(tmp_path / f"traces-{i}.json") for i in range(5))
+    assert f"no spans read from {named} and 2 more files: they are empty; {EXPECTED}" in err
+
+
+def test_partly_unreadable_input_is_reported_and_fails_with_strict(
+    capsys: pytest.CaptureFixture[str], seed_file: Path, config: Path, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"hello\nworld\n")
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(b"\x00\x00\x01\x00abc")  # a length-prefixed record cut short
+    for args, expected in (((), 0), (("--strict",), 2), (("--strict", "--fail-above", "0.1"), 2)):
+        code, out, err = run(capsys, "--config", config, *args, seed_file, garbage, cut)
+        assert code == expected, err
+        assert "3 files, 100 spans" in out  # the report is printed either way
+        assert "skipped 2 lines (invalid json 2); 1 file (truncated file 1)" in out
+        assert "$1.4070" in out
+        assert ("--strict: skipped 2 lines (invalid json 2); 1 file (truncated file 1)" in err) == (
+            expected == 2
+        )
+    code, _, err = run(capsys, "--config", config, "--strict", seed_file)
+    assert (code, err) == (0, "")
+
+
+def test_counts_are_singular_or_plural(
+    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+) -> None:
+    one = _export(tmp_path / "one.json", lambda t: seed_requests(t, 1))
+    for fmt, prefix in (("table", "  "), ("markdown", "- ")):
+        code, out, _ = run(capsys, "--config", config, "--format", fmt, one)
+        assert code == 0
+        assert f"\n{prefix}1 file, 5 spans, " in out
+        assert f"\n{prefix}1 request, 4 LLM calls (0 unpriced), spend $0.0703; nothing skipped\n" in out
+    unknown = _export(
+        tmp_path / "unknown.json",
+        lambda t: t.start_span("chat x", attributes=llm_attributes("mystery-model", 10, 1)).end(),
+    )
+    code, out, _ = run(capsys, "--config", config, unknown)
     assert code == 0
-    assert "reading: " in err
-    assert f"read {5 * REQUESTS:,} spans in " in err
+    assert "\n  1 file, 1 span, " in out
+    assert "\n  1 request, 1 LLM call (1 unpriced), spend $0.0000; nothing skipped\n" in out
+    assert "1 LLM call could not be priced: it adds no dollars" in out
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(one.read_bytes() + b"{oops\n")
+    code, out, _ = run(capsys, "--config", config, bad)
+    assert "skipped 1 line (invalid json 1)" in out
+    code, _, err = run(capsys, "--config", config, "--progress", one)
+    assert "read 1 span in " not in err
+    assert "read 5 spans in " in err
+
+
+def test_reorder_options(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path) -> None:
+    # The three days' spans shuffled: a span may come two days before or after its place.
+    p = make_pipeline(SETTINGS)
+    exported = InMemorySpanExporter()
+    export_to(p, exported)
+    for day, calls in enumerate((SEED_CALLS, GENERATE_ONLY, SPECIALIST_RERANK)):
+        for i in range(10):
+            _timed_request(p.tracer, DAY1_NOON_S + day * DAY_S + 60 * i, calls)
+    p.provider.shutdown()
+    spans = list(exported.get_finished_spans())
+    ordered = write_collector_lines(tmp_path / "ordered.json", spans, batch=50)
+    shuffled = write_collector_lines(
+        tmp_path / "shuffled.json", random.Random(25).sample(spans, len(spans)), batch=7
+    )
+    expected = run_json(capsys, "--config", config, ordered)
+    # A window of three days holds them all: the same report.
+    doc = run_json(capsys, "--config", config, "--reorder-window", "3d", shuffled)
+    assert (doc["requests"], doc["calls"], doc["per_request"]) == (
+        expected["requests"],
+        expected["calls"],
+        pytest.approx(expected["per_request"], abs=1e-9),
+    )
+    assert doc["cost_usd"] == pytest.approx(expected["cost_usd"], abs=1e-9)
+    assert (doc["inputs"]["reorder"], doc["inputs"]["incomplete_traces"]) == ({}, {})
+    assert doc["inputs"]["held_spans_peak"] == len(spans)
+    # The default window (300 s) does not: the calls count, the spans out of order are counted.
+    code, out, _ = run(capsys, "--config", config, shuffled)
+    assert code == 0
+    assert re.search(
+        r"\n  [0-9,]+ spans came too late to be put in end order \(more than --reorder-window", out
+    )
+    doc = run_json(capsys, "--config", config, shuffled)
+    assert (doc["calls"], doc["cost_usd"]) == (
+        expected["calls"],
+        pytest.approx(expected["cost_usd"], abs=1e-9),
+    )
+    assert doc["inputs"]["reorder"]["out_of_order"] > 0
+    # Bounds on what is held close the trace that ended first early: counted, and in end
+    # order it is complete, so the figures stand.
+    code, out, _ = run(capsys, "--config", config, "--max-open-traces", "1", "--max-held-spans", "3", ordered)
+    assert code == 0
+    assert re.search(r"\n  [0-9,]+ traces closed before the reorder window passed, to hold at most", out)
+    doc = run_json(capsys, "--config", config, "--max-open-traces", "1", "--max-held-spans", "3", ordered)
+    assert (doc["requests"], doc["calls"]) == (expected["requests"], expected["calls"])
+    assert doc["inputs"]["reorder"]["closed_early"] > 0
+    assert doc["inputs"]["held_spans_peak"] == 3
 
 
 # -- usage errors -----------------------------------------------------------------------------------
@@ -335,6 +472,8 @@ def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         (["--fail-above", "1.5"], "must be a fraction between 0 and 1"),
         (["--format", "xml"], "invalid choice"),
         (["--by", "month"], "invalid choice"),
+        (["--reorder-window", "soon"], "use seconds or a duration such as 5m"),
+        (["--max-open-traces", "0"], "must be a positive whole number"),
     ],
 )
 def test_bad_options(
