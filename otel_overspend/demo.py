@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import ValidationError
 
-from otel_overspend.config.settings import Settings
+from otel_overspend.config.settings import ConfigError, Settings
 from otel_overspend.processor import OverspendProcessor
 from otel_overspend.steps import step
 
@@ -316,8 +315,8 @@ def run(args: argparse.Namespace, *, registry: CollectorRegistry | None = None) 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = _settings(args)
-    except ValidationError as exc:
-        print(f"otel-overspend demo: invalid settings:\n{exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line naming the variable, its value and the form expected
+        print(f"otel-overspend demo: invalid settings: {exc}", file=sys.stderr)
         return 2
     processor = OverspendProcessor(settings=settings, registry=registry)
     provider = TracerProvider()

@@ -35,8 +35,12 @@ def pre_instrument() -> None:
         )
         return
     try:
-        from otel_overspend.processor import OverspendProcessor  # noqa: PLC0415 - only when enabled
+        from otel_overspend.config.settings import ConfigError  # noqa: PLC0415 - only when enabled
+        from otel_overspend.processor import OverspendProcessor  # noqa: PLC0415
 
         provider.add_span_processor(OverspendProcessor())
+    except ConfigError as exc:
+        # The message names the variable, its value and the form expected: no traceback.
+        _log.error("otel_overspend: %s; the app runs without the span processor", exc)
     except Exception:
         _log.exception("otel_overspend: could not add the span processor; the app runs without it")

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from otel_overspend.calls.catalog import SPECIALIZE_TARGETS
 
@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help="settings from this TOML file (as OVERSPEND_CONFIG; its values beat OVERSPEND_* variables)",
+        help="settings from this TOML file, read in place of OVERSPEND_CONFIG's: OVERSPEND_* variables "
+        "beat it",
     )
     parser.add_argument(
         "--progress",
@@ -152,20 +153,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from pydantic_settings import TomlConfigSettingsSource  # noqa: PLC0415 - loads pydantic
+    """Settings as the processor reads them, with ``--config`` in place of ``OVERSPEND_CONFIG``:
+    ``--specialize``, then ``OVERSPEND_*`` variables, then the file."""
+    from otel_overspend.config.settings import Settings  # noqa: PLC0415 - loads pydantic
 
-    from otel_overspend.config.settings import Settings  # noqa: PLC0415
-
-    values: dict[str, Any] = {}
-    if args.config is not None:
-        if not args.config.is_file():
-            raise OSError(f"--config: no such file {str(args.config)!r}")
-        # The same TOML reader as OVERSPEND_CONFIG; its values are passed as arguments.
-        values = TomlConfigSettingsSource(Settings, toml_file=args.config)()
-    settings = Settings(**values)
+    if args.config is not None and not args.config.is_file():
+        raise OSError(f"--config: no such file {str(args.config)!r}")
+    settings = Settings.with_config_file(args.config)
     if args.specialize:
-        values["specialize"] = {**settings.specialize, **dict(args.specialize)}
-        settings = Settings(**values)
+        specialize = {**settings.specialize, **dict(args.specialize)}
+        settings = Settings.with_config_file(args.config, specialize=specialize)
     return settings
 
 
@@ -213,8 +210,7 @@ def _usage_error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the report for parsed ``args``; return the exit code."""
-    from pydantic import ValidationError  # noqa: PLC0415
-
+    from otel_overspend.config.settings import ConfigError, ConfigFileError  # noqa: PLC0415
     from otel_overspend.report.files import Problems, find_files  # noqa: PLC0415
     from otel_overspend.report.plot import PLOT_SUFFIXES, PlotError, write_plot  # noqa: PLC0415
     from otel_overspend.report.render import render  # noqa: PLC0415
@@ -224,8 +220,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--plot {args.plot}: use a file ending in {', '.join(PLOT_SUFFIXES)}")
     try:
         settings = _settings(args)
-    except (OSError, ValueError) as exc:  # ValidationError and TOML errors are ValueErrors
-        kind = "invalid settings" if isinstance(exc, ValidationError) else "cannot read the settings"
+    except (OSError, ConfigError) as exc:  # a message that names the setting, its value and the form
+        kind = (
+            "cannot read the settings" if isinstance(exc, (OSError, ConfigFileError)) else "invalid settings"
+        )
         return _usage_error(f"{kind}: {exc}")
     try:
         files = list(find_files(args.paths))
