@@ -1,10 +1,13 @@
 """Prometheus recording and alerting rules for the overspend metrics.
 
 Everything here is a pure function of :data:`otel_overspend.thresholds.ALERTS` and a few
-options, so the shipped rule files can be regenerated (and checked for drift) at any time::
+options (windows, ``for:`` durations, thresholds, runbook links: see
+:mod:`otel_overspend.rules.command`), so the shipped rule files can be regenerated (and checked
+for drift) at any time::
 
-    otel-overspend rules > deploy/prometheus/overspend.rules.yml
-    otel-overspend rules --format operator > deploy/kubernetes/overspend-prometheusrule.yaml
+    otel-overspend rules > overspend.rules.yml
+    otel-overspend rules --format operator > overspend-prometheusrule.yaml
+    otel-overspend deploy-kit DIR   # both, in the fleet setup of docs/fleet.md
 
 Recording rules follow the ``level:metric:operations`` convention. The level is always
 ``overspend`` (fleet-wide: every rule sums rates across instances *before* dividing, so a
@@ -48,10 +51,9 @@ rules with the Alertmanager inhibition from :func:`alertmanager_inhibit_rules`
 
 from __future__ import annotations
 
-import argparse
+import itertools
+import math
 import re
-import shlex
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -98,6 +100,8 @@ _ATTRIBUTED: Final = f'step!="{UNATTRIBUTED}"'
 _FRONTIER_TIER: Final = f'tier="{FRONTIER}"'
 _OPS: Final = frozenset({">", ">=", "<", "<=", "==", "!="})
 _SEVERITY_RANK: Final[Mapping[str, int]] = {"critical": 3, "error": 2, "warning": 1, "info": 0}
+#: +1 when a higher value is worse, -1 when a lower one is.
+_DIRECTION: Final[Mapping[str, int]] = {">": 1, ">=": 1, "<": -1, "<=": -1}
 
 
 # --------------------------------------------------------------------------- durations
@@ -423,14 +427,37 @@ def _threshold_text(threshold: AlertThreshold, *, percent: bool) -> str:
     return shown if threshold.op == ">" else f"{threshold.op} {shown}"
 
 
-def _check_threshold(name: str, threshold: AlertThreshold) -> None:
+def _check_threshold(name: str, threshold: AlertThreshold, *, share: bool) -> None:
     if threshold.op not in _OPS:
         raise ValueError(f"alert {name}: unknown comparison operator {threshold.op!r}")
     if not threshold.severity or not threshold.severity.isidentifier():
         raise ValueError(f"alert {name}: bad severity {threshold.severity!r}")
-    if not isinstance(threshold.value, (int, float)) or threshold.value != threshold.value:
-        raise ValueError(f"alert {name}: bad threshold value {threshold.value!r}")
+    value = threshold.value
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"alert {name}: bad threshold value {value!r}")
+    if share and not 0 <= value <= 1:
+        raise ValueError(
+            f"alert {name}: the {threshold.severity} threshold is a share between 0 and 1"
+            f" (0.3 for 30%), not {value!r}"
+        )
+    if value < 0:
+        raise ValueError(f"alert {name}: the {threshold.severity} threshold cannot be negative: {value!r}")
     duration_ms(threshold.for_duration)
+
+
+def _check_severity_order(name: str, thresholds: Sequence[AlertThreshold]) -> None:
+    """A higher severity needs a value at least as far past the lower one's, or it fires first."""
+    ranked = sorted(thresholds, key=lambda t: _SEVERITY_RANK.get(t.severity, -1))
+    for lower, higher in itertools.pairwise(ranked):
+        direction = _DIRECTION.get(lower.op)
+        if direction is None or direction != _DIRECTION.get(higher.op):
+            continue
+        if (higher.value - lower.value) * direction < 0:
+            side = "above" if direction > 0 else "below"
+            raise ValueError(
+                f"alert {name}: the {lower.severity} threshold ({lower.value:g}) is {side}"
+                f" the {higher.severity} one ({higher.value:g})"
+            )
 
 
 def _for_duration(threshold: AlertThreshold, *, for_scale: float, for_duration: str | None) -> str:
@@ -466,7 +493,9 @@ def _alert_rules(
         if len(set(severities)) != len(severities):
             raise ValueError(f"alert {name} repeats a severity: {severities!r}")
         for threshold in thresholds:
-            _check_threshold(name, threshold)
+            _check_threshold(name, threshold, share=text.percent)
+        _check_severity_order(name, thresholds)
+        for threshold in thresholds:
             shown = _threshold_text(threshold, percent=text.percent)
             rules.append(
                 {
@@ -623,102 +652,11 @@ def dump_yaml(obj: Any) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _label(value: str) -> tuple[str, str]:
-    key, sep, val = value.partition("=")
-    if not sep or not key:
-        msg = f"expected KEY=VALUE, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return key, val
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="otel-overspend rules",
-        description="Write the overspend Prometheus recording and alerting rules as YAML to stdout.",
-    )
-    parser.add_argument(
-        "--format",
-        choices=("prometheus", "operator", "inhibit"),
-        default="prometheus",
-        help="a Prometheus rule file, a prometheus-operator PrometheusRule, or Alertmanager inhibit_rules",
-    )
-    parser.add_argument(
-        "--window",
-        action="append",
-        dest="windows",
-        metavar="DURATION",
-        help=f"a rate window to record (repeatable; default {' '.join(DEFAULT_WINDOWS)});"
-        " the alert window is always recorded",
-    )
-    parser.add_argument(
-        "--alert-window",
-        default=DEFAULT_ALERT_WINDOW,
-        metavar="DURATION",
-        help=f"the rate window the alerts read (default {DEFAULT_ALERT_WINDOW})",
-    )
-    durations = parser.add_mutually_exclusive_group()
-    durations.add_argument(
-        "--for-scale", type=float, default=1.0, metavar="FACTOR", help="multiply every for: duration"
-    )
-    durations.add_argument("--for", dest="for_duration", metavar="DURATION", help="use this for: everywhere")
-    parser.add_argument(
-        "--runbook-base-url",
-        default=DEFAULT_RUNBOOK_BASE_URL,
-        metavar="URL",
-        help="where each alert's runbook_url points: this URL plus '#alert-<name>' "
-        f"(default {DEFAULT_RUNBOOK_BASE_URL})",
-    )
-    parser.add_argument("--name", default=DEFAULT_MANIFEST_NAME, help="PrometheusRule name (operator format)")
-    parser.add_argument("--namespace", help="PrometheusRule namespace (operator format)")
-    parser.add_argument(
-        "--label",
-        action="append",
-        type=_label,
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra PrometheusRule label, e.g. release=kube-prometheus-stack (repeatable)",
-    )
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args_list = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(args_list)
-    windows: list[str] = list(args.windows or DEFAULT_WINDOWS)
-    if args.alert_window not in windows:
-        windows.insert(0, args.alert_window)
-    try:
-        if args.format == "inhibit":
-            document = alertmanager_inhibit_rules()
-        elif args.format == "operator":
-            document = render_prometheus_rule_manifest(
-                name=args.name,
-                namespace=args.namespace,
-                labels=dict(args.label),
-                windows=windows,
-                alert_window=args.alert_window,
-                runbook_base_url=args.runbook_base_url,
-                for_scale=args.for_scale,
-                for_duration=args.for_duration,
-            )
-        else:
-            document = render_rules(
-                windows=windows,
-                alert_window=args.alert_window,
-                runbook_base_url=args.runbook_base_url,
-                for_scale=args.for_scale,
-                for_duration=args.for_duration,
-            )
-    except ValueError as exc:
-        parser.error(str(exc))
-    command = " ".join(["otel-overspend rules", *map(shlex.quote, args_list)])
-    header = (
-        f"# Generated by: {command}\n"
-        "# Windows, for: durations and runbook links are options: see 'otel-overspend rules --help'.\n"
-    )
-    sys.stdout.write(header + dump_yaml(document))
-    return 0
+    """``otel-overspend rules`` (its options and output are in :mod:`otel_overspend.rules.command`)."""
+    from otel_overspend.rules import command  # noqa: PLC0415 - command imports this module
+
+    return command.main(argv)
 
 
 if __name__ == "__main__":
