@@ -1,4 +1,4 @@
-"""The ``otel-overspend`` command: ``demo``, ``rules`` and ``report``.
+"""The ``otel-overspend`` command: ``demo``, ``rules``, ``deploy-kit`` and ``report``.
 
 Subcommands import their modules inside the functions that use them, so a module that is
 missing or broken fails only the subcommand that needs it.
@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 __all__ = ("build_parser", "main")
 
 _RULES_HELP = "print Prometheus recording and alerting rules (see 'otel-overspend rules --help')"
+_DEPLOY_KIT_HELP = (
+    "write the fleet setup (compose file, Prometheus, Alertmanager, Grafana) into a directory"
+    " (see 'otel-overspend deploy-kit --help')"
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -39,6 +43,12 @@ def _rules(argv: Sequence[str]) -> int:
         print("otel-overspend: the 'rules' subcommand is not available in this installation", file=sys.stderr)
         return 2
     return alerting.main(list(argv))
+
+
+def _deploy_kit(argv: Sequence[str]) -> int:
+    from otel_overspend.rules import deploy_kit  # noqa: PLC0415 - reads the package's kit files
+
+    return deploy_kit.main(list(argv))
 
 
 def version() -> str:
@@ -72,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(demo)
     demo.set_defaults(handler=_demo)
 
-    # Listed for --help only: main() hands 'rules' and everything after it to the alerting module.
+    # Listed for --help only: main() hands 'rules' and 'deploy-kit' and everything after them to
+    # the rules package.
     commands.add_parser("rules", help=_RULES_HELP, add_help=False)
+    commands.add_parser("deploy-kit", help=_DEPLOY_KIT_HELP, add_help=False)
 
     report = commands.add_parser(
         "report",
@@ -94,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["rules"]:
         return _rules(args_list[1:])
+    if args_list[:1] == ["deploy-kit"]:
+        return _deploy_kit(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)

@@ -35,7 +35,7 @@ def test_version_is_the_declared_one() -> None:
     assert result.stdout.strip() == f"otel-overspend {_declared_version()}"
 
 
-@pytest.mark.parametrize("command", ["demo", "report", "rules"])
+@pytest.mark.parametrize("command", ["demo", "report", "rules", "deploy-kit"])
 def test_every_command_has_help(command: str) -> None:
     result = _run(command, "--help")
     assert result.returncode == 0, result.stderr
