@@ -195,7 +195,8 @@ class _CombinationError(ValueError):
         #: The settings whose values clash, shown with where they came from.
         self.given = given
         #: What is expected; ``{needs}`` stands for the setting ``needs``, named as the
-        #: user would set it (``OVERSPEND_METRICS_CERTFILE``, a file key, an argument).
+        #: user would set it (``OVERSPEND_METRICS_CERTFILE``, a file key, an argument), and
+        #: ``{setting}`` for its setting's name and a colon when that is another name.
         self.expected = expected
         self.needs = needs
 
@@ -389,7 +390,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
-            raise ValueError("empty")
+            raise ValueError("the password is empty")
         return value
 
     @model_validator(mode="after")
@@ -398,7 +399,7 @@ class Settings(BaseSettings):
             if getattr(self, needing) is not None and self.metrics_certfile is None:
                 raise _CombinationError(
                     (needing,),
-                    "{needs} too (TLS needs the server certificate)",
+                    "{needs} too ({setting}TLS needs the server certificate)",
                     needs="metrics_certfile",
                 )
         user, password = self.metrics_basic_auth_username, self.metrics_basic_auth_password
@@ -408,7 +409,7 @@ class Settings(BaseSettings):
                 if password is None
                 else ("metrics_basic_auth_password", "metrics_basic_auth_username")
             )
-            raise _CombinationError((given,), "{needs} too (basic auth needs both)", needs=missing)
+            raise _CombinationError((given,), "{needs} too ({setting}basic auth needs both)", needs=missing)
         last = self.metrics_port + self.metrics_port_range - 1
         if self.metrics_port != 0 and last > 65535:
             raise _CombinationError(
@@ -511,7 +512,7 @@ _EXPECTED: Final[dict[str, str]] = {
     "metrics_keyfile": _PEM,
     "metrics_client_cafile": _PEM,
     "metrics_basic_auth_username": "a user name of printable characters without ':'",
-    "metrics_basic_auth_password": "a password that is not empty",
+    "metrics_basic_auth_password": "a non-empty password",
     "max_models": f"a whole number {_range('max_models')}",
     "max_steps": f"a whole number {_range('max_steps')}",
     "max_providers": f"a whole number {_range('max_providers')}",
@@ -697,4 +698,5 @@ def _field_error(origins: _Origins, field: str, error: ErrorDetails) -> str:
 def _combination(origins: _Origins, cause: _CombinationError) -> str:
     where = " with ".join(origins.where(field)[0] for field in cause.given)
     needs = "" if cause.needs is None else origins.named(cause.needs, like=cause.given[0])
-    return f"{where}: expected {cause.expected.format(needs=needs)}"
+    setting = "" if needs == cause.needs else f"{cause.needs}: "
+    return f"{where}: expected {cause.expected.format(needs=needs, setting=setting)}"

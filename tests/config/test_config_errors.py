@@ -49,7 +49,7 @@ BAD: dict[str, Bad] = {
         "ops:team", "without ':'", {"OVERSPEND_METRICS_BASIC_AUTH_PASSWORD": "pw"}
     ),
     "metrics_basic_auth_password": Bad(
-        "", "a password that is not empty", {"OVERSPEND_METRICS_BASIC_AUTH_USERNAME": "ops"}
+        "", "a non-empty password", {"OVERSPEND_METRICS_BASIC_AUTH_USERNAME": "ops"}
     ),
     "max_models": Bad("0", "a whole number 1-10000"),
     "max_steps": Bad("many", "a whole number 1-1000"),
@@ -180,7 +180,7 @@ def test_settings_that_clash_are_named_with_their_partner(
     monkeypatch.setenv("OVERSPEND_METRICS_KEYFILE", str(pem))
     assert message_of() == (
         f"OVERSPEND_METRICS_KEYFILE={str(pem)!r}: expected OVERSPEND_METRICS_CERTFILE too "
-        "(TLS needs the server certificate)"
+        "(metrics_certfile: TLS needs the server certificate)"
     )
     monkeypatch.delenv("OVERSPEND_METRICS_KEYFILE")
     assert message_of(metrics_client_cafile=pem).startswith(
