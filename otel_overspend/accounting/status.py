@@ -1,9 +1,32 @@
 """What a processor counted outside the ledger: drops by reason, label overflows, evictions
-of open requests, and usage it had to infer."""
+of open requests, and usage it had to infer; and every value each of those can take, so
+that each is exported from 0 rather than appearing with the first event."""
 
 from __future__ import annotations
 
-__all__ = ("Status",)
+from typing import Final
+
+__all__ = ("DROP_REASONS", "EVICTION_REASONS", "INFERRED_USAGE", "OVERFLOW_LABELS", "Status")
+
+#: Every ``reason`` of ``overspend_spans_dropped_total`` (docs/metrics.md says what each means).
+DROP_REASONS: Final = (
+    "invalid_tokens",
+    "invalid_model",
+    "invalid_provider",
+    "invalid_span_cost",
+    "duplicate_llm_span",
+    "too_old",
+    "invalid_baggage_step",
+    "litellm_usage_overwritten",
+    "internal_error",
+)
+#: Every ``what`` of ``overspend_usage_inferred_total``.
+INFERRED_USAGE: Final = ("net_input_inferred", "net_output_inferred")
+#: Every ``label`` of ``overspend_label_overflow_total``: the capped labels, then the tables
+#: of calls waiting for a step and of open spans' steps.
+OVERFLOW_LABELS: Final = ("step", "model", "provider", "step_wait", "span_steps")
+#: Every ``reason`` of ``overspend_open_requests_evicted_total``.
+EVICTION_REASONS: Final = ("capacity", "timeout")
 
 
 class Status:

@@ -38,6 +38,7 @@ from otel_overspend.accounting.ledger import (
     UNPRICED,
     WITHOUT_USAGE,
 )
+from otel_overspend.accounting.status import DROP_REASONS, EVICTION_REASONS, INFERRED_USAGE, OVERFLOW_LABELS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -262,25 +263,30 @@ class OverspendCollector(Collector):
         for (step, model), count in sorted(by_step_model.items()):
             without_usage.add_metric([step, model], count)
         yield without_usage
-        yield _by_label("overspend_spans_dropped", "Spans not counted, by reason.", "reason", status.dropped)
+        yield _by_label(
+            "overspend_spans_dropped", "Spans not counted, by reason.", "reason", status.dropped, DROP_REASONS
+        )
         yield _by_label(
             "overspend_usage_inferred",
             "LLM calls whose usage was read by the last-resort rule: input found net of its cache "
             "(net_input_inferred) or output net of its reasoning (net_output_inferred).",
             "what",
             status.usage_inferred,
+            INFERRED_USAGE,
         )
         yield _by_label(
             "overspend_label_overflow",
             "Calls whose label value was replaced by 'other' because the label's cap was reached.",
             "label",
             status.label_overflow,
+            OVERFLOW_LABELS,
         )
         yield _by_label(
             "overspend_open_requests_evicted",
             "Open requests evicted before their root span ended, by reason (capacity, timeout).",
             "reason",
             status.requests_evicted,
+            EVICTION_REASONS,
         )
         reading = GaugeMetricFamily(
             "overspend_span_reading_info",
@@ -306,9 +312,13 @@ class OverspendCollector(Collector):
             yield from self._extra(snap)
 
 
-def _by_label(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+def _by_label(
+    name: str, doc: str, label: str, values: dict[str, int], known: tuple[str, ...]
+) -> CounterMetricFamily:
+    """One sample per value counted, and a 0 for every ``known`` value not counted yet: a
+    counter that starts at 0 shows its first increase to ``rate()`` and ``increase()``."""
     family = CounterMetricFamily(name, doc, labels=[label])
-    for value, count in sorted(values.items()):
+    for value, count in sorted((dict.fromkeys(known, 0) | values).items()):
         family.add_metric([value], count)
     return family
 

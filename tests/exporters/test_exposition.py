@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import re
 import urllib.request
+from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_overspend import OverspendProcessor, Settings, step
+from otel_overspend.accounting.status import DROP_REASONS, EVICTION_REASONS, INFERRED_USAGE, OVERFLOW_LABELS
 from otel_overspend.exporters.prometheus import render_registry
 
 from conftest import make_pipeline
@@ -114,3 +118,41 @@ def test_a_scrape_before_any_call_names_every_family() -> None:
         f.name for f in text_string_to_metric_families(reference)
     ]
     assert "# TYPE overspend_llm_calls_total counter" in fast
+
+
+STATUS_FAMILIES = (
+    ("overspend_spans_dropped_total", "reason", DROP_REASONS),
+    ("overspend_usage_inferred_total", "what", INFERRED_USAGE),
+    ("overspend_label_overflow_total", "label", OVERFLOW_LABELS),
+    ("overspend_open_requests_evicted_total", "reason", EVICTION_REASONS),
+)
+
+
+@pytest.mark.parametrize(("name", "label", "known"), STATUS_FAMILIES)
+def test_every_status_family_starts_at_0_for_every_known_value(
+    name: str, label: str, known: tuple[str, ...]
+) -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    for text in (b"".join(render_registry(p.registry, p.processor.collector)), generate_latest(p.registry)):
+        found = {labels: value for (sample, labels), value in _samples(text).items() if sample == name}
+        assert found == {((label, value),): 0.0 for value in known}
+
+
+def test_a_counted_reason_is_shown_beside_the_zeros() -> None:
+    p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
+    with p.tracer.start_as_current_span("chat") as span:
+        span.set_attributes({"gen_ai.request.model": "acme-x", "gen_ai.usage.input_tokens": -5})
+    samples = _samples(b"".join(render_registry(p.registry, p.processor.collector)))
+    dropped = {
+        dict(labels)["reason"]: value for (name, labels), value in samples.items() if "dropped" in name
+    }
+    assert dropped == dict.fromkeys(DROP_REASONS, 0.0) | {"invalid_tokens": 1.0}
+
+
+@pytest.mark.parametrize(("name", "label", "known"), STATUS_FAMILIES)
+def test_docs_metrics_lists_every_known_value(name: str, label: str, known: tuple[str, ...]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == f"`{label}`"
+    assert set(re.findall(r"`([a-z_]+)`", cells[2])) == set(known)
