@@ -47,7 +47,7 @@ def test_parallel_identical_calls_of_one_instrumentation_all_count() -> None:
         for _ in range(3):
             _call(p.tracer, T0, T0 + 1_000)
     assert p.sample("overspend_llm_calls_total", LABELS) == 3
-    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) is None
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 0
 
 
 def test_response_ids_decide_when_both_spans_have_one() -> None:

@@ -114,7 +114,7 @@ def test_a_late_span_lands_in_the_windows_its_end_time_belongs_to() -> None:
     assert window_sample(p, "overspend_specialist_eligible_fraction", "5m") == 0.0
     assert window_sample(p, "overspend_specialist_eligible_fraction", "1h") == pytest.approx(12 / 16.5)
     assert p.sample("overspend_llm_calls_total", labels(RERANK)) == 2.0
-    assert p.sample("overspend_spans_dropped_total", {"reason": "too_old"}) is None
+    assert p.sample("overspend_spans_dropped_total", {"reason": "too_old"}) == 0
 
 
 def test_a_late_span_inside_the_shortest_window_is_counted_in_it() -> None:

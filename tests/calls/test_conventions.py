@@ -57,7 +57,8 @@ def tokens_by_kind(p: Pipeline) -> dict[str, float]:
 
 
 def dropped(p: Pipeline) -> dict[str, float]:
-    return {dict(k)["reason"]: v for k, v in series(p, "overspend_spans_dropped_total").items()}
+    """The reasons counted (every known reason is exported from 0)."""
+    return {dict(k)["reason"]: v for k, v in series(p, "overspend_spans_dropped_total").items() if v}
 
 
 USAGE: dict[str, AttributeValue] = {"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10}

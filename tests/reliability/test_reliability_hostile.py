@@ -361,7 +361,9 @@ def _check(h: Harness, expected: Expected) -> None:
             s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in match.items())
         )
 
-    dropped = {s.labels["reason"]: s.value for s in samples if s.name == "overspend_spans_dropped_total"}
+    dropped = {
+        s.labels["reason"]: s.value for s in samples if s.name == "overspend_spans_dropped_total" and s.value
+    }
     assert dropped == expected.dropped
     assert total("overspend_llm_calls_total") == expected.counted
     assert total("overspend_llm_tokens_total", kind="input") == expected.input_tokens
