@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING, Any
 from otel_overspend.steps import current_step, step
 
 if TYPE_CHECKING:
-    from otel_overspend.config.settings import Settings
+    from otel_overspend.config.settings import ConfigError, Settings
     from otel_overspend.exporters.spans import OverspendSpanExporter
     from otel_overspend.processor import OverspendProcessor
 
-__all__ = ("OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
+__all__ = ("ConfigError", "OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
 
 _LAZY = {
     "OverspendProcessor": "otel_overspend.processor",
     "OverspendSpanExporter": "otel_overspend.exporters.spans",
     "Settings": "otel_overspend.config.settings",
+    "ConfigError": "otel_overspend.config.settings",
 }
 
 
