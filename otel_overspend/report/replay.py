@@ -24,7 +24,10 @@ across traces too, as the live processor does (the same call seen in two traces 
 counted where it ended first): a closed trace waits, recorded span by span in end order
 with the other closed traces, until no trace still open has a span that ended earlier and
 the reading is ``window_s`` past it. A span that comes later than that is still replayed,
-out of end order, and counted (``ReplayStats.out_of_order``).
+out of end order, and counted (``ReplayStats.out_of_order``). The data's clock is the latest
+span end recorded: requests open and time out by it, and every quarter of the request
+time-out of it the replay does what a scrape does live (it counts the calls held for a twin,
+then times out the requests open too long), whatever pieces the traces were read in.
 
 Memory is bounded: at most ``max_spans`` spans held (open or waiting) and ``max_traces``
 traces open. Beyond, the waiting spans are recorded at once (in end order as far as the
@@ -44,13 +47,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from otel_overspend.accounting.ledger import accumulate_call, accumulate_request, new_request_stats
+from otel_overspend.accounting.recorder import HOLD_NS
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
@@ -332,8 +336,8 @@ class Replayer:
         #: Traces whose local root was replayed (keys only: holding spans would cost more).
         self._rooted: OrderedDict[int, None] = OrderedDict()
         self._clock = clock
-        self._expire_every_ns = int(requests.timeout_s * 1e9) // 4
-        self._next_expiry_ns = 0
+        self._scrape_every_ns = int(requests.timeout_s * 1e9) // 4
+        self._next_scrape_ns = 0
         self.stats = ReplayStats()
 
     def add(self, spans: Iterable[SpanRecord]) -> None:
@@ -382,7 +386,6 @@ class Replayer:
             self._rebuild_by_first()
         if self._ready:
             self._release(min(cutoff, self._open_first()))
-        self._expire()
 
     def finish(self) -> None:
         """Replay every trace still held (the input has ended)."""
@@ -443,7 +446,7 @@ class Replayer:
         """Get back within the bounds: record the waiting spans (in end order as far as the
         open traces allow, then regardless), else close the oldest open trace early."""
         stats = self.stats
-        stats.held_peak = max(stats.held_peak, min(self._held, self._max_spans))  # the span over it goes
+        stats.held_peak = max(stats.held_peak, min(self._held, self._max_spans))  # the bound, reached
         while self._held > self._max_spans or len(self._traces) > self._max_traces:
             if self._held > self._max_spans and self._ready:
                 self._release(self._open_first())
@@ -464,11 +467,13 @@ class Replayer:
         spans, trace.spans = trace.spans, []  # its stale heap entries keep none alive
         self._replay(trace.key, spans, why, until_ns)
 
-    def _expire(self) -> None:
-        now_ns = self._clock.now_ns
-        if now_ns >= self._next_expiry_ns:
-            self._requests.expire()
-            self._next_expiry_ns = now_ns + self._expire_every_ns
+    def _scrape(self, now_ns: int) -> None:
+        """What a scrape does live, every quarter of the request time-out of the spans' time:
+        count the calls held for a twin (see :mod:`~otel_overspend.accounting.recorder`),
+        then time out the requests open too long."""
+        self._recorder.flush(now_ns - HOLD_NS)
+        self._requests.expire()
+        self._next_scrape_ns = now_ns + self._scrape_every_ns
 
     # -- steps ---------------------------------------------------------------------------------
     def _own_step(self, attrs: dict[str, Any]) -> str | None:
@@ -608,59 +613,61 @@ class Replayer:
     def _release(self, until_ns: float) -> None:
         """Record the spans of closed traces that ended by ``until_ns``, in end order."""
         ready = self._ready
-        record = self._recorder.record
-        clock = self._clock
-        recorded = self._recorded_ns
         while ready and ready[0][0] <= until_ns:
             entry = ready[0]
-            _, _, trace_key, spans, steps, tops, i = entry
+            _, _, trace_key, spans, steps, tops, first = entry
             # This trace's spans up to the next one of another trace, in one go.
             n = len(ready)
             other = math.inf if n == 1 else ready[1][0] if n == 2 else min(ready[1][0], ready[2][0])
-            stop = len(spans)
-            first = i
-            clock.now_ns = max(clock.now_ns, spans[i].end_ns)
-            while True:
-                _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
-                local_root = not parent_id or remote_parent or span_id in tops  # as in _record
-                record(
-                    trace_key,
-                    span_id,
-                    None if local_root else parent_id,
-                    name,
-                    attrs or None,
-                    start_ns,
-                    end_ns,
-                    steps[i],
-                    scope,
-                )
-                i += 1
-                if i == stop or spans[i].end_ns > until_ns or spans[i].end_ns >= other:
-                    break
-            self._held -= i - first
-            if spans[first].end_ns < recorded:
-                self.stats.out_of_order += bisect_left(spans, recorded, first, i, key=_END_NS) - first
-            recorded = max(recorded, spans[i - 1].end_ns)
-            if i < stop:
-                entry[0], entry[6] = spans[i].end_ns, i
+            stop = min(
+                bisect_right(spans, until_ns, first + 1, key=_END_NS),
+                bisect_left(spans, other, first + 1, key=_END_NS),
+            )
+            self._record(trace_key, spans, steps, tops, first, stop)
+            if stop < len(spans):
+                entry[0], entry[6] = spans[stop].end_ns, stop
                 heapq.heapreplace(ready, entry)  # the same entry, sifted to its new place
             else:
                 heapq.heappop(ready)
-        self._recorded_ns = recorded
-        clock.now_ns = max(clock.now_ns, recorded)
 
-    def _record(
+    def _record(  # noqa: PLR0917 - the ready entry's fields
+        self,
+        trace_key: int,
+        spans: list[SpanRecord],
+        steps: list[str | None],
+        tops: AbstractSet[int],
+        first: int = 0,
+        stop: int | None = None,
+    ) -> None:
+        """Record ``spans[first:stop]``, a trace's in end order, now. The data's clock, by
+        which requests open and time out, is the latest span end recorded; a scrape falls
+        between the spans it falls between."""
+        if stop is None:
+            stop = len(spans)
+        self._held -= stop - first
+        recorded = self._recorded_ns
+        if spans[first][7] < recorded:
+            self.stats.out_of_order += bisect_left(spans, recorded, first, stop, key=_END_NS) - first
+        self._recorded_ns = max(recorded, spans[stop - 1][7])
+        clock = self._clock
+        while spans[stop - 1][7] >= self._next_scrape_ns:
+            cut = bisect_left(spans, self._next_scrape_ns, first, stop, key=_END_NS)
+            if cut > first:
+                clock.now_ns = max(clock.now_ns, spans[cut - 1][7])
+                self._record_spans(trace_key, spans[first:cut], steps[first:cut], tops)
+                first = cut
+            clock.now_ns = max(clock.now_ns, spans[cut][7])
+            self._scrape(clock.now_ns)
+        # Ahead of the spans' ends for a moment: a request opens at its first call's end
+        # (the earlier of the two).
+        clock.now_ns = max(clock.now_ns, spans[stop - 1][7])
+        if first or stop < len(spans):
+            spans, steps = spans[first:stop], steps[first:stop]
+        self._record_spans(trace_key, spans, steps, tops)
+
+    def _record_spans(
         self, trace_key: int, spans: list[SpanRecord], steps: list[str | None], tops: AbstractSet[int]
     ) -> None:
-        """Record ``spans``, a trace's in end order, now."""
-        self._held -= len(spans)
-        recorded = self._recorded_ns
-        if spans[0].end_ns < recorded:
-            self.stats.out_of_order += bisect_left(spans, recorded, key=_END_NS)
-        end_ns = spans[-1].end_ns
-        if end_ns > recorded:
-            self._recorded_ns = end_ns
-        self._clock.now_ns = max(self._clock.now_ns, end_ns)
         record = self._recorder.record
         for (_, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope), step in zip(
             spans, steps, strict=True

@@ -26,6 +26,7 @@ what the window allows.
 from __future__ import annotations
 
 import math
+import random
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from prometheus_client import CollectorRegistry
-from report_support import llm_attributes, pinned_settings, write_collector_lines
+from report_support import MODEL, SEED, llm_attributes, pinned_settings, write_collector_lines
 
 from otel_overspend import OverspendProcessor, step
 from otel_overspend.report.files import Problems
@@ -51,7 +52,6 @@ from otel_overspend.report.run import Limits, build_report
 from conftest import FakeClock
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Mapping, Sequence
 
     from opentelemetry.sdk.trace import ReadableSpan
@@ -70,11 +70,6 @@ FRONTIER, MINI, RERANKER, UNKNOWN = "acme-frontier", "acme-mini", "zerank-2", "m
 MODELS = (FRONTIER, FRONTIER, MINI, RERANKER, UNKNOWN)
 STEPS = (None, None, "rerank", "generate", "rewrite")
 APP, CLIENT, FRAMEWORK = "app", "client-a", "openinference.instrumentation.langchain"
-#: Two callers in other processes: roots under the same one share its trace.
-REMOTE_PARENTS = (
-    SpanContext(trace_id=0xA1, span_id=0xB1, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)),
-    SpanContext(trace_id=0xA2, span_id=0xB2, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)),
-)
 MAX_DEPTH = 3
 RESOURCE = Resource.get_empty()  # else every provider detects one
 #: The other orders, beside the exporter's end order.
@@ -82,10 +77,16 @@ ORDERS = ("start", "reverse", "shuffled", "traces_shuffled", "interleaved")
 
 
 # -- what a forest is ----------------------------------------------------------------------------
+def remote_parent(index: int) -> SpanContext:
+    """A caller in another process: the roots under one share its trace."""
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    return SpanContext(trace_id=0xA0 + index, span_id=0xB0 + index, is_remote=True, trace_flags=flags)
+
+
 @dataclass(frozen=True)
 class Node:
     parent: int | None
-    #: For a root: the index of its remote parent in :data:`REMOTE_PARENTS` (``None``: a new trace).
+    #: For a root: its remote parent (see :func:`remote_parent`; ``None``: a new trace).
     remote: int | None
     scope: str
     step: str | None
@@ -188,14 +189,20 @@ def forests(
     draw: st.DrawFn, *, clusters: int = 1, max_traces: int = 4, late: bool = True
 ) -> tuple[Node, ...]:
     """Up to ``max_traces`` traces in each of ``clusters`` clusters :data:`CLUSTER_GAP_MS` apart;
-    the traces of a cluster start within 3 s of each other (they overlap). ``late``: some
-    calls end after their request's root, leaving it open (the report expires an open
-    request by the data's clock; the processor's stays put)."""
+    the traces of a cluster start within 3 s of each other (they overlap), some under one of
+    two callers of the cluster. ``late``: some calls end after their request's root, leaving
+    it open.
+
+    Nothing open or held spans clusters (no late calls there, and each cluster has callers
+    of its own): the report does what a scrape does live every 75 s of the spans' time (it
+    counts the calls held for a twin, times out open requests), and the processor here is
+    never scraped."""
     forest = _Forest(draw, late=late)
     for cluster in range(clusters):
         for _ in range(draw(st.integers(1, max_traces))):
             start_ms = cluster * CLUSTER_GAP_MS + draw(st.integers(0, 3_000))
-            forest.grow(None, draw(st.sampled_from((None, None, 0, 1))), start_ms, 1)
+            caller = draw(st.sampled_from((None, None, 0, 1)))
+            forest.grow(None, None if caller is None else 2 * cluster + caller, start_ms, 1)
     nodes = tuple(node for node in forest.nodes if node is not None)
     assert len(nodes) == len(forest.nodes)
     return nodes
@@ -292,7 +299,7 @@ def play(nodes: Sequence[Node], settings: Settings) -> tuple[Figures, list[Reada
             if node.parent is not None:
                 context = set_span_in_context(spans[node.parent], Context())
             elif node.remote is not None:
-                context = set_span_in_context(NonRecordingSpan(REMOTE_PARENTS[node.remote]), Context())
+                context = set_span_in_context(NonRecordingSpan(remote_parent(node.remote)), Context())
             else:
                 context = Context()  # a new trace
             attrs = dict(node.attrs)
@@ -418,16 +425,19 @@ def check(nodes: Sequence[Node], layout: Layout, *, by_cluster: bool = False) ->
     assert report.inputs.spans == reference.inputs.spans == len(spans)
     assert report.inputs.reorder == {}, report.inputs
     assert report.inputs.incomplete_traces == reference.inputs.incomplete_traces
+    if by_cluster and layout.batch == 1 and len(clusters) > 1:
+        # A cluster's traces are closed and recorded once the reading is past them.
+        assert report.inputs.held_spans_peak < len(spans), report.inputs
 
 
 # -- the property ------------------------------------------------------------------------------------
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(nodes=forests(), layout=layouts())
 def test_any_order_gives_the_same_report(nodes: tuple[Node, ...], layout: Layout) -> None:
     check(nodes, layout)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     nodes=forests(clusters=3, max_traces=3, late=False), layout=layouts(batches=(1, 50), hows=("contiguous",))
 )
@@ -436,8 +446,105 @@ def test_traces_far_apart_in_any_order(nodes: tuple[Node, ...], layout: Layout) 
     check(nodes, layout, by_cluster=True)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nodes=forests(),
+    max_spans=st.integers(1, 12),
+    max_traces=st.integers(1, 4),
+    batch=st.sampled_from((1, 3, 50)),
+)
+def test_bounds_keep_a_file_in_end_order_exact(
+    nodes: tuple[Node, ...], max_spans: int, max_traces: int, batch: int
+) -> None:
+    # Held to a few spans and traces, the report closes traces early, and records waiting
+    # spans out of order with the open ones': in end order that changes no figure (steps
+    # stamped: a trace closed before its root has no parent's step to give).
+    settings = order_settings(stamped=True)
+    live, spans = play(nodes, settings)
+    report = report_on([spans], settings, batch=batch, max_spans=max_spans, max_traces=max_traces)
+    assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+    assert report.inputs.held_spans_peak <= max_spans
+
+
+@pytest.mark.slow
+@settings(max_examples=3_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=forests(max_traces=8), layout=layouts())
+def test_larger_forests_in_any_order(nodes: tuple[Node, ...], layout: Layout) -> None:
+    check(nodes, layout)
+
+
 @pytest.mark.slow
 @settings(max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(nodes=forests(clusters=2, max_traces=6, late=False), layout=layouts(hows=("contiguous",)))
-def test_larger_forests_in_any_order(nodes: tuple[Node, ...], layout: Layout) -> None:
+@given(nodes=forests(clusters=4, max_traces=5, late=False), layout=layouts(hows=("contiguous",)))
+def test_larger_forests_far_apart_in_any_order(nodes: tuple[Node, ...], layout: Layout) -> None:
     check(nodes, layout, by_cluster=True)
+
+
+# -- explicit files ------------------------------------------------------------------------------------
+def _seed_spans(requests: int, *, gap_s: float = 0.0) -> tuple[Figures, list[ReadableSpan]]:
+    """``requests`` of the four-step fixture (a root, four calls one after another), one
+    every ``gap_s`` seconds (0: at once, each after the last), live and as exported."""
+    nodes: list[Node] = []
+    for r in range(requests):
+        t = T0_NS + int(r * gap_s * 1e9) + r * 20 * MS
+        root = len(nodes)
+        nodes.append(Node(None, None, APP, None, {}, t + 1, t + 10 * MS + 1))
+        for i, (name, tokens_in, tokens_out) in enumerate(SEED):
+            start = t + (2 * i + 1) * MS
+            attrs = llm_attributes(MODEL, tokens_in, tokens_out)
+            nodes.append(Node(root, None, CLIENT, name, attrs, start + 2, start + MS + 2))
+    return play(nodes, order_settings(stamped=True))
+
+
+def test_a_file_root_first_counts_every_request() -> None:
+    # As trace backends export: sorted by start time, every root before its calls. The
+    # report once said "0 requests" and "traces replayed without their root" for it.
+    live, spans = _seed_spans(10)
+    root_first = sorted(spans, key=lambda span: span.start_time or 0)
+    assert root_first[0].parent is None
+    report = report_on([root_first], order_settings(stamped=True), batch=1)
+    assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+    assert (report.diagnosis.requests, report.diagnosis.calls) == (10, 40)
+    assert (report.inputs.incomplete_traces, report.inputs.reorder) == ({}, {})
+
+
+def test_memory_holds_the_open_traces_only() -> None:
+    # 200 requests a minute apart: in end order or root first, a trace is held until the
+    # reading is the window (300 s) past it: about five requests' spans at once.
+    live, spans = _seed_spans(200, gap_s=60.0)
+    settings = order_settings(stamped=True)
+    for ordered in (spans, sorted(spans, key=lambda span: span.start_time or 0)):
+        report = report_on([ordered], settings, batch=1)
+        assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+        assert report.inputs.held_spans_peak <= 6 * 5 + 1, report.inputs
+        assert report.inputs.reorder == {}
+        # A window of 30 s holds one request.
+        report = report_on([ordered], settings, batch=1, window_s=30.0)
+        assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+        assert report.inputs.held_spans_peak <= 5 + 1, report.inputs
+
+
+def test_spans_later_than_the_window_are_counted_and_still_count() -> None:
+    # All shuffled over 200 minutes, with a window of 300 s: most spans come too late for
+    # their place. Every call still counts; requests do not survive (a trace's calls that
+    # came apart from their root are taken for requests of their own).
+    live, spans = _seed_spans(200, gap_s=60.0)
+    shuffled = random.Random(25).sample(spans, len(spans))
+    report = report_on([shuffled], order_settings(stamped=True), batch=1)
+    d = report.diagnosis
+    assert d.calls == live.calls
+    assert d.cost_usd == pytest.approx(live.cost_usd, abs=1e-9)
+    assert d.requests != live.requests
+    assert report.inputs.reorder["out_of_order"] > 0
+    # With a window as long as the traces cover, the same figures as live.
+    report = report_on([shuffled], order_settings(stamped=True), batch=1, window_s=4 * 3_600.0)
+    assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+    assert report.inputs.reorder == {}
+
+
+def test_a_bound_closes_the_trace_that_ended_first_and_counts_it() -> None:
+    live, spans = _seed_spans(20)
+    report = report_on([spans], order_settings(stamped=True), batch=1, max_spans=3)
+    assert_same(figures(report.diagnosis, report.inputs.dropped), live)
+    assert report.inputs.reorder["closed_early"] > 0
+    assert report.inputs.held_spans_peak == 3
