@@ -399,10 +399,10 @@ class Replayer:
         """Close the open traces whose latest span ended by ``cutoff_ns``."""
         by_last = self._by_last
         while by_last and by_last[0][0] <= cutoff_ns:
-            last_ns, _, trace = heapq.heappop(by_last)
+            _, _, trace = heapq.heappop(by_last)
             if not trace.open:
                 continue
-            if trace.last_ns != last_ns:  # it has grown since: its place is further on
+            if trace.last_ns > cutoff_ns:  # it has grown since: its place is further on
                 self._sequence += 1
                 heapq.heappush(by_last, (trace.last_ns, self._sequence, trace))
                 continue
@@ -470,9 +470,11 @@ class Replayer:
     def _scrape(self, now_ns: int) -> None:
         """What a scrape does live, every quarter of the request time-out of the spans' time:
         count the calls held for a twin (see :mod:`~otel_overspend.accounting.recorder`),
-        then time out the requests open too long."""
-        self._recorder.flush(now_ns - HOLD_NS)
-        self._requests.expire()
+        then time out the requests open too long. With no request open there is nothing to
+        time out, and a held call is counted alike at the next span the processor sees."""
+        if len(self._requests):
+            self._recorder.flush(now_ns - HOLD_NS)
+            self._requests.expire()
         self._next_scrape_ns = now_ns + self._scrape_every_ns
 
     # -- steps ---------------------------------------------------------------------------------
@@ -640,38 +642,30 @@ class Replayer:
         stop: int | None = None,
     ) -> None:
         """Record ``spans[first:stop]``, a trace's in end order, now. The data's clock, by
-        which requests open and time out, is the latest span end recorded; a scrape falls
-        between the spans it falls between."""
+        which requests open and time out, is the latest span end recorded."""
         if stop is None:
             stop = len(spans)
         self._held -= stop - first
         recorded = self._recorded_ns
         if spans[first][7] < recorded:
             self.stats.out_of_order += bisect_left(spans, recorded, first, stop, key=_END_NS) - first
-        self._recorded_ns = max(recorded, spans[stop - 1][7])
+        end_ns = spans[stop - 1][7]
+        if end_ns > recorded:
+            self._recorded_ns = end_ns
+        # Ahead of the spans' ends meanwhile: a request opens at its first call's end (the
+        # earlier of the two); a scrape takes the clock back to the span it falls on.
         clock = self._clock
-        while spans[stop - 1][7] >= self._next_scrape_ns:
-            cut = bisect_left(spans, self._next_scrape_ns, first, stop, key=_END_NS)
-            if cut > first:
-                clock.now_ns = max(clock.now_ns, spans[cut - 1][7])
-                self._record_spans(trace_key, spans[first:cut], steps[first:cut], tops)
-                first = cut
-            clock.now_ns = max(clock.now_ns, spans[cut][7])
-            self._scrape(clock.now_ns)
-        # Ahead of the spans' ends for a moment: a request opens at its first call's end
-        # (the earlier of the two).
-        clock.now_ns = max(clock.now_ns, spans[stop - 1][7])
-        if first or stop < len(spans):
-            spans, steps = spans[first:stop], steps[first:stop]
-        self._record_spans(trace_key, spans, steps, tops)
-
-    def _record_spans(
-        self, trace_key: int, spans: list[SpanRecord], steps: list[str | None], tops: AbstractSet[int]
-    ) -> None:
+        ahead_ns = max(clock.now_ns, end_ns)
+        clock.now_ns = ahead_ns
+        next_scrape_ns = self._next_scrape_ns
         record = self._recorder.record
-        for (_, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope), step in zip(
-            spans, steps, strict=True
-        ):
+        for i in range(first, stop):
+            _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
+            if end_ns >= next_scrape_ns:
+                clock.now_ns = end_ns
+                self._scrape(end_ns)
+                clock.now_ns = ahead_ns
+                next_scrape_ns = self._next_scrape_ns
             # A local root closes its request: a span without a parent, with a remote one,
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
@@ -683,6 +677,6 @@ class Replayer:
                 attrs or None,
                 start_ns,
                 end_ns,
-                step,
+                steps[i],
                 scope,
             )
