@@ -284,7 +284,10 @@ def _span_attributes(
     if rnd.random() < 0.3:
         attrs["gen_ai.input.messages"] = rnd.choice(p.span_names)
 
-    usage_keys = any(key in attrs for key in (*INPUT_KEYS, *OUTPUT_KEYS, *COST_KEYS))
+    # Any billed key makes a span worth reading, cache reads and reasoning alone included.
+    usage_keys = any(
+        key in attrs for key in (*INPUT_KEYS, *OUTPUT_KEYS, *COST_KEYS, *CACHE_READ_KEYS, *REASONING_KEYS)
+    )
     if raw and usage_keys and rnd.random() < 0.01:
         expected.drop("internal_error")
         return _Exploding(attrs)
