@@ -143,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_window_s,
         metavar="DURATION",
         help="how far the reading may be past a trace's last span end before the trace is closed: "
-        "its spans may come this much out of order (default: the request time-out, 300s)",
+        "its spans may come this much out of order (default: the settings' request time-out, 300s)",
     )
     parser.add_argument(
         "--strict",
