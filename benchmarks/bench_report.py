@@ -240,6 +240,12 @@ class _NoRecorder:
     def record(self, *_: object, **__: object) -> None:
         return None
 
+    def flush(self, *_: object) -> None:
+        return None
+
+    def expire(self, *_: object) -> None:
+        return None
+
 
 def stage_seconds(path: Path) -> dict[str, float]:
     """CPU seconds of each stage of a report on ``path``: reading its lines, decoding
