@@ -40,7 +40,7 @@ from report_support import export_to, seed_requests, write_collector_lines
 from otel_overspend import Settings
 from otel_overspend.rules import deploy_kit
 
-from conftest import make_pipeline
+from conftest import make_pipeline, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -89,7 +89,7 @@ def _cached_venv(name: str, *requirements: str | Path) -> Path:
 def _source_files() -> list[str]:
     """The checkout's files as a release sees them: tracked, or new and not ignored."""
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        pytest.skip("builds the packages from a git checkout")
+        unavailable("it builds the packages from a git checkout, and git or .git is missing")
     listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
     return sorted(name for name in listed.split("\0") if name and (ROOT / name).is_file())
 
