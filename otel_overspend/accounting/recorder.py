@@ -213,8 +213,7 @@ class Recorder:
         end_ns: int,
         step: str | None,
         scope: str = "",
-        *,
-        failed: bool = False,
+        failed: bool = False,  # noqa: FBT001, FBT002 - positional: the processor passes a record
     ) -> Call | str | None:
         """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root;
         ``failed`` for a span whose status is an error.
@@ -240,17 +239,7 @@ class Recorder:
         found = marked.pop(span_id, False)
         below = found is STRONG
         result = self.count(
-            trace_id,
-            parent_id,
-            name,
-            attrs,
-            start_ns,
-            end_ns,
-            step,
-            scope,
-            below=below,
-            weak=found is WEAK,
-            failed=failed,
+            trace_id, parent_id, name, attrs, start_ns, end_ns, step, scope, below, found is WEAK, failed
         )
         if parent_id is not None:  # mark(), inlined
             if below or (result is not None and result is not WITHOUT_USAGE):
@@ -288,10 +277,9 @@ class Recorder:
         end_ns: int,
         step: str | None,
         scope: str,
-        *,
-        below: bool,
-        weak: bool = False,
-        failed: bool = False,
+        below: bool,  # noqa: FBT001 - positional: once per span
+        weak: bool = False,  # noqa: FBT001, FBT002
+        failed: bool = False,  # noqa: FBT001, FBT002
     ) -> Call | str | None:
         """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
         LLM span below this one was already seen (then this one is a duplicate), ``weak``
@@ -333,31 +321,18 @@ class Recorder:
                 decided: str | None = step
                 if step is None or (explicit is not None and explicit != step):
                     decided = own_step(usage, step, self._rules, name, attrs)
-                waiting = _new_waiting(
-                    (
-                        trace_id,
-                        usage,
-                        end_ns - start_ns,
-                        end_ns,
-                        new_signature(
-                            (
-                                scope,
-                                usage.response_id,
-                                usage.input_tokens,
-                                usage.output_tokens,
-                                start_ns,
-                                end_ns,
-                            )
-                        ),
-                    )
+                sig = new_signature(
+                    (scope, usage.response_id, usage.input_tokens, usage.output_tokens, start_ns, end_ns)
                 )
                 if decided is not None:
-                    result = self._settle(waiting, decided)
-                elif parent_id is not None:
-                    result = self._wait(parent_id, [waiting])
+                    result = self._settle(trace_id, usage, end_ns - start_ns, end_ns, sig, decided)
                 else:
-                    self._hold(trace_id, end_ns - start_ns, [waiting])
-                    result = WAITING
+                    waiting = _new_waiting((trace_id, usage, end_ns - start_ns, end_ns, sig))
+                    if parent_id is not None:
+                        result = self._wait(parent_id, [waiting])
+                    else:
+                        self._hold(trace_id, end_ns - start_ns, [waiting])
+                        result = WAITING
             if isinstance(result, str) and result is not WITHOUT_USAGE and result is not WAITING:
                 self._drop(result)
         # A local root closes its trace's request when an LLM span was seen in or below
@@ -369,11 +344,19 @@ class Recorder:
         return result
 
     # -- calls whose step is decided late ------------------------------------------------
-    def _settle(self, waiting: _Waiting, step: str, *, held: bool = False) -> Call | str:
-        """Count a call with its step decided, unless it is a call counted already, in its
-        trace or in another (spans of two instrumentations that were never nested); a
-        ``held`` one's request has ended: the caller makes its sample."""
-        trace_id, usage, duration_ns, end_ns, sig = waiting
+    def _settle(  # noqa: PLR0917 - a _Waiting's fields, then the step: once per call
+        self,
+        trace_id: int,
+        usage: Usage,
+        duration_ns: int,
+        end_ns: int,
+        sig: Signature,
+        step: str,
+        held: bool = False,  # noqa: FBT001, FBT002
+    ) -> Call | str:
+        """Count a call (a :class:`_Waiting`'s fields) with its step decided, unless it is a
+        call counted already, in its trace or in another (spans of two instrumentations that
+        were never nested); a ``held`` one's request has ended: the caller makes its sample."""
         requests = self._requests
         if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
             return "duplicate_llm_span"
@@ -398,7 +381,7 @@ class Recorder:
         if self._waiting_n + len(calls) > MAX_WAITING_CALLS:
             for waiting in calls:
                 self._overflow(STEP_WAIT)
-                result = self._settle(waiting, UNATTRIBUTED)
+                result = self._settle(*waiting, UNATTRIBUTED)
                 if isinstance(result, str):
                     self._drop(result)
             return None
@@ -425,7 +408,7 @@ class Recorder:
                 self._hold(waiting[0].trace_id, wall_ns, waiting)
             return
         for call in waiting:
-            result = self._settle(call, decided)
+            result = self._settle(*call, decided)
             if isinstance(result, str):
                 self._drop(result)
 
@@ -455,7 +438,7 @@ class Recorder:
                 self._drop("duplicate_llm_span")  # two spans of one call, both held
                 continue
             try:
-                result = self._settle(waiting, UNATTRIBUTED, held=not joined)
+                result = self._settle(*waiting, UNATTRIBUTED, not joined)
             except Exception:
                 if self._fail is None:
                     raise
@@ -539,7 +522,7 @@ class Recorder:
                 self._waiting_n -= len(calls)
                 for call in calls:
                     self._overflow(STEP_WAIT)
-                    result = self._settle(call, UNATTRIBUTED)
+                    result = self._settle(*call, UNATTRIBUTED)
                     if isinstance(result, str):
                         self._drop(result)
 

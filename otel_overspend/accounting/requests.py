@@ -100,9 +100,11 @@ class _Open:
         "cost",
         "frontier_calls",
         "generate_cost",
+        "ids",
         "llm_time_ns",
         "opened_s",
         "recent",
+        "scopes",
         "tokens",
     )
 
@@ -114,6 +116,10 @@ class _Open:
         self.generate_cost = 0.0
         self.llm_time_ns = 0
         self.recent: list[Signature] = []
+        #: The response ids among ``recent``, and the instrumentations (scopes) of ``recent``
+        #: since the request opened: most calls are told apart without a look at ``recent``.
+        self.ids: dict[object, None] = {}
+        self.scopes: set[str] = set()
         #: Calls of ``recent`` that took a twin, with the twin's instrumentation.
         self.absorbed: dict[tuple[Signature, str], None] = {}
 
@@ -121,7 +127,7 @@ class _Open:
 def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
     if call.tier == FRONTIER:
         entry.frontier_calls += 1
-    entry.tokens += call.tokens
+    entry.tokens += call.input_tokens + call.output_tokens
     cost = call.cost_usd
     if cost is not None:
         entry.cost += cost
@@ -132,8 +138,13 @@ def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -
     if sig is not None:
         recent = entry.recent
         if len(recent) >= MAX_RECENT_CALLS:
-            del recent[0]
+            gone = recent.pop(0).response_id
+            if gone is not None:
+                entry.ids.pop(gone, None)
         recent.append(sig)
+        if sig.response_id is not None:
+            entry.ids[sig.response_id] = None
+        entry.scopes.add(sig.scope)
 
 
 def _sample(entry: _Open, wall_ns: int) -> RequestSample:
@@ -175,6 +186,11 @@ class OpenRequests:
         if entry is None:
             return False
         scope, response_id = sig.scope, sig.response_id
+        if response_id is not None and response_id in entry.ids:
+            return True  # the same id: the same call, whatever made the spans
+        scopes = entry.scopes
+        if len(scopes) == 1 and scope in scopes:
+            return False  # one instrumentation's spans are one call only by their ids
         for seen in entry.recent:
             # One instrumentation's spans are one call only by their ids: most are skipped here.
             if (

@@ -287,7 +287,7 @@ class CountingProcessor(SpanProcessor):
                 return
             span_id = fields[1]
             self._marks.pop(span_id, None)  # it only had this span queued
-            result = self._recorder.record(*fields[:9], failed=fields[9])
+            result = self._recorder.record(*fields)
             if self._annotations is not None and result is not None:
                 annotations = self._annotations
                 if len(annotations) >= MAX_ANNOTATIONS:
