@@ -1,7 +1,7 @@
 """Instructions, not seconds: the hot path and the offline report counted by callgrind.
 
     .venv/bin/python benchmarks/bench_instructions.py            # both (about 12 minutes on 2 cores)
-    .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report, floor
+    .venv/bin/python benchmarks/bench_instructions.py report     # one of: hot-path, report, floor, llm
 
 On a shared host the same code's CPU time moves by a factor of two or more within an hour
 (the other figures are ratios measured side by side for that reason); the instructions a
@@ -48,9 +48,11 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from opentelemetry.sdk.trace import SpanProcessor
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +63,12 @@ SPANS_REPORT = 30_000
 #: Lengths of the environment padding, one memory layout each (0: no padding variable).
 LAYOUTS = (0, 50, 100, 200, 300, 500, 1_000, 2_000, 3_000, 7_000)
 _COLLECTED = re.compile(rb"Collected : (\d+)")
+#: LLM spans, counted with the processor's counting (done in the same thread, inside the
+#: count): the minimal span of ``bench_hot_path`` and the span openai-v2 writes.
+LLM_SHAPES: dict[str, Callable[[Any], Any]] = {
+    "llm-minimal": lambda hot: hot.LLM_ATTRS,
+    "llm-instrumented": lambda hot: hot.INSTRUMENTED_START,
+}
 
 
 def _hot_path(kind: str, where: str) -> None:
@@ -91,10 +99,20 @@ def _hot_path(kind: str, where: str) -> None:
         queue._interval_s = 3_600.0  # noqa: SLF001
         queue._event.set()  # noqa: SLF001 - it wakes, counts the warm-up, then waits an hour
         processor.force_flush()
-    in_step = where == "in-step"
-    functools.reduce(
-        lambda _, __: hot.emit(tracer, hot.PLAIN_ATTRS, SPANS_HOT, in_step=in_step), range(1), None
-    )
+    if where in LLM_SHAPES:
+        attrs = LLM_SHAPES[where](hot)
+
+        def llm_spans(_: object, __: object) -> None:
+            hot.emit(tracer, attrs, SPANS_HOT)
+            if processor is not None:
+                processor.force_flush()  # the counting, in this thread: all of it is counted
+
+        functools.reduce(llm_spans, range(1), None)
+    else:
+        in_step = where == "in-step"
+        functools.reduce(
+            lambda _, __: hot.emit(tracer, hot.PLAIN_ATTRS, SPANS_HOT, in_step=in_step), range(1), None
+        )
     provider.shutdown()
 
 
@@ -161,6 +179,20 @@ def hot_path(layouts: tuple[int, ...] = LAYOUTS) -> None:
             )
 
 
+def llm(layouts: tuple[int, ...] = LAYOUTS[:5]) -> None:
+    """All the work per LLM span, the counting included (requests of a root and 7 LLM
+    children, as in ``bench_hot_path``): ours against the SDK pipeline alone."""
+    for shape in LLM_SHAPES:
+        counts = {kind: _counts(kind, shape, layouts) for kind in ("sdk", "ours")}
+        sdk = counts["sdk"]
+        ratios = sorted(counts["ours"][pad] / sdk[pad] - 1 for pad in layouts)
+        print(
+            f"{shape}: SDK pipeline {statistics.median(sdk.values()):,.0f} instructions a span, ours"
+            f" {statistics.median(counts['ours'].values()):,.0f} ({statistics.median(ratios):+.2%};"
+            f" {ratios[0]:+.2%} to {ratios[-1]:+.2%} over {len(layouts)} layouts)"
+        )
+
+
 def floor(layouts: tuple[int, ...] = LAYOUTS) -> None:
     kinds = ["empty", "table", "attributes", "ours"]
     counts = {kind: _counts(kind, "in-step", layouts) for kind in ("sdk", *kinds)}
@@ -199,6 +231,8 @@ def main(argv: list[str]) -> None:
         hot_path()
     if "floor" in which:
         floor()
+    if "llm" in which:
+        llm()
     if "report" in which:
         report()
 

@@ -39,7 +39,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from otel_overspend.accounting.requests import new_signature, same_call, twin_of
-from otel_overspend.base.bounded import make_room
+from otel_overspend.base.bounded import Recent, make_room
 from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
     LITELLM_RAW_USAGE_KEYS,
@@ -76,8 +76,8 @@ _MAX_RECENT_PER_SIZE: Final = 16
 _MAX_RECENT_SCOPES: Final = 64
 #: How long (span time) a call undecided at its root is held for its twin from another trace.
 HOLD_NS: Final = 2_000_000_000
-#: Counted calls remembered to recognise a held call's twin counted first (offline, traces
-#: replay in any order).
+#: Counted calls remembered (at least; at most twice as many) to recognise a held call's twin
+#: counted first (offline, traces replay in any order).
 MAX_RECENT_CALLS: Final = 4_096
 #: The label ``overspend_label_overflow_total`` counts a call pushed out of a wait under.
 STEP_WAIT: Final = "step_wait"
@@ -192,8 +192,8 @@ class Recorder:
         self._held_n = 0
         #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
         #: signature) of those without an id; the scopes seen among them.
-        self._recent_ids: dict[object, int] = {}
-        self._recent: dict[tuple[int, str], list[tuple[int, Signature]]] = {}
+        self._recent_ids: Recent[object, int] = Recent(MAX_RECENT_CALLS)
+        self._recent: Recent[tuple[int, str], list[tuple[int, Signature]]] = Recent(MAX_RECENT_CALLS)
         self._recent_scopes: set[str] = set()
         self._absorbed: dict[tuple[Signature, str], None] = {}
 
@@ -472,17 +472,12 @@ class Recorder:
         """Note a counted call: by its response id, and by (input tokens, scope)."""
         response_id = sig.response_id
         if response_id is not None:
-            ids = self._recent_ids
-            if len(ids) >= MAX_RECENT_CALLS:
-                make_room(ids, MAX_RECENT_CALLS)
-            ids[response_id] = trace_id
+            self._recent_ids.put(response_id, trace_id)
         recent = self._recent
         key = (sig.input_tokens, sig.scope)
         seen = recent.get(key)
         if seen is None:
-            if len(recent) >= MAX_RECENT_CALLS:
-                make_room(recent, MAX_RECENT_CALLS)
-            recent[key] = [(trace_id, sig)]
+            recent.put(key, [(trace_id, sig)])
         else:
             if len(seen) >= _MAX_RECENT_PER_SIZE:
                 del seen[0]
@@ -508,7 +503,7 @@ class Recorder:
         recent, tokens, own = self._recent, sig.input_tokens, sig.scope
         for scope in scopes:
             if scope != own:
-                for other, old in recent.get((tokens, scope), ()):
+                for other, old in recent.get((tokens, scope)) or ():
                     if other != trace_id and twin_of(old, sig, self._absorbed):
                         return True
         return False
