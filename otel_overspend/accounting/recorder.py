@@ -213,7 +213,7 @@ class Recorder:
         end_ns: int,
         step: str | None,
         scope: str = "",
-        failed: bool = False,  # noqa: FBT001, FBT002 - positional: the processor passes a record
+        failed: bool = False,
     ) -> Call | str | None:
         """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root;
         ``failed`` for a span whose status is an error.
@@ -277,9 +277,9 @@ class Recorder:
         end_ns: int,
         step: str | None,
         scope: str,
-        below: bool,  # noqa: FBT001 - positional: once per span
-        weak: bool = False,  # noqa: FBT001, FBT002
-        failed: bool = False,  # noqa: FBT001, FBT002
+        below: bool,
+        weak: bool = False,
+        failed: bool = False,
     ) -> Call | str | None:
         """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
         LLM span below this one was already seen (then this one is a duplicate), ``weak``
@@ -352,7 +352,7 @@ class Recorder:
         end_ns: int,
         sig: Signature,
         step: str,
-        held: bool = False,  # noqa: FBT001, FBT002
+        held: bool = False,
     ) -> Call | str:
         """Count a call (a :class:`_Waiting`'s fields) with its step decided, unless it is a
         call counted already, in its trace or in another (spans of two instrumentations that
