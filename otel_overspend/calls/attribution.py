@@ -185,7 +185,9 @@ class Attributor:
             searches,
             _,
         ) = usage
-        series = self._series_for(step, provider, model)
+        series = self._series.get((step, provider, model))
+        if series is None:
+            series = self._series_for(step, provider, model)
         for cap in series.folded:
             cap.count_overflow()
         schedule = series.schedule
