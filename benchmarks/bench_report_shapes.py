@@ -1,0 +1,167 @@
+"""The offline report's throughput on three shapes of export, beside a batch pandas job.
+
+    .venv/bin/python benchmarks/bench_report_shapes.py            # all three shapes
+    .venv/bin/python benchmarks/bench_report_shapes.py --spans 100000 --prompt-spans 20000
+
+- **collector batches**: the collector's file exporter, 100 requests of 6 spans a line (a
+  root, a retrieval and 4 LLM calls: 67 % LLM spans), as in ``bench_report``;
+- **a trace a line**: one request per line, each its own ``resourceSpans`` document, a root
+  and 4 LLM calls (80 % LLM spans), as a trace backend's API answers one trace at a time;
+- **prompts on the spans**: as the trace-a-line shape, each LLM span also carrying its
+  prompt and completion as OpenLLMetry records them by default (``gen_ai.prompt.0.content``,
+  ``gen_ai.prompt.1.content``, ``gen_ai.completion.0.content``): 10 to 50 KB of text a span,
+  with the escapes (quotes, newlines) real prompts have.
+
+Printed per shape: spans a second of CPU on one core (best of ``--repeat`` runs, the
+package's default install: msgspec), the megabytes a second that is, and the CPU seconds
+of a batch pandas computation of the counterfactual (the seed's Test 3: a DataFrame of the
+same calls, costed row-wise) beside the report's, run in the same process. pandas is a
+benchmark-only dependency (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from bench_report import (
+    FRONTIER,
+    RERANKER,
+    RESOURCE,
+    STEPS,
+    WEEK_S,
+    WEEK_START_S,
+    _llm_span,
+    _other_span,
+    generate,
+    pandas_test3,
+    time_report,
+)
+
+Calls = list[tuple[int, str, int, int]]
+#: Where extra attributes go in a span ``_llm_span`` writes.
+_ATTRIBUTES_END = '],"status":{}'
+_WORDS = (
+    "the",
+    "query",
+    "document",
+    "answer",
+    "context",
+    "retrieved",
+    "passage",
+    'said \\"yes\\"',
+    "score:",
+    "0.87",
+    "\\n",
+    "\\t-",
+    "policy",
+    "customer",
+)
+
+
+def _text(rng: random.Random, size: int) -> str:
+    """About ``size`` bytes of prompt-like text, JSON-escaped."""
+    words: list[str] = []
+    length = 0
+    while length < size:
+        word = rng.choice(_WORDS)
+        words.append(word)
+        length += len(word) + 1
+    return " ".join(words)
+
+
+def _prompt_attributes(rng: random.Random, pool: list[str]) -> str:
+    """A system prompt, a user prompt with its retrieved context and a completion: 10 to
+    50 KB in all, drawn from ``pool``."""
+    # Cut where no escape is split: a trailing backslash would escape the closing quote.
+    system, completion = rng.choice(pool)[:2_000].rstrip("\\"), rng.choice(pool)[:4_000].rstrip("\\")
+    user = rng.choice(pool)
+    return (
+        ',{"key":"gen_ai.prompt.0.role","value":{"stringValue":"system"}},'
+        f'{{"key":"gen_ai.prompt.0.content","value":{{"stringValue":"{system}"}}}},'
+        '{"key":"gen_ai.prompt.1.role","value":{"stringValue":"user"}},'
+        f'{{"key":"gen_ai.prompt.1.content","value":{{"stringValue":"{user}"}}}},'
+        '{"key":"gen_ai.completion.0.role","value":{"stringValue":"assistant"}},'
+        f'{{"key":"gen_ai.completion.0.content","value":{{"stringValue":"{completion}"}}}}'
+    )
+
+
+def generate_per_trace(path: Path, spans: int, *, prompts: bool, seed: int = 11) -> Calls:
+    """Write about ``spans`` spans to ``path``, one trace (a root and 4 LLM calls) a line;
+    with ``prompts``, every LLM span carries 10-50 KB of prompt and completion. Returns
+    every call as (request, step, tokens in, tokens out)."""
+    rng = random.Random(seed)
+    pool = [_text(rng, rng.randint(8_000, 44_000)) for _ in range(64)] if prompts else []
+    per_request = 1 + len(STEPS)
+    n = max(1, spans // per_request)
+    gap_ns = WEEK_S * 1_000_000_000 // n
+    calls: Calls = []
+    with path.open("w") as out:
+        for i in range(n):
+            t0 = WEEK_START_S * 1_000_000_000 + i * gap_ns
+            trace = f"{rng.getrandbits(128):032x}"
+            root = f"{rng.getrandbits(64) | 1:016x}"
+            parts: list[str] = []
+            t = t0 + 1_000_000
+            for step, tin, tout in STEPS:
+                model = RERANKER if step == "rerank" and i >= n * 4 // 7 else FRONTIER
+                tokens = (round(tin * rng.uniform(0.9, 1.1)), round(tout * rng.uniform(0.9, 1.1)))
+                duration = rng.randint(200_000_000, 2_000_000_000)
+                span = _llm_span(
+                    (trace, f"{rng.getrandbits(64) | 1:016x}", root), step, model, tokens, (t, t + duration)
+                )
+                if prompts:
+                    span = span.replace(_ATTRIBUTES_END, _prompt_attributes(rng, pool) + _ATTRIBUTES_END, 1)
+                parts.append(span)
+                calls.append((i, step, *tokens))
+                t += duration + 1_000_000
+            parts.append(_other_span(trace, root, "", t0, t + 1_000_000))
+            out.write(RESOURCE + ",".join(parts) + "]}]}]}\n")
+    return calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--spans", type=int, default=200_000, help="spans of the first two shapes")
+    parser.add_argument("--prompt-spans", type=int, default=25_000, help="spans of the shape with prompts")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        shapes: list[tuple[str, Path, Calls]] = []
+        batches = Path(tmp) / "batches.json"
+        batch_calls = [(i, step, tin, tout) for i, step, tin, tout in generate(batches, args.spans)]
+        shapes.append(("collector batches (67 % LLM)", batches, batch_calls))
+        per_trace = Path(tmp) / "per-trace.json"
+        shapes.append(
+            ("a trace a line (80 % LLM)", per_trace, generate_per_trace(per_trace, args.spans, prompts=False))
+        )
+        prompts = Path(tmp) / "prompts.json"
+        shapes.append(
+            (
+                "a trace a line, 10-50 KB prompts",
+                prompts,
+                generate_per_trace(prompts, args.prompt_spans, prompts=True),
+            )
+        )
+        for label, path, calls in shapes:
+            timing, _ = time_report(path, args.repeat, profile=False)
+            size_mb = path.stat().st_size / 1e6
+            started = time.process_time()
+            pandas_test3(calls)
+            pandas_s = time.process_time() - started
+            print(
+                f"{label:<34} {timing.spans:>9,} spans, {size_mb:>6,.0f} MB: "
+                f"{timing.best_rate:>9,.0f} spans/s a core ({size_mb / timing.best_cpu_s:,.0f} MB/s), "
+                f"median {timing.median_rate:,.0f}; pandas Test 3 on its {len(calls):,} calls "
+                f"{pandas_s:.2f} s CPU against the report's {timing.best_cpu_s:.2f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
