@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Tracer
 
-Attrs = dict[str, "str | int"]
+Attrs = dict[str, "str | int | float"]
 LLM_ATTRS: Attrs = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "anthropic",
