@@ -13,7 +13,7 @@ Specialized (all but generate at specialist tier):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -37,6 +37,8 @@ from otel_overspend.accounting.signals import diagnose
 from otel_overspend.thresholds import STEP_TIME_BUCKETS, PatternThresholds
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from otel_overspend.accounting.ledger import Key
 
 _U = 1e-6  # one micro-dollar
@@ -46,7 +48,7 @@ NOW = 1_800_000_000.0
 Calls = dict["Key", list[float]]
 
 
-def series(rows: list[tuple[str, str, str, int, float]]) -> Calls:
+def series(rows: Sequence[tuple[str, str, str, int, float]]) -> Calls:
     """(step, model, tier, calls, micro-dollars a call) -> call stats by series."""
     out: Calls = {}
     for step, model, tier, n, micro in rows:
@@ -71,8 +73,8 @@ SPECIALIZED_ROWS = [
 ]
 
 
-def figures_of(calls: Calls, **kwargs: object) -> PatternFigures:
-    return figures(diagnose(calls, tuple(new_request_stats())), calls, now_s=NOW, **kwargs)  # type: ignore[arg-type]
+def figures_of(calls: Calls, **kwargs: Any) -> PatternFigures:
+    return figures(diagnose(calls, tuple(new_request_stats())), calls, now_s=NOW, **kwargs)
 
 
 def test_seed_workload_is_single_llm_overspend() -> None:
@@ -104,7 +106,7 @@ def test_spend_spread_across_tiers_is_model_selection() -> None:
 def test_specialized_workload_is_healthy() -> None:
     verdict = classify(figures_of(series(SPECIALIZED_ROWS)))
     assert verdict.pattern == HEALTHY
-    # (5 + 244 + 82) / 16,831 and 16,500 / 16,831
+    # The fraction is (5 + 244 + 82) over 16,831; the concentration 16,500 over 16,831.
     assert verdict.evidence["specialist_eligible_fraction"] == pytest.approx(0.019666, abs=1e-6)
     assert verdict.evidence["model_concentration"] == pytest.approx(0.980334, abs=1e-6)
 
