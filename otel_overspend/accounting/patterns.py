@@ -116,6 +116,11 @@ class PatternFigures:
     eval_share: float | None = None
     steps: tuple[StepFigures, ...] = ()
 
+    @property
+    def has_data(self) -> bool:
+        """Whether the window holds anything to classify (else no pattern is named)."""
+        return bool(self.steps) or self.specialist_eligible_fraction is not None or self.eval_share is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
