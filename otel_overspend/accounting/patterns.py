@@ -119,7 +119,9 @@ class PatternFigures:
     @property
     def has_data(self) -> bool:
         """Whether the window holds anything to classify (else no pattern is named)."""
-        return bool(self.steps) or self.specialist_eligible_fraction is not None or self.eval_share is not None
+        return (
+            bool(self.steps) or self.specialist_eligible_fraction is not None or self.eval_share is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
