@@ -98,6 +98,13 @@ ALERTS: dict[str, tuple[AlertThreshold, ...]] = {
     # LLM spans with neither usage nor cost (a stream without usage), as a share of the calls
     # of one step and model.
     "OverspendLLMCallsWithoutUsage": (AlertThreshold(0.10, "30m", "warning"),),
+    # After specialization: the look-alike patterns (values: PatternThresholds' defaults).
+    "OverspendStepLatencyHigh": (AlertThreshold(0.300, "15m", "warning"),),
+    "OverspendCascadeEscalationOutOfBand": (AlertThreshold(0.10, "1h", "warning"),),
+    "OverspendCascadeSavingsDrop": (AlertThreshold(0.25, "1h", "warning"),),
+    "OverspendTeacherAgreementLow": (AlertThreshold(0.95, "30m", "warning", op="<"),),
+    "OverspendOracleCheckStale": (AlertThreshold(7 * 86_400.0, "1h", "warning"),),
+    "OverspendEvalSpendHigh": (AlertThreshold(0.25, "1h", "warning"),),
 }
 
 #: A step other than ``generate`` above this share of spend is listed as a candidate for
