@@ -573,7 +573,11 @@ def render_rules(
         {
             "name": f"overspend.rules.{window}",
             "rules": _recording_rules(window)
-            + pattern_recording_rules(window, baseline=baseline, eval_steps=eval_steps),
+            + pattern_recording_rules(
+                window,
+                others=[w for w in windows if w != baseline] if window == baseline else (),
+                eval_steps=eval_steps,
+            ),
         }
         for window in windows
     ]

@@ -45,10 +45,10 @@ def _steps_regex(steps: Sequence[str]) -> str:
 
 
 def pattern_recording_rules(
-    w: str, *, baseline: str, eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS
+    w: str, *, others: Sequence[str] = (), eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS
 ) -> list[dict[str, Any]]:
-    """The rules of window ``w``; the cascade's drift compares it with ``baseline`` (none in
-    the baseline window itself)."""
+    """The rules of window ``w``. Given the ``others`` (shorter) windows, ``w`` is the
+    baseline: its group also records each one's cascade drift from it."""
 
     def rate(metric: str, by: str) -> str:
         return f"sum by ({by}) (rate({metric}[{w}]))"
@@ -130,17 +130,20 @@ def pattern_recording_rules(
             ),
         },
     ]
-    if w != baseline:
-        rules += [
-            {
-                "record": f"overspend:cascade_escalation_drift:abs_rate{w}",
-                "expr": f"abs({escalation} - on (step) overspend:cascade_escalation:ratio_rate{baseline})",
-            },
-            {
-                "record": f"overspend:cascade_savings_drop:ratio_rate{w}",
-                "expr": f"1 - {savings} / on (step) (overspend:cascade_savings:ratio_rate{baseline} > 0)",
-            },
-        ]
+    if others:
+        # The drift of every other window from this one: in this group, evaluated after the
+        # shorter windows' groups, so both sides are of the same evaluation.
+        for other in others:
+            rules += [
+                {
+                    "record": f"overspend:cascade_escalation_drift:abs_rate{other}",
+                    "expr": f"abs(overspend:cascade_escalation:ratio_rate{other} - on (step) {escalation})",
+                },
+                {
+                    "record": f"overspend:cascade_savings_drop:ratio_rate{other}",
+                    "expr": f"1 - overspend:cascade_savings:ratio_rate{other} / on (step) ({savings} > 0)",
+                },
+            ]
     return rules
 
 
@@ -176,10 +179,10 @@ PATTERN_ALERTS: Final[dict[str, PatternAlert]] = {
         pattern=CASCADE_SATURATION,
         summary=f"Cascade step {_STEP}: escalation {{{{ $value | humanizePercentage }}}} off its baseline",
         description=(
-            f"Over the last [window], the share of {_STEP} cases escalated to the frontier stage moved by"
-            " {{ $value | humanizePercentage }} (points) from its trailing baseline (threshold"
-            " [threshold]). Rising: the cheap stage is unsure of more cases and the savings go; falling:"
-            " it passes cases it should escalate. Recalibrate the confidence band."
+            f"Over the last [window], the share of {_STEP} cases escalated to the frontier stage was"
+            " {{ $value | humanizePercentage }} of cases away from its trailing baseline (threshold"
+            " [threshold]). Rising: the cheap stage is unsure of more cases and the savings go;"
+            " falling: it passes cases it should escalate. Recalibrate the confidence band."
         ),
         percent=True,
     ),
