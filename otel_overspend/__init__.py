@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from otel_overspend.steps import current_step, step
 
 if TYPE_CHECKING:
-    from otel_overspend.accounting.observations import record_oracle_check
+    from otel_overspend.accounting.observations import record_oracle_check, record_step_time
     from otel_overspend.config.settings import ConfigError, Settings
     from otel_overspend.exporters.spans import OverspendSpanExporter
     from otel_overspend.processor import OverspendProcessor
@@ -31,6 +31,7 @@ __all__ = (
     "Settings",
     "current_step",
     "record_oracle_check",
+    "record_step_time",
     "step",
 )
 
@@ -40,6 +41,7 @@ _LAZY = {
     "Settings": "otel_overspend.config.settings",
     "ConfigError": "otel_overspend.config.settings",
     "record_oracle_check": "otel_overspend.accounting.observations",
+    "record_step_time": "otel_overspend.accounting.observations",
 }
 
 

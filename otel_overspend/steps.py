@@ -55,20 +55,21 @@ _F = TypeVar("_F", bound="Callable[..., Any]")
 class _Frame:
     name: str
     outer: _Frame | None
-    #: ``time.perf_counter()`` when the block was entered; :data:`_UNTIMED` for a frame that
-    #: is not timed (a generator's: its body runs between its consumer's statements).
+    #: ``time.time()`` when the block was entered (the clock of span times, so that work
+    #: timed elsewhere merges with it); :data:`_UNTIMED` for a frame that is not timed (a
+    #: generator's: its body runs between its consumer's statements).
     started: float = -1.0
 
 
 _UNTIMED: Final = -1.0
-_perf_counter: Final = time.perf_counter
+_now: Final = time.time
 #: What :func:`set_step_timer` installed: told of every timed step block that ends.
 _TIMER: list[Callable[[str, int, float, float], None] | None] = [None]
 
 
 def set_step_timer(timer: Callable[[str, int, float, float], None] | None) -> None:
     """Have ``timer(step, trace_id, started, ended)`` called as each ``step()`` block or
-    decorated (async) function ends (``perf_counter`` seconds; ``trace_id`` 0 outside a
+    decorated (async) function ends (seconds since the epoch; ``trace_id`` 0 outside a
     span); ``None`` stops it. A step inside a block of the same step is not timed apart: the
     outer block holds it. The timer must not raise (what it raises is ignored)."""
     _TIMER[0] = timer
@@ -79,7 +80,7 @@ def _time(frame: _Frame) -> None:
     timer = _TIMER[0]
     if timer is None or frame.started < 0:
         return
-    ended = _perf_counter()
+    ended = _now()
     outer = frame.outer
     while outer is not None:
         if outer.name == frame.name:
@@ -155,7 +156,7 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Self:
-        _CURRENT.set(_Frame(self.name, _CURRENT.get(), _perf_counter()))
+        _CURRENT.set(_Frame(self.name, _CURRENT.get(), _now()))
         if self._baggage:
             token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
             _BAGGAGE_TOKENS.set((*_BAGGAGE_TOKENS.get(), (self, token)))

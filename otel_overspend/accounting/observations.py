@@ -1,14 +1,15 @@
 """What the look-alike patterns need beyond the LLM calls: step time and oracle checks.
 
-**Step time.** Each ``step()`` block tells :meth:`Observations.step_done` its step, the
-trace it ran in and when it started and ended (see :func:`otel_overspend.steps.set_step_timer`):
-nothing is done per span. Blocks of one step in one request (a trace) are merged where they
-overlap, so parallel work is counted once: each block is merged with the step's latest
-stretch when it starts before that stretch ends (blocks end, and arrive, in end order).
-Once a request has had no step end for :data:`SETTLE_SECONDS`, each of its steps' added time
-is observed: into a histogram (the ``overspend_step_request_seconds`` counters) and into
-the windows, with the request's time, the span from its first step's start to its last
-step's end. A block outside any span is a request of its own.
+**Step time.** Each ``step()`` block (and each :func:`record_step_time`) tells
+:meth:`Observations.step_done` its step, the trace it ran in and when it started and ended
+(see :func:`otel_overspend.steps.set_step_timer`): nothing is done per span. Blocks of one
+step in one request (a trace) are merged where they overlap, so parallel work is counted
+once: each block is merged with the step's latest stretch when it starts before that
+stretch ends (blocks end, and arrive, in end order). Once a request has had no step end
+for :data:`SETTLE_SECONDS`, each of its steps' added time is observed: into a histogram
+(the ``overspend_step_request_seconds`` counters) and into the windows, with the request's
+time, the span from its first step's start to its last step's end. A block outside any
+span is a request of its own.
 
 **Oracle checks.** :func:`record_oracle_check` records one comparison of a step's student
 (the specialist serving it) with its teacher: an agreement or not, per step, with the time
@@ -27,6 +28,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from opentelemetry import trace as trace_api
+
 from otel_overspend.base.labels import OTHER
 from otel_overspend.steps import set_step_timer, validate_step_name
 from otel_overspend.thresholds import STEP_TIME_BUCKETS
@@ -43,6 +46,7 @@ __all__ = (
     "Observations",
     "install",
     "record_oracle_check",
+    "record_step_time",
     "uninstall",
 )
 
@@ -152,7 +156,7 @@ class Observations:
         window_seconds: tuple[int, ...] = (300, 3600, 86400, 604800),
         buckets_per_window: int = 60,
         clock: Callable[[], float] = time.time,
-        perf_clock: Callable[[], float] = time.perf_counter,
+        perf_clock: Callable[[], float] = time.time,
         settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self._clock = clock
@@ -179,10 +183,10 @@ class Observations:
     # -- recording -----------------------------------------------------------------------
     def step_done(self, step: str, trace_id: int, started: float, ended: float) -> None:
         """A ``step()`` block of ``trace_id`` (0: outside a span) ran from ``started`` to
-        ``ended`` (``perf_counter`` seconds)."""
+        ``ended`` (seconds since the epoch)."""
         with self._lock:
             if trace_id == 0:
-                self._observe(step, ended - started, ended - started)
+                self._observe(step, max(0.0, ended - started), max(0.0, ended - started))
                 return
             request = self._open.get(trace_id)
             if request is None:
@@ -224,7 +228,7 @@ class Observations:
         request = self._open.pop(trace_id)
         request_s = request.last - request.first
         for step, (start, end, before) in request.steps.items():
-            self._observe(step, before + end - start, request_s)
+            self._observe(step, max(0.0, before + end - start), max(0.0, request_s))
 
     def _observe(self, step: str, added_s: float, request_s: float) -> None:
         label = self._label(step, self._times)
@@ -277,6 +281,20 @@ def uninstall(observations: Observations) -> None:
     _INSTALLED[0] = tuple(o for o in _INSTALLED[0] if o is not observations)
     if not _INSTALLED[0]:
         set_step_timer(None)
+
+
+def record_step_time(step: str, *, started_s: float, ended_s: float, trace_id: int | None = None) -> None:
+    """Record work of ``step`` that ran from ``started_s`` to ``ended_s`` (seconds since the
+    epoch) in the request of ``trace_id`` (default: the trace of the current span; 0: a request
+    of its own), as a ``step()`` block would: for work no ``step()`` block wraps (a reranker
+    service timed by its client, spans with explicit times). Mistakes raise ``ValueError``."""
+    validate_step_name(step)
+    if not ended_s >= started_s:
+        raise ValueError(f"record_step_time: ended_s ({ended_s}) is before started_s ({started_s})")
+    if trace_id is None:
+        trace_id = trace_api.get_current_span().get_span_context().trace_id
+    for observations in _INSTALLED[0]:
+        observations.step_done(step, trace_id, started_s, ended_s)
 
 
 def record_oracle_check(
