@@ -69,7 +69,9 @@ class OverspendProcessor(CountingProcessor):
             labels=settings.window_labels, unattributed=settings.unattributed, bands=self.bands
         )
         #: Step time and oracle checks (see :mod:`otel_overspend.accounting.observations`).
-        self.observations = _observations.Observations(window_seconds=settings.window_seconds, clock=clock)
+        self.observations = _observations.Observations(
+            window_seconds=settings.window_seconds, clock=clock, perf_clock=clock
+        )
         self._patterns = PatternRenderer(
             thresholds=settings.pattern_thresholds,
             eval_steps=tuple(settings.eval_steps),

@@ -302,9 +302,12 @@ class Replayer:
         max_traces: int = 50_000,
         window_s: float = 300.0,
         stamped: bool = False,
+        step_span: Callable[[int, str, int, int], None] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
-        processor's ``stamp_spans``); see the module docstring."""
+        processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
+        start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
+        (the step time of the look-alike patterns)."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -312,6 +315,7 @@ class Replayer:
             )
         self._recorder = recorder
         self._stamped = stamped
+        self._step_span = step_span
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
@@ -669,6 +673,9 @@ class Replayer:
             # A local root closes its request: a span without a parent, with a remote one,
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
+            step = steps[i]
+            if step is not None and self._step_span is not None:
+                self._step_span(trace_key, step, start_ns, end_ns)
             record(
                 trace_key,
                 span_id,
