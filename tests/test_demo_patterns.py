@@ -69,7 +69,7 @@ class Demo:
         self.tracer: Tracer = self.provider.get_tracer("demo")
         self.route: dict[str, Model] = frontier_route()
         self.trouble = Trouble()
-        self.rng = random.Random(7)  # noqa: S311 - simulated traffic
+        self.rng = random.Random(7)
 
     def phase(self) -> None:
         for _ in range(PER_PHASE):
@@ -110,7 +110,7 @@ def test_the_switches_move_the_pattern_through_each_look_alike(demo: Demo) -> No
     demo.phase()
     healthy = demo.verdict()
     assert healthy.pattern == HEALTHY
-    # (1,350 + 244 + 240) / 18,334
+    # The fraction is (1,350 + 244 + 240) over 18,334.
     assert healthy.evidence["specialist_eligible_fraction"] == pytest.approx(1_834 / 18_334, abs=0.01)
 
     apply_trouble(demo.trouble, "--cascade-after")  # 10 % escalations: steady, healthy
