@@ -80,6 +80,7 @@ class OverspendProcessor(CountingProcessor):
             clock=clock,
         )
         _observations.install(self.observations)
+        self.on_oracle = self._oracle_span
         #: The Prometheus collector: the counters and the gauges, read from :meth:`status`.
         self.collector = OverspendCollector(snapshot=self.status, extra=self._families)
         self.registry = registry if registry is not None else REGISTRY
@@ -113,6 +114,9 @@ class OverspendProcessor(CountingProcessor):
         reset_in_forked_child(self, OverspendProcessor._forget_inherited_server)
         reset_in_forked_child(self.observations, _observations.Observations.reset)
         serve_in_worker(self, OverspendProcessor._serve_in_worker)
+
+    def _oracle_span(self, step: str, agreed: bool) -> None:
+        self.observations.oracle_check(step, agreed=agreed)
 
     def _families(self, snap: Snapshot) -> list[Metric]:
         per_window = self._gauges.diagnoses(snap)

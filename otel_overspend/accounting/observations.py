@@ -40,16 +40,20 @@ if TYPE_CHECKING:
 __all__ = (
     "MAX_OPEN_REQUESTS",
     "MAX_STEPS",
+    "ORACLE_AGREED_KEY",
     "SETTLE_SECONDS",
     "ObservationSnapshot",
     "ObservationView",
     "Observations",
     "install",
+    "oracle_verdict",
     "record_oracle_check",
     "record_step_time",
     "uninstall",
 )
 
+#: The span attribute of a shadow call to a step's teacher: whether it agreed with the student.
+ORACLE_AGREED_KEY: Final = "overspend.oracle.agreed"
 #: Distinct step labels kept; further steps are folded into ``other``.
 MAX_STEPS: Final = 100
 #: Requests whose step time is being merged at once; beyond it the oldest is observed early.
@@ -281,6 +285,17 @@ def uninstall(observations: Observations) -> None:
     _INSTALLED[0] = tuple(o for o in _INSTALLED[0] if o is not observations)
     if not _INSTALLED[0]:
         set_step_timer(None)
+
+
+def oracle_verdict(attrs: Mapping[str, object] | None) -> bool | None:
+    """The verdict a shadow call's span carries in ``overspend.oracle.agreed`` (a bool, or
+    ``"true"`` / ``"false"`` as some exporters write it); ``None`` without one."""
+    value = attrs.get(ORACLE_AGREED_KEY) if attrs else None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    return None
 
 
 def record_step_time(step: str, *, started_s: float, ended_s: float, trace_id: int | None = None) -> None:

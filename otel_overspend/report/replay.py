@@ -54,7 +54,9 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from otel_overspend.accounting.ledger import accumulate_call, accumulate_request, new_request_stats
+from otel_overspend.accounting.observations import oracle_verdict
 from otel_overspend.accounting.recorder import HOLD_NS
+from otel_overspend.calls.attribution import Call as CallType
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
@@ -303,11 +305,13 @@ class Replayer:
         window_s: float = 300.0,
         stamped: bool = False,
         step_span: Callable[[int, str, int, int], None] | None = None,
+        oracle: Callable[[str, bool], None] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
         processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
         start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
-        (the step time of the look-alike patterns)."""
+        (the step time of the look-alike patterns); ``oracle(step, agreed)`` of every counted
+        LLM span carrying ``overspend.oracle.agreed``, as the live processor is."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -316,6 +320,7 @@ class Replayer:
         self._recorder = recorder
         self._stamped = stamped
         self._step_span = step_span
+        self._oracle = oracle
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
@@ -676,7 +681,7 @@ class Replayer:
             step = steps[i]
             if step is not None and self._step_span is not None:
                 self._step_span(trace_key, step, start_ns, end_ns)
-            record(
+            result = record(
                 trace_key,
                 span_id,
                 None if local_root else parent_id,
@@ -687,3 +692,7 @@ class Replayer:
                 steps[i],
                 scope,
             )
+            if self._oracle is not None and type(result) is CallType:
+                agreed = oracle_verdict(attrs)
+                if agreed is not None:
+                    self._oracle(result.step, agreed)

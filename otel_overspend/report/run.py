@@ -202,6 +202,7 @@ class _Run:
         )
         self.replayer = Replayer(
             step_span=self.step_span,
+            oracle=self.oracle_span,
             recorder=recorder,
             rules=parts.rules,
             requests=self.requests,
@@ -218,6 +219,9 @@ class _Run:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def oracle_span(self, step: str, agreed: bool) -> None:
+        self.observations.oracle_check(step, agreed=agreed)
 
     def step_span(self, trace_key: int, step: str, start_ns: int, end_ns: int) -> None:
         self.observations.step_done(step, trace_key, start_ns / 1e9, end_ns / 1e9)
@@ -318,6 +322,8 @@ class _Run:
                 step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in observed.step_times.items()
             },
             step_time_bounds=STEP_TIME_BUCKETS,
+            agreements=observed.agreements,
+            last_checks=observed.last_checks,
             now_s=0.0 if stats.last_end_ns is None else stats.last_end_ns / 1e9,
             eval_steps=self.settings.eval_steps,
             specialist_steps=self.settings.specialist_steps,
