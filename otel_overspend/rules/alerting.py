@@ -607,6 +607,7 @@ def render_prometheus_rule_manifest(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     for_scale: float = 1.0,
     for_duration: str | None = None,
+    eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS,
 ) -> dict[str, Any]:
     """Return the same rules wrapped in a prometheus-operator ``PrometheusRule``.
 
@@ -628,6 +629,7 @@ def render_prometheus_rule_manifest(
         runbook_base_url=runbook_base_url,
         for_scale=for_scale,
         for_duration=for_duration,
+        eval_steps=eval_steps,
     )
     return {
         "apiVersion": "monitoring.coreos.com/v1",
