@@ -223,6 +223,8 @@ def figures(
     total = sum(tier_cost.values())
     eval_cost = sum(line.cost_usd for line in diagnosis.steps if line.step in eval_steps)
     inference = diagnosis.cost_usd - eval_cost
+    # The diagnosis leaves the shares of all spend out while any step is all unpriced.
+    unpriced_step = diagnosis.cost_usd > 0 and diagnosis.unattributed_share is None
     step_times = step_times or {}
     agreements = agreements or {}
     last_checks = last_checks or {}
@@ -259,7 +261,8 @@ def figures(
         specialist_eligible_fraction=diagnosis.specialist_eligible_fraction,
         model_concentration=diagnosis.model_concentration,
         tier_shares={tier: cost / total for tier, cost in sorted(tier_cost.items())} if total > 0 else {},
-        eval_share=eval_cost / inference if inference > 0 else None,
+        # A step whose calls are all unpriced has unknown spend: no share (as the rules).
+        eval_share=eval_cost / inference if inference > 0 and not unpriced_step else None,
         steps=tuple(steps),
     )
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from otel_overspend.accounting.ledger import CALLS, COST, new_request_stats
+from otel_overspend.accounting.ledger import CALLS, COST, UNPRICED, new_request_stats
 from otel_overspend.accounting.patterns import (
     CASCADE_SATURATION,
     DISTILLATION_DRIFT,
@@ -253,6 +253,16 @@ def test_eval_job_spend_is_eval_spend_overrun() -> None:
     # Below the share: 30 calls, 405,000 / 1,683,100 = 0.2406 < 0.25.
     rows = [*SPECIALIZED_ROWS, ("eval", "acme-frontier", "frontier", 30, 13_500)]
     assert classify(figures_of(series(rows), eval_steps=("eval",))).pattern == HEALTHY
+
+
+def test_no_eval_share_while_a_step_is_all_unpriced() -> None:
+    # generate's calls are all unpriced: its spend is unknown, so eval / the rest is too.
+    calls = series([*SPECIALIZED_ROWS[:2], ("eval", "acme-frontier", "frontier", 40, 13_500)])
+    unpriced = [0.0] * 11
+    unpriced[CALLS] = 100.0
+    unpriced[UNPRICED] = 100.0
+    calls["generate", "house-model", "unknown", "acme"] = unpriced
+    assert figures_of(calls, eval_steps=("eval",)).eval_share is None
 
 
 def test_rules_in_order_with_the_others_listed() -> None:
