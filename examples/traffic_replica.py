@@ -18,6 +18,8 @@ rest use the specialist reranker), spread evenly: 0.25 is every fourth request, 
 flip. ``faithfulness_frontier`` does the same for faithfulness (frontier vs a small judge).
 Every ``unpriced_every``-th request adds a rewrite call to a self-hosted model no price source
 knows, and every ``unattributed_every``-th a moderation call outside any step (0: never).
+With ``oracle_agreement`` set, every request records one oracle check of the faithfulness
+judge against its teacher, that share of them agreeing (spread evenly, as the fractions).
 Neither changes the specialist-eligible fraction: the first costs nothing, the second is
 left out of both sides. A missing file keeps the mix given on the command line; an invalid
 one is reported on stderr and the previous mix stays.
@@ -52,7 +54,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pydantic import ValidationError
 
-from otel_overspend import OverspendProcessor, Settings, step
+from otel_overspend import OverspendProcessor, Settings, record_oracle_check, step
 from otel_overspend.demo import FRONTIER, JUDGE, LLM_STEPS, PIPELINE, RERANKER, Model
 
 if TYPE_CHECKING:
@@ -79,10 +81,14 @@ class Mix:
     faithfulness_frontier: float = 1.0
     unpriced_every: int = 0
     unattributed_every: int = 0
+    #: Share of oracle checks agreeing; ``None``: no oracle check.
+    oracle_agreement: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rerank_frontier", "faithfulness_frontier"):
+        for name in ("rerank_frontier", "faithfulness_frontier", "oracle_agreement"):
             value = getattr(self, name)
+            if value is None and name == "oracle_agreement":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
         for name in ("unpriced_every", "unattributed_every"):
@@ -105,7 +111,7 @@ class Router:
 
     def __init__(self, mix: Mix) -> None:
         self.mix = mix
-        self._credit = {"rerank": 0.0, "faithfulness": 0.0}
+        self._credit = {"rerank": 0.0, "faithfulness": 0.0, "oracle": 0.0}
         self._seq = 0
 
     def set_mix(self, mix: Mix) -> None:
@@ -118,6 +124,11 @@ class Router:
         hit = credit >= 1 - 1e-9
         self._credit[step_name] = credit - 1 if hit else credit
         return hit
+
+    def oracle_check(self) -> bool | None:
+        """Whether this request's oracle check agrees (``None``: no check)."""
+        share = self.mix.oracle_agreement
+        return None if share is None else self._frontier("oracle", share)
 
     def next_request(self) -> tuple[dict[str, Model], bool, bool]:
         """(model of each LLM step, add the unpriced call, add the unattributed call)."""
@@ -302,6 +313,9 @@ class _Replica:
             if now >= next_request:
                 route, unpriced, unattributed = self.router.next_request()
                 emit_request(self.tracer, route, unpriced=unpriced, unattributed=unattributed)
+                agreed = self.router.oracle_check()
+                if agreed is not None:
+                    record_oracle_check("faithfulness", agreed=agreed)
                 # Fall behind by at most a second rather than burst to catch up.
                 next_request = max(next_request + interval, now - _MAX_LAG_S)
                 continue

@@ -19,17 +19,29 @@ from typing import TYPE_CHECKING, Any
 from otel_overspend.steps import current_step, step
 
 if TYPE_CHECKING:
+    from otel_overspend.accounting.observations import record_oracle_check, record_step_time
     from otel_overspend.config.settings import ConfigError, Settings
     from otel_overspend.exporters.spans import OverspendSpanExporter
     from otel_overspend.processor import OverspendProcessor
 
-__all__ = ("ConfigError", "OverspendProcessor", "OverspendSpanExporter", "Settings", "current_step", "step")
+__all__ = (
+    "ConfigError",
+    "OverspendProcessor",
+    "OverspendSpanExporter",
+    "Settings",
+    "current_step",
+    "record_oracle_check",
+    "record_step_time",
+    "step",
+)
 
 _LAZY = {
     "OverspendProcessor": "otel_overspend.processor",
     "OverspendSpanExporter": "otel_overspend.exporters.spans",
     "Settings": "otel_overspend.config.settings",
     "ConfigError": "otel_overspend.config.settings",
+    "record_oracle_check": "otel_overspend.accounting.observations",
+    "record_step_time": "otel_overspend.accounting.observations",
 }
 
 

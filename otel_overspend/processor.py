@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 
+from otel_overspend.accounting import observations as _observations
 from otel_overspend.accounting.gauges import GaugeRenderer
+from otel_overspend.accounting.pattern_gauges import PatternRenderer
 from otel_overspend.base.forks import reset_in_forked_child, serve_in_worker, worker_port
 from otel_overspend.exporters.http import Endpoint, MetricsServer
 from otel_overspend.exporters.otlp import OtelMetrics, default_meter_provider
@@ -28,8 +30,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from opentelemetry.metrics import MeterProvider
+    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+    from otel_overspend.accounting.ledger import Snapshot
+    from otel_overspend.accounting.patterns import PatternFigures, Verdict
     from otel_overspend.accounting.signals import Diagnosis
     from otel_overspend.config.settings import Settings
 
@@ -63,8 +68,21 @@ class OverspendProcessor(CountingProcessor):
         self._gauges = GaugeRenderer(
             labels=settings.window_labels, unattributed=settings.unattributed, bands=self.bands
         )
+        #: Step time and oracle checks (see :mod:`otel_overspend.accounting.observations`).
+        self.observations = _observations.Observations(
+            window_seconds=settings.window_seconds, clock=clock, perf_clock=clock
+        )
+        self._patterns = PatternRenderer(
+            thresholds=settings.pattern_thresholds,
+            eval_steps=tuple(settings.eval_steps),
+            specialist_steps=tuple(settings.specialist_steps),
+            observe=self.observations.snapshot,
+            clock=clock,
+        )
+        _observations.install(self.observations)
+        self.on_oracle = self._oracle_span
         #: The Prometheus collector: the counters and the gauges, read from :meth:`status`.
-        self.collector = OverspendCollector(snapshot=self.status, extra=self._gauges)
+        self.collector = OverspendCollector(snapshot=self.status, extra=self._families)
         self.registry = registry if registry is not None else REGISTRY
         try:
             self.registry.register(self.collector)
@@ -94,7 +112,21 @@ class OverspendProcessor(CountingProcessor):
         if self.serves_metrics:
             self.start_metrics_server()
         reset_in_forked_child(self, OverspendProcessor._forget_inherited_server)
+        reset_in_forked_child(self.observations, _observations.Observations.reset)
         serve_in_worker(self, OverspendProcessor._serve_in_worker)
+
+    def _oracle_span(self, step: str, agreed: bool) -> None:
+        self.observations.oracle_check(step, agreed=agreed)
+
+    def _families(self, snap: Snapshot) -> list[Metric]:
+        per_window = self._gauges.diagnoses(snap)
+        return [*self._gauges.render(per_window), *self._patterns(snap, per_window)]
+
+    def patterns(self) -> list[tuple[str, PatternFigures, Verdict]]:
+        """(window label, figures, probable pattern) for each window, shortest first (see
+        :mod:`otel_overspend.accounting.patterns`)."""
+        snap = self.snapshot()
+        return self._patterns.verdicts(snap, self._gauges.diagnoses(snap))
 
     def diagnoses(self) -> list[tuple[str, Diagnosis]]:
         """(window label, :class:`~otel_overspend.accounting.signals.Diagnosis`) for each
@@ -124,6 +156,7 @@ class OverspendProcessor(CountingProcessor):
         """Count what is left, stop the background thread and the server, and take the
         metrics out of the registry (a new processor may then register there)."""
         super().shutdown()
+        _observations.uninstall(self.observations)
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
         try:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar, cast
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
+from opentelemetry import trace as trace_api
 from typing_extensions import Self
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ __all__ = (
     "UNATTRIBUTED",
     "current_step",
     "is_step_name",
+    "set_step_timer",
     "step",
     "validate_step_name",
 )
@@ -52,6 +55,42 @@ _F = TypeVar("_F", bound="Callable[..., Any]")
 class _Frame:
     name: str
     outer: _Frame | None
+    #: ``time.time()`` when the block was entered (the clock of span times, so that work
+    #: timed elsewhere merges with it); :data:`_UNTIMED` for a frame that is not timed (a
+    #: generator's: its body runs between its consumer's statements).
+    started: float = -1.0
+
+
+_UNTIMED: Final = -1.0
+_now: Final = time.time
+#: What :func:`set_step_timer` installed: told of every timed step block that ends.
+_TIMER: list[Callable[[str, int, float, float], None] | None] = [None]
+
+
+def set_step_timer(timer: Callable[[str, int, float, float], None] | None) -> None:
+    """Have ``timer(step, trace_id, started, ended)`` called as each ``step()`` block or
+    decorated (async) function ends (seconds since the epoch; ``trace_id`` 0 outside a
+    span); ``None`` stops it. A step inside a block of the same step is not timed apart: the
+    outer block holds it. The timer must not raise (what it raises is ignored)."""
+    _TIMER[0] = timer
+
+
+def _time(frame: _Frame) -> None:
+    """Tell the timer that ``frame``'s block ended, unless an outer block of its step holds it."""
+    timer = _TIMER[0]
+    if timer is None or frame.started < 0:
+        return
+    ended = _now()
+    outer = frame.outer
+    while outer is not None:
+        if outer.name == frame.name:
+            return
+        outer = outer.outer
+    try:
+        trace_id = trace_api.get_current_span().get_span_context().trace_id
+        timer(frame.name, trace_id, frame.started, ended)
+    except Exception:  # noqa: S110 - the app's block has ended: nothing may fail it
+        pass
 
 
 _CURRENT: ContextVar[_Frame | None] = ContextVar("overspend_step", default=None)
@@ -117,7 +156,7 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> Self:
-        _CURRENT.set(_Frame(self.name, _CURRENT.get()))
+        _CURRENT.set(_Frame(self.name, _CURRENT.get(), _now()))
         if self._baggage:
             token = otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, self.name))
             _BAGGAGE_TOKENS.set((*_BAGGAGE_TOKENS.get(), (self, token)))
@@ -138,6 +177,8 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
                     otel_context.detach(cast("Any", tokens[i][1]))
                     break
         frame = _CURRENT.get()
+        if frame is not None and _TIMER[0] is not None:
+            _time(frame)
         _CURRENT.set(None if frame is None else frame.outer)
 
     async def __aenter__(self) -> Self:
@@ -178,6 +219,15 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
     # (``with step("score"): yield x``) would leak into the consumer, and popping only this
     # step's frame after each resume would lose it. Instead the body keeps its own step stack:
     # it is swapped in for each resume and swapped out, whole, when the body yields.
+    def _create(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call a generator function with this step active (no body runs yet: untimed)."""
+        outer = _CURRENT.get()
+        _CURRENT.set(_Frame(self.name, outer))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _CURRENT.set(outer)
+
     def _resume(self, body: _Frame | None) -> tuple[_Frame | None, object]:
         """Enter the body's step stack (a new one with this step on first resume)."""
         outer = _CURRENT.get()
@@ -199,8 +249,7 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
         # The step is active only while the generator body runs, never in its consumer.
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            with self:
-                gen = fn(*args, **kwargs)
+            gen = self._create(fn, args, kwargs)
             body: _Frame | None = None
             to_send: Any = None
             to_throw: BaseException | None = None
@@ -232,8 +281,7 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
     ) -> Callable[..., AsyncGenerator[Any, Any]]:
         @functools.wraps(fn)
         async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            with self:
-                agen = fn(*args, **kwargs)
+            agen = self._create(fn, args, kwargs)
             body: _Frame | None = None
             to_send: Any = None
             to_throw: BaseException | None = None

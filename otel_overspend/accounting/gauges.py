@@ -89,7 +89,10 @@ class GaugeRenderer:
         return diagnoses(snap, labels=self.labels, unattributed=self.unattributed, bands=self.bands)
 
     def __call__(self, snap: Snapshot) -> list[Metric]:
-        per_window = self.diagnoses(snap)
+        return self.render(self.diagnoses(snap))
+
+    def render(self, per_window: list[tuple[str, Diagnosis]]) -> list[Metric]:
+        """The gauges of diagnoses already made (see :meth:`diagnoses`)."""
         families: list[Metric] = []
         for name, doc, read in SCALARS:
             family = GaugeMetricFamily(name, doc, labels=["window"])

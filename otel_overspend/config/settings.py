@@ -54,7 +54,7 @@ from otel_overspend.calls.catalog import (
 )
 from otel_overspend.calls.pricing import DEFAULT_TIER_PRICES, DEFAULT_TIER_SEARCH_PRICES
 from otel_overspend.steps import GENERATE, UNATTRIBUTED, is_step_name, validate_step_name
-from otel_overspend.thresholds import BANDS
+from otel_overspend.thresholds import BANDS, DEFAULT_EVAL_STEPS, PatternThresholds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -306,6 +306,25 @@ class Settings(BaseSettings):
     max_open_requests: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     request_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
 
+    # -- after specialization: the look-alike patterns ----------------------------------------
+    #: p95 of the time a specialist-served step adds to a request above which it is flagged.
+    step_latency_p95_ms: Annotated[float, Field(gt=0, le=600_000)] = 300.0
+    #: Student-teacher agreement below which a step's specialist counts as drifted.
+    agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.95
+    #: Seconds since a specialist-served step's last oracle check beyond which it is stale.
+    oracle_stale_seconds: Annotated[float, Field(gt=0, le=31_536_000)] = 604_800.0
+    #: Evaluation spend / request-path spend above which eval is the bill.
+    eval_share_max: Annotated[float, Field(gt=0, le=100)] = 0.25
+    #: How far a cascade's escalation rate may move from its trailing baseline, either way.
+    escalation_band: Annotated[float, Field(gt=0, le=1)] = 0.10
+    #: The share of its baseline savings a cascade may lose before it counts as saturated.
+    savings_drop_share: Annotated[float, Field(gt=0, le=1)] = 0.25
+    #: Steps whose spend is evaluation work (an LLM judge re-scoring an eval set), not inference.
+    eval_steps: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_STEPS))
+    #: Steps served by a specialist even without LLM spans at specialist tier (a cross-encoder
+    #: over HTTP, a local model).
+    specialist_steps: list[str] = Field(default_factory=list)
+
     # -- OpenTelemetry metrics push ------------------------------------------------------------
     otlp_metrics: bool = False
 
@@ -336,6 +355,27 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"step_aliases: {name!r} -> {target!r}: {exc}") from None
         return value
+
+    @field_validator("eval_steps", "specialist_steps")
+    @classmethod
+    def _valid_step_list(cls, value: list[str], info: Any) -> list[str]:
+        for name in value:
+            if name in {GENERATE, UNATTRIBUTED}:
+                raise ValueError(f"{info.field_name}: {name!r} cannot be listed here")
+            validate_step_name(name)
+        return value
+
+    @property
+    def pattern_thresholds(self) -> PatternThresholds:
+        """The pattern classifier's cut points with these settings' values."""
+        return PatternThresholds(
+            step_latency_p95_seconds=self.step_latency_p95_ms / 1000.0,
+            agreement_min=self.agreement_min,
+            oracle_stale_seconds=self.oracle_stale_seconds,
+            eval_share_max=self.eval_share_max,
+            escalation_band=self.escalation_band,
+            savings_drop_share=self.savings_drop_share,
+        )
 
     @field_validator("windows")
     @classmethod
@@ -538,6 +578,14 @@ _EXPECTED: Final[dict[str, str]] = {
     "bands": f"a map of signal ({', '.join(BANDS)}) to {{suspect, confirmed}} cut points",
     "max_open_requests": f"a whole number {_range('max_open_requests')}",
     "request_timeout_seconds": f"a number of seconds {_range('request_timeout_seconds')}",
+    "step_latency_p95_ms": f"a number of milliseconds {_range('step_latency_p95_ms')}",
+    "agreement_min": f"a share {_range('agreement_min')}, e.g. 0.95",
+    "oracle_stale_seconds": f"a number of seconds {_range('oracle_stale_seconds')} (604800: a week)",
+    "eval_share_max": f"a ratio of eval to inference spend {_range('eval_share_max')}, e.g. 0.25",
+    "escalation_band": f"a share {_range('escalation_band')}, e.g. 0.1",
+    "savings_drop_share": f"a share {_range('savings_drop_share')}, e.g. 0.25",
+    "eval_steps": 'a list of step names (not generate or unattributed), e.g. ["eval", "judge"]',
+    "specialist_steps": 'a list of step names (not generate or unattributed), e.g. ["rerank"]',
     "otlp_metrics": _BOOL,
 }
 _HIDDEN_SETTING: Final = "metrics_basic_auth_password"

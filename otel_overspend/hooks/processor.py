@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode, get_current_span
 
+from otel_overspend.accounting.observations import oracle_verdict
 from otel_overspend.accounting.recorder import Recorder, mark
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.status import Status
 from otel_overspend.base.forks import reset_in_forked_child
+from otel_overspend.calls.attribution import Call as _CallType
 from otel_overspend.calls.conventions import LLM_MARKER_KEYS, may_be_llm_call
 from otel_overspend.config.components import Components
 from otel_overspend.config.settings import Settings
@@ -97,6 +99,8 @@ class CountingProcessor(SpanProcessor):
         )
         #: Spans with an LLM call ended below them that have not ended yet.
         self._marks: dict[int, bool | None] = {}
+        #: Told (step, agreed) of each counted LLM span carrying ``overspend.oracle.agreed``.
+        self.on_oracle: Callable[[str, bool], None] | None = None
         self._annotations: dict[int, Call | str] | None = None
         self._recorder = Recorder(
             attributor=parts.attributor,
@@ -288,6 +292,10 @@ class CountingProcessor(SpanProcessor):
             span_id = fields[1]
             self._marks.pop(span_id, None)  # it only had this span queued
             result = self._recorder.record(*fields)
+            if self.on_oracle is not None and type(result) is _CallType:
+                agreed = oracle_verdict(fields[4])
+                if agreed is not None:  # a shadow call to the step's teacher
+                    self.on_oracle(result.step, agreed)
             if self._annotations is not None and result is not None:
                 annotations = self._annotations
                 if len(annotations) >= MAX_ANNOTATIONS:

@@ -33,6 +33,7 @@ import binascii
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from otel_overspend.accounting.observations import ORACLE_AGREED_KEY
 from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
     LITELLM_RAW_USAGE_KEYS,
@@ -109,7 +110,12 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
     rule_keys = {rule.attribute for rule in settings.step_rules if rule.attribute is not None}
     if settings.default_step_rules:
         rule_keys |= {rule.attribute for rule in DEFAULT_RULES if rule.attribute is not None}
-    return READ_KEYS | FRAMEWORK_KEYS | LITELLM_RAW_USAGE_KEYS | {LITELLM_CALL_KEY, BAGGAGE_KEY, *rule_keys}
+    return (
+        READ_KEYS
+        | FRAMEWORK_KEYS
+        | LITELLM_RAW_USAGE_KEYS
+        | {LITELLM_CALL_KEY, BAGGAGE_KEY, ORACLE_AGREED_KEY, *rule_keys}
+    )
 
 
 class Processes:

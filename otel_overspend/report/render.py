@@ -271,6 +271,29 @@ def _series_header(report: Report) -> list[str]:
     return ["period", "requests", "spend", "fraction", "level", "concentration", *_series_steps(report)]
 
 
+def _pattern_line(report: Report) -> str | None:
+    """The probable pattern with its evidence (``None``: nothing to classify)."""
+    verdict = report.pattern
+    if verdict is None:
+        return None
+    where = f" ({verdict.step})" if verdict.step else ""
+    evidence = ", ".join(f"{name} {value:.4g}" for name, value in verdict.evidence.items())
+    also = f"; also {', '.join(verdict.also)}" if verdict.also else ""
+    return f"Probable pattern: {verdict.pattern}{where}: {evidence or 'no evidence'}{also}"
+
+
+def _pattern_json(report: Report) -> dict[str, Any] | None:
+    verdict = report.pattern
+    if verdict is None:
+        return None
+    return {
+        "name": verdict.pattern,
+        "step": verdict.step,
+        "evidence": dict(verdict.evidence),
+        "also": list(verdict.also),
+    }
+
+
 def render_table(report: Report) -> str:
     d = report.diagnosis
     tests = _test_lines(report)
@@ -287,6 +310,9 @@ def render_table(report: Report) -> str:
     if report.periods:
         lines += [f"By {report.period} (UTC):", *_table(_series_header(report), _series_rows(report)), ""]
     lines += [f"Recommendation: {_recommendation(report)}"]
+    pattern = _pattern_line(report)
+    if pattern is not None:
+        lines += [pattern]
     notes = _notes(report)
     if notes:
         lines += ["", "Notes:", *(f"  {note}" for note in notes)]
@@ -315,6 +341,9 @@ def render_markdown(report: Report) -> str:
             "",
         ]
     lines += [f"**Recommendation: {_recommendation(report)}**"]
+    pattern = _pattern_line(report)
+    if pattern is not None:
+        lines += ["", f"**{pattern}**"]
     notes = _notes(report)
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]
@@ -422,6 +451,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "text": _recommendation(report),
         },
         "periods": {"by": report.period, "series": [_period_json(p) for p in report.periods]},
+        "pattern": _pattern_json(report),
     }
 
 
@@ -474,6 +504,13 @@ def render_csv(report: Report) -> str:
     writer.writerow(["period", "start", "end", "metric", "step", "value"])
     start, end = _iso(report.first_s), _iso(report.last_s)
     rows = list(_csv_rows("total", start, end, report.diagnosis, dict(report.step_reductions)))
+    if report.pattern is not None:
+        step = report.pattern.step or ""
+        rows.append(["total", start, end, f"pattern_{report.pattern.pattern}", step, 1])
+        rows += [
+            ["total", start, end, f"pattern_evidence_{name}", step, value]
+            for name, value in report.pattern.evidence.items()
+        ]
     for p in report.periods:
         rows += _csv_rows(_day(p.start_s), _iso(p.start_s), _iso(p.end_s), p.diagnosis, None)
     writer.writerows([["" if cell is None else cell for cell in row] for row in rows])

@@ -54,7 +54,9 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from otel_overspend.accounting.ledger import accumulate_call, accumulate_request, new_request_stats
+from otel_overspend.accounting.observations import oracle_verdict
 from otel_overspend.accounting.recorder import HOLD_NS
+from otel_overspend.calls.attribution import Call as CallType
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
@@ -302,9 +304,14 @@ class Replayer:
         max_traces: int = 50_000,
         window_s: float = 300.0,
         stamped: bool = False,
+        step_span: Callable[[int, str, int, int], None] | None = None,
+        oracle: Callable[[str, bool], None] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
-        processor's ``stamp_spans``); see the module docstring."""
+        processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
+        start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
+        (the step time of the look-alike patterns); ``oracle(step, agreed)`` of every counted
+        LLM span carrying ``overspend.oracle.agreed``, as the live processor is."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -312,6 +319,8 @@ class Replayer:
             )
         self._recorder = recorder
         self._stamped = stamped
+        self._step_span = step_span
+        self._oracle = oracle
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
@@ -669,7 +678,10 @@ class Replayer:
             # A local root closes its request: a span without a parent, with a remote one,
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
-            record(
+            step = steps[i]
+            if step is not None and self._step_span is not None:
+                self._step_span(trace_key, step, start_ns, end_ns)
+            result = record(
                 trace_key,
                 span_id,
                 None if local_root else parent_id,
@@ -680,3 +692,7 @@ class Replayer:
                 steps[i],
                 scope,
             )
+            if self._oracle is not None and type(result) is CallType:
+                agreed = oracle_verdict(attrs)
+                if agreed is not None:
+                    self._oracle(result.step, agreed)

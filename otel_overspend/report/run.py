@@ -13,6 +13,8 @@ import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from otel_overspend.accounting.observations import ADDED, REQUEST, Observations
+from otel_overspend.accounting.patterns import classify, figures
 from otel_overspend.accounting.recorder import Recorder
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.signals import diagnose
@@ -20,12 +22,13 @@ from otel_overspend.config.components import Components
 from otel_overspend.report.files import Problems, TraceFileError, read_records
 from otel_overspend.report.otlp_json import Processes, attribute_keys, line_decoder
 from otel_overspend.report.replay import DAY_S, WEEK_S, DataClock, PeriodSink, Replayer
-from otel_overspend.thresholds import ALERTS
+from otel_overspend.thresholds import ALERTS, STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
+    from otel_overspend.accounting.patterns import PatternFigures, Verdict
     from otel_overspend.accounting.signals import Diagnosis
     from otel_overspend.config.settings import Settings
     from otel_overspend.report.files import Record
@@ -40,6 +43,8 @@ PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
 ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].value
 #: Traces covering less than this are not scaled to a week: the figure would be noise.
 MIN_WEEKLY_SCALE_S: Final = 3_600.0
+#: The one window of the report's step time: all of the traces.
+_ALL_TIME_S: Final = 10 * 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,10 @@ class Report:
     #: cover more and it has priced spend, from ``recent_start_s`` on.
     recent: Diagnosis | None = None
     recent_start_s: float | None = None
+    #: The look-alike patterns' figures and the probable pattern (over the last day when the
+    #: traces cover more, against all of them as the baseline; else over all of them).
+    pattern_figures: PatternFigures | None = None
+    pattern: Verdict | None = None
 
     @property
     def fraction_band(self) -> Band:
@@ -187,7 +196,13 @@ class _Run:
             without_usage=self.count_without_usage,
             overflow=self.count_overflow,
         )
+        #: Step time from the spans with a step, as the live processor has it from step().
+        self.observations = Observations(
+            window_seconds=(_ALL_TIME_S,), clock=self.clock, perf_clock=self.clock
+        )
         self.replayer = Replayer(
+            step_span=self.step_span,
+            oracle=self.oracle_span,
             recorder=recorder,
             rules=parts.rules,
             requests=self.requests,
@@ -204,6 +219,12 @@ class _Run:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def oracle_span(self, step: str, agreed: bool) -> None:
+        self.observations.oracle_check(step, agreed=agreed)
+
+    def step_span(self, trace_key: int, step: str, start_ns: int, end_ns: int) -> None:
+        self.observations.step_done(step, trace_key, start_ns / 1e9, end_ns / 1e9)
 
     def count_overflow(self, label: str) -> None:
         self.overflowed[label] = self.overflowed.get(label, 0) + 1
@@ -290,7 +311,28 @@ class _Run:
         if since is not None and stats.first_start_ns is not None and stats.first_start_ns / 1e9 < since:
             last_day = diagnose(*self.sink.recent(), unattributed=unattributed, bands=bands)
             recent = last_day if last_day.cost_usd > 0 else None
+        self.observations.settle(everything=True)
+        observed = self.observations.snapshot()
+        current = self.sink.recent()[0] if recent is not None else calls
+        pattern_figures = figures(
+            recent if recent is not None else total,
+            current,
+            baseline_calls=calls,
+            step_times={
+                step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in observed.step_times.items()
+            },
+            step_time_bounds=STEP_TIME_BUCKETS,
+            agreements=observed.agreements,
+            last_checks=observed.last_checks,
+            now_s=0.0 if stats.last_end_ns is None else stats.last_end_ns / 1e9,
+            eval_steps=self.settings.eval_steps,
+            specialist_steps=self.settings.specialist_steps,
+        )
         return Report(
+            pattern_figures=pattern_figures,
+            pattern=classify(pattern_figures, self.settings.pattern_thresholds)
+            if pattern_figures.has_data
+            else None,
             diagnosis=total,
             step_reductions=reductions,
             periods=periods,

@@ -61,8 +61,9 @@ import yaml
 
 from otel_overspend.base.durations import duration_ms, format_duration_ms
 from otel_overspend.calls.catalog import FRONTIER
+from otel_overspend.rules.pattern_rules import PATTERN_ALERTS, pattern_anchor, pattern_recording_rules
 from otel_overspend.steps import GENERATE, UNATTRIBUTED
-from otel_overspend.thresholds import ALERTS, AlertThreshold
+from otel_overspend.thresholds import ALERTS, DEFAULT_EVAL_STEPS, AlertThreshold
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -279,6 +280,8 @@ class _AlertText:
     summary: str
     description: str
     percent: bool  # format the threshold as a percentage
+    #: The look-alike pattern the alert points at (an annotation, with its runbook section).
+    pattern: str | None = None
 
 
 def _optional(query: str, body: str) -> str:
@@ -308,7 +311,17 @@ def _left_out(w: str) -> str:
 def _alert_texts(w: str) -> dict[str, _AlertText]:
     heaviest = _heaviest_step(w)
     left_out = _left_out(w)
-    return {
+    patterns = {
+        name: _AlertText(
+            record=a.record,
+            summary=a.summary,
+            description=a.description,
+            percent=a.percent,
+            pattern=a.pattern,
+        )
+        for name, a in PATTERN_ALERTS.items()
+    }
+    return patterns | {
         "OverspendSpecialistEligibleFractionHigh": _AlertText(
             record="overspend:specialist_eligible_fraction:ratio_rate",
             summary=(
@@ -497,17 +510,21 @@ def _alert_rules(
         _check_severity_order(name, thresholds)
         for threshold in thresholds:
             shown = _threshold_text(threshold, percent=text.percent)
+            annotations = {
+                "summary": text.summary,
+                "description": text.description.replace("[window]", w).replace("[threshold]", shown),
+                "runbook_url": f"{runbook_base_url}#alert-{name.lower()}",
+            }
+            if text.pattern is not None:
+                annotations["pattern"] = text.pattern
+                annotations["pattern_runbook_url"] = f"{runbook_base_url}#{pattern_anchor(text.pattern)}"
             rules.append(
                 {
                     "alert": name,
                     "expr": f"{text.record}{w} {threshold.op} {_number(float(threshold.value))}",
                     "for": _for_duration(threshold, for_scale=for_scale, for_duration=for_duration),
                     "labels": {"severity": threshold.severity},
-                    "annotations": {
-                        "summary": text.summary,
-                        "description": text.description.replace("[window]", w).replace("[threshold]", shown),
-                        "runbook_url": f"{runbook_base_url}#alert-{name.lower()}",
-                    },
+                    "annotations": annotations,
                 }
             )
     return rules
@@ -524,12 +541,15 @@ def render_rules(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     for_scale: float = 1.0,
     for_duration: str | None = None,
+    eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS,
 ) -> dict[str, Any]:
     """Return a Prometheus rule file (``{"groups": [...]}``).
 
     One recording group per window (``overspend.rules.<window>``), then ``overspend.alerts``,
     whose alerts read the recording rules of ``alert_window``. ``for_scale`` multiplies every
-    ``for:`` duration; ``for_duration`` replaces them all (give at most one of the two).
+    ``for:`` duration; ``for_duration`` replaces them all (give at most one of the two). The
+    cascade alerts compare the alert window with the longest window (their baseline), and
+    need the two to differ; ``eval_steps`` are the steps whose spend is evaluation work.
     """
     if isinstance(windows, str) or not windows:
         raise ValueError(f"windows must be a non-empty sequence of durations: {windows!r}")
@@ -548,8 +568,18 @@ def render_rules(
     if not runbook_base_url or "#" in runbook_base_url:
         raise ValueError(f"runbook_base_url must be a URL without a fragment: {runbook_base_url!r}")
 
+    baseline = max(windows, key=duration_ms)
     groups: list[dict[str, Any]] = [
-        {"name": f"overspend.rules.{window}", "rules": _recording_rules(window)} for window in windows
+        {
+            "name": f"overspend.rules.{window}",
+            "rules": _recording_rules(window)
+            + pattern_recording_rules(
+                window,
+                others=[w for w in windows if w != baseline] if window == baseline else (),
+                eval_steps=eval_steps,
+            ),
+        }
+        for window in windows
     ]
     groups.append(
         {
@@ -577,6 +607,7 @@ def render_prometheus_rule_manifest(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     for_scale: float = 1.0,
     for_duration: str | None = None,
+    eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS,
 ) -> dict[str, Any]:
     """Return the same rules wrapped in a prometheus-operator ``PrometheusRule``.
 
@@ -598,6 +629,7 @@ def render_prometheus_rule_manifest(
         runbook_base_url=runbook_base_url,
         for_scale=for_scale,
         for_duration=for_duration,
+        eval_steps=eval_steps,
     )
     return {
         "apiVersion": "monitoring.coreos.com/v1",

@@ -71,6 +71,14 @@ BAD: dict[str, Bad] = {
     "bands": Bad('{"nope": {"suspect": 1, "confirmed": 2}}', "a map of signal"),
     "max_open_requests": Bad("0", "a whole number 1-10000000"),
     "request_timeout_seconds": Bad("-1", "a number of seconds above 0"),
+    "step_latency_p95_ms": Bad("0", "a number of milliseconds above 0"),
+    "agreement_min": Bad("1.5", "a share 0-1"),
+    "oracle_stale_seconds": Bad("a week", "a number of seconds above 0"),
+    "eval_share_max": Bad("-0.1", "a ratio of eval to inference spend above 0"),
+    "escalation_band": Bad("2", "a share above 0, at most 1"),
+    "savings_drop_share": Bad("half", "a share above 0, at most 1"),
+    "eval_steps": Bad('["Eval Job"]', "a list of step names"),
+    "specialist_steps": Bad('["generate"]', "a list of step names (not generate or unattributed)"),
     "otlp_metrics": Bad("maybe", "true or false"),
 }
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from otel_overspend import Settings, step
+from otel_overspend import Settings, record_oracle_check, step
 
 from conftest import make_pipeline
 
@@ -98,10 +98,14 @@ def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> 
             span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 100})
         with p.tracer.start_as_current_span("chat") as span:
             span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -1})  # a drop
+    record_oracle_check("rerank", agreed=False)  # the look-alike patterns' families too
+    p.processor.observations.settle(everything=True)
     p.provider.shutdown()
     points = _points(reader)
     families = list(p.processor.collector.collect())
     assert len(families) > 20
+    patterns = {"overspend_step_request_seconds", "overspend_oracle_checks", "overspend_pattern_info"}
+    assert patterns <= {family.name for family in families if family.samples}
     for family in families:
         if family.type == "histogram":
             for part in ("bucket", "sum", "count"):

@@ -25,6 +25,10 @@ per-instance ratios (what averaging per-process gauges would give):
     2. b, c -> F:     fleet 0.38896, mean 0.54365 -- the warning fires; the mean would fire the critical.
     3. all S:         fleet 0.10003               -- the warning resolves.
 
+In phase 2, b and c also record one oracle check of the faithfulness judge a request, half of
+them agreeing (a drifted student): the fleet's agreement is 0.5 < 0.95, and
+OverspendTeacherAgreementLow reaches the webhook naming the distillation-drift pattern.
+
 (fleet in phase 1 = (40*0.001834 + 8*0.015094) / (40*0.018334 + 8*0.031594).)
 Replica ``a`` also makes an unpriced call every 5th request and an unattributed one every 4th:
 neither moves the fraction, and the dashboard's coverage panels get data.
@@ -78,6 +82,7 @@ REPLICA = ROOT / "examples" / "traffic_replica.py"
 ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 ALERT = "OverspendSpecialistEligibleFractionHigh"
+AGREEMENT_ALERT = "OverspendTeacherAgreementLow"
 FRACTION = "overspend:specialist_eligible_fraction:ratio_rate1m"
 FRACTION_BY_INSTANCE = "overspend:specialist_eligible_fraction_by_instance:ratio_rate1m"
 COST_BY_INSTANCE_STEP = "overspend:llm_cost_usd_by_instance_step:rate1m"
@@ -104,7 +109,8 @@ R = {"rerank_frontier": 0, "faithfulness_frontier": 1}
 F = {"rerank_frontier": 1, "faithfulness_frontier": 1}
 EXTRAS = {"unpriced_every": 5, "unattributed_every": 4}
 PHASE1 = {"a": {**S, **EXTRAS}, "b": R, "c": R}
-PHASE2 = {"a": {**S, **EXTRAS}, "b": F, "c": F}
+DRIFTED = {"oracle_agreement": 0.5}
+PHASE2: dict[str, dict[str, float]] = {"a": {**S, **EXTRAS}, "b": {**F, **DRIFTED}, "c": {**F, **DRIFTED}}
 PHASE3 = {"a": {**S, **EXTRAS}, "b": S, "c": S}
 PHASE1_SECONDS = 12.0
 
@@ -572,6 +578,30 @@ def phase2_warning_fires_and_reaches_the_webhook(fleet: Fleet) -> None:
     assert "description" in alert["annotations"]
     assert alert_states(fleet.prom) == {"warning": "firing"}
     check_fleet_rule_is_spend_weighted(fleet.prom, differs_from_mean_by=0.02)
+    drift_alert_reaches_the_webhook(fleet)
+
+
+def drift_alert_reaches_the_webhook(fleet: Fleet) -> None:
+    """b and c check the faithfulness judge against its teacher, half agreeing: 0.5 < 0.95."""
+    fired = wait_until(
+        lambda: fleet.webhook.alerts(AGREEMENT_ALERT, status="firing"),
+        timeout_s=60,
+        what=f"{AGREEMENT_ALERT} delivered to the webhook",
+        explain=fleet.explain,
+    )
+    payload, alert = fired[0]
+    assert payload["receiver"] == "overspend"
+    assert alert["labels"]["step"] == "faithfulness"
+    summary = alert["annotations"]["summary"]
+    assert summary.startswith("Step faithfulness agrees with its teacher on "), summary
+    assert 40 < float(summary.rsplit(" on ", 1)[1].split("%")[0]) < 60, summary
+    assert alert["annotations"]["pattern"] == "distillation_drift"
+    assert (
+        alert["annotations"]["pattern_runbook_url"]
+        == f"{DEFAULT_RUNBOOK_BASE_URL}#pattern-distillation_drift"
+    )
+    agreement = fleet.prom.scalar('overspend:teacher_agreement:ratio_rate1m{step="faithfulness"}')
+    assert agreement == pytest.approx(0.5, abs=0.05)
 
 
 def phase3_fixed_mix_resolves(fleet: Fleet) -> None:

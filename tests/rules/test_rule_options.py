@@ -149,6 +149,21 @@ def test_equal_severities_thresholds_are_allowed() -> None:
 # --------------------------------------------------------------------------- the command
 
 
+def test_eval_steps_option_changes_the_eval_share_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = yaml.safe_load(_rendered(["--eval-step", "judge", "--eval-step", "grade"], capsys))
+    (expr,) = [
+        rule["expr"]
+        for group in doc["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "overspend:eval_spend_share:ratio_rate1h"
+    ]
+    assert 'step=~"judge|grade"' in expr
+    assert 'step!~"judge|grade"' in expr
+    with pytest.raises(SystemExit):
+        command.main(["--eval-step", "Bad Step"])
+    assert "invalid step name" in capsys.readouterr().err
+
+
 def test_threshold_option_changes_the_rule_and_the_header(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--threshold", f"{FRACTION}:warning=0.4", "--threshold", "OverspendTokensPerRequestHigh=20000"]
     out = _rendered(argv, capsys)
@@ -230,6 +245,8 @@ def test_help_lists_the_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
             "1d",
         ],
         ["--format", "inhibit", "--threshold", "OverspendUnpricedModel=0.5"],
+        ["--eval-step", "judge", "--eval-step", "eval"],
+        ["--format", "operator", "--eval-step", "judge"],
     ],
 )
 def test_rule_argv_prints_the_same_document(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
