@@ -110,6 +110,10 @@ def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
         root = p.tracer.start_span(f"late {i}")
         roots.append(root)
         _call(p, "acme", context=trace.set_span_in_context(root))
+    # Counted now, before the clock moves: a request opens at its first call's end or at the
+    # clock's now when counted, the earlier; counted after the move, one whose span ended
+    # more than a second after the test began (a loaded host) would open too late to expire.
+    p.processor.force_flush()
     clock.advance(61)
     assert p.sample("overspend_open_requests_evicted_total", {"reason": "timeout"}) == 10
     assert len(requests) == 0
