@@ -171,9 +171,11 @@ class Aggregate:
                 first_start_ns=_opt_int(doc["first_start_unix_nano"]),
                 last_end_ns=_opt_int(doc["last_end_unix_nano"]),
                 held_spans_peak=int(inputs["held_spans_peak"]),
-                **{name: int(inputs[name]) for name in _COUNTS},
-                **{name: {str(k): int(v) for k, v in inputs[name].items()} for name in _TALLIES},
             )
+            for name in _COUNTS:
+                setattr(agg, name, int(inputs[name]))
+            for name in _TALLIES:
+                setattr(agg, name, {str(k): int(v) for k, v in inputs[name].items()})
             agg.sink.absorb(_sums_from(doc["calls"], _series_from), _sums_from(doc["requests"], _vector_from))
         except AggregateError:
             raise

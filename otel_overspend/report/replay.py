@@ -49,7 +49,7 @@ import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,6 +116,10 @@ class ReplayStats:
     held_peak: int = 0
     first_start_ns: int | None = None
     last_end_ns: int | None = None
+    #: The latest span end of each trace counted in ``incomplete_end_of_input``: a part of
+    #: the input read apart (``--jobs``) ends early, and a trace it closed so may have been
+    #: closed by the window over the whole input (see :mod:`otel_overspend.report.jobs`).
+    end_of_input_last_ns: list[int] = field(default_factory=list)
 
 
 #: Stale heap entries allowed beyond twice the open traces before the heap is rebuilt.
@@ -438,6 +442,7 @@ class Replayer:
                 stats.incomplete_capacity += 1
             else:
                 stats.incomplete_end_of_input += 1
+                stats.end_of_input_last_ns.append(max(map(_END_NS, spans)))
         steps = self._fast_steps(spans)
         if steps is None:
             by_span, depths = self._steps(spans)

@@ -401,9 +401,11 @@ def aggregate_files(
     if jobs > 1:
         from otel_overspend.report.jobs import aggregate_in_jobs  # noqa: PLC0415
 
-        return aggregate_in_jobs(
+        shared = aggregate_in_jobs(
             files, settings=settings, problems=problems, progress=progress, limits=limits, jobs=jobs
         )
+        if shared is not None:
+            return shared
     collecting = gc.isenabled()
     gc.disable()
     try:
