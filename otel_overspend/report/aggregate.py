@@ -100,6 +100,12 @@ class Aggregate:
     label_overflow: dict[str, int] = field(default_factory=dict)
     calls_without_usage: dict[str, int] = field(default_factory=dict)
     usage_inferred: dict[str, int] = field(default_factory=dict)
+    #: The reorder window the traces were closed by, in nanoseconds.
+    window_ns: int = 0
+    #: The latest span end of each trace counted in ``incomplete_traces["end_of_input"]``:
+    #: with data that comes after, a trace that the data passes by the window is one closed
+    #: by the window (``held_too_long``), as one run over all of it would have closed it.
+    end_of_input_last_ns: list[int] = field(default_factory=list)
 
     def absorb(self, other: Aggregate) -> None:
         """Add ``other`` (another part of the data) to this one."""
@@ -115,6 +121,8 @@ class Aggregate:
         for name in _TALLIES:
             _add(getattr(self, name), getattr(other, name))
         self.held_spans_peak = max(self.held_spans_peak, other.held_spans_peak)
+        self.window_ns = max(self.window_ns, other.window_ns)
+        self.end_of_input_last_ns = [*self.end_of_input_last_ns, *other.end_of_input_last_ns]
         if other.first_start_ns is not None and (
             self.first_start_ns is None or other.first_start_ns < self.first_start_ns
         ):
@@ -123,6 +131,24 @@ class Aggregate:
             self.last_end_ns is None or other.last_end_ns > self.last_end_ns
         ):
             self.last_end_ns = other.last_end_ns
+        self._passed_by_window()
+
+    def _passed_by_window(self) -> None:
+        """Count the traces closed at the end of a part that the later data passes by the
+        window as closed by the window (see :attr:`end_of_input_last_ns`)."""
+        if self.last_end_ns is None:
+            return
+        cutoff = self.last_end_ns - self.window_ns
+        kept = [ns for ns in self.end_of_input_last_ns if ns > cutoff]
+        moved = len(self.end_of_input_last_ns) - len(kept)
+        if not moved:
+            return
+        self.end_of_input_last_ns = kept
+        tallies = self.incomplete_traces
+        tallies["end_of_input"] -= moved
+        if not tallies["end_of_input"]:
+            del tallies["end_of_input"]
+        tallies["held_too_long"] = tallies.get("held_too_long", 0) + moved
 
     # -- the file format ---------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +167,8 @@ class Aggregate:
                 "held_spans_peak": self.held_spans_peak,
                 **{name: dict(sorted(getattr(self, name).items())) for name in _TALLIES},
             },
+            "reorder_window_ns": self.window_ns,
+            "end_of_input_last_end_unix_nano": sorted(self.end_of_input_last_ns),
             "first_start_unix_nano": self.first_start_ns,
             "last_end_unix_nano": self.last_end_ns,
             "calls": _sums_json(calls, _series_json),
@@ -171,6 +199,8 @@ class Aggregate:
                 first_start_ns=_opt_int(doc["first_start_unix_nano"]),
                 last_end_ns=_opt_int(doc["last_end_unix_nano"]),
                 held_spans_peak=int(inputs["held_spans_peak"]),
+                window_ns=int(doc["reorder_window_ns"]),
+                end_of_input_last_ns=[int(ns) for ns in doc["end_of_input_last_end_unix_nano"]],
             )
             for name in _COUNTS:
                 setattr(agg, name, int(inputs[name]))

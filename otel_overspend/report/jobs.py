@@ -41,11 +41,13 @@ import math
 import multiprocessing
 import os
 import re
+import sys
 import threading
 from array import array
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -81,6 +83,7 @@ _ID_MASK: Final = (1 << 64) - 1
 _TRACE_ID: Final = re.compile(rb'"traceId"\s*+:\s*+"([^"]*+)')
 #: Bytes of a range scanned at a time.
 _SCAN_BYTES: Final = 8 << 20
+_END_NS: Final = attrgetter("end_ns")
 
 
 class JobsError(RuntimeError):
@@ -140,7 +143,7 @@ def _records(part: Part) -> Iterator[Record]:
 
 
 # -- phase 1: which traces are in which parts ----------------------------------------------------
-def _scan(part: Part, settings: Settings) -> array[int]:
+def scan(part: Part, settings: Settings) -> array[int]:
     """The low 64 bits of every trace id in ``part`` (a superset: ids in links too)."""
     ids: set[bytes] = set()
     numbers: set[int] = set()
@@ -205,11 +208,12 @@ def _id_of(raw: bytes) -> int | None:
 class PartResult:
     index: int
     aggregate: Aggregate
-    #: Of the traces closed at the end of the part without a root: their latest span ends.
-    end_of_input_last_ns: list[int]
     #: The shared traces' spans, by record, and the process each process index stands for.
     shared: list[list[SpanRecord]]
     processes: dict[int, tuple[Any, ...]]
+    #: The earliest and latest span end read in the part (``None``: no span).
+    first_end_ns: int | None = None
+    last_end_ns: int | None = None
     #: The first problems of each reason: (reason, where, detail, line in the part or ``None``).
     problems: list[tuple[str, str, str, int | None]] = field(default_factory=list)
 
@@ -241,6 +245,8 @@ def _replay_part(
         path = Path(part.path)
         run.files = 1 if part.start == 0 else 0
         diverted: list[list[SpanRecord]] = []
+        first_end: int | None = None
+        last_end: int | None = None
         replayer_add = run.replayer.add
         try:
             for record in _records(part):
@@ -251,6 +257,11 @@ def _replay_part(
                 if not spans:
                     continue
                 run.spans += len(spans)
+                low, high = min(map(_END_NS, spans)), max(map(_END_NS, spans))
+                if first_end is None or low < first_end:
+                    first_end = low
+                if last_end is None or high > last_end:
+                    last_end = high
                 if shared:
                     mine = [s for s in spans if (s[0] >> 16) & _ID_MASK not in shared]
                     if len(mine) < len(spans):
@@ -269,9 +280,10 @@ def _replay_part(
         return PartResult(
             index=part.index,
             aggregate=agg,
-            end_of_input_last_ns=run.replayer.stats.end_of_input_last_ns,
             shared=diverted,
             processes=run.processes.identities(),
+            first_end_ns=first_end,
+            last_end_ns=last_end,
             problems=problems.listed,
         )
     finally:
@@ -287,7 +299,7 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
-def _shared_ids(scanned: list[array[int]]) -> list[frozenset[int]]:
+def shared_ids(scanned: list[array[int]]) -> list[frozenset[int]]:
     """For each part, the ids it holds that another part holds too."""
     seen: set[int] = set()
     shared: set[int] = set()
@@ -296,19 +308,6 @@ def _shared_ids(scanned: list[array[int]]) -> list[frozenset[int]]:
         shared |= ids & seen
         seen |= ids
     return [frozenset(ids & shared) if shared else frozenset() for ids in sets]
-
-
-def _reclassify(agg: Aggregate, last_ns: list[int], cutoff_ns: int) -> None:
-    """Traces a part closed at its end without a root, that the reading of the whole input
-    passed by the window: one process closes those by the window (``held_too_long``)."""
-    moved = sum(1 for ns in last_ns if ns <= cutoff_ns)
-    if not moved:
-        return
-    tallies = agg.incomplete_traces
-    tallies["end_of_input"] -= moved
-    if not tallies["end_of_input"]:
-        del tallies["end_of_input"]
-    tallies["held_too_long"] = tallies.get("held_too_long", 0) + moved
 
 
 def aggregate_in_jobs(
@@ -330,7 +329,7 @@ def aggregate_in_jobs(
         return None
     with ProcessPoolExecutor(max_workers=min(jobs, len(parts)), mp_context=_context()) as pool:
         try:
-            shared = _shared_ids(list(pool.map(_scan, parts, [settings] * len(parts))))
+            shared = shared_ids(list(pool.map(scan, parts, [settings] * len(parts))))
             futures = [
                 pool.submit(_replay_part, part, ids, settings, limits, problems.shown)
                 for part, ids in zip(parts, shared, strict=True)
@@ -346,6 +345,16 @@ def aggregate_in_jobs(
                     progress(done_bytes, spans)
         except BrokenProcessPool as exc:
             raise JobsError(f"a worker process ended abruptly ({exc})") from None
+    behind = _behind(results, _window_ns(settings, limits))
+    if behind is not None:
+        part = parts[behind]
+        where = part.path if part.end is None else f"{part.path} from byte {part.start:,}"
+        print(
+            f"otel-overspend report: --jobs: {where} goes back in time by more than the reorder window "
+            "from what comes before it: read again in one process, whose report this is",
+            file=sys.stderr,
+        )
+        return None
     return _combine(parts, results, settings=settings, problems=problems, limits=limits)
 
 
@@ -394,21 +403,31 @@ def _combine(
                     add([_rekeyed(span, index) for span in spans])
         main_agg = main.aggregate()
         main_agg.skipped = {}  # the parts counted them
-        window_ns = int(
-            (settings.request_timeout_seconds if limits.window_s is None else limits.window_s) * 1e9
-        )
-        ends = [r.aggregate.last_end_ns for r in results if r.aggregate.last_end_ns is not None]
-        if main_agg.last_end_ns is not None:
-            ends.append(main_agg.last_end_ns)
-        if ends:
-            cutoff_ns = max(ends) - window_ns
-            for result in results:
-                _reclassify(result.aggregate, result.end_of_input_last_ns, cutoff_ns)
-            _reclassify(main_agg, main.replayer.stats.end_of_input_last_ns, cutoff_ns)
         return merge([*(r.aggregate for r in results), main_agg])
     finally:
         if collecting:
             gc.enable()
+
+
+def _window_ns(settings: Settings, limits: Limits) -> int:
+    return int((settings.request_timeout_seconds if limits.window_s is None else limits.window_s) * 1e9)
+
+
+def _behind(results: list[PartResult], window_ns: int) -> int | None:
+    """The first part (its index) with a span that ended a reorder window or more before the
+    latest span end of the parts before it, if any: one process, reading the whole input,
+    closes traces by that reading, and would close that span's trace at once."""
+    latest: int | None = None
+    for result in results:
+        if (
+            result.first_end_ns is not None
+            and latest is not None
+            and result.first_end_ns <= latest - window_ns
+        ):
+            return result.index
+        if result.last_end_ns is not None and (latest is None or result.last_end_ns > latest):
+            latest = result.last_end_ns
+    return None
 
 
 def _rekeyed(span: SpanRecord, index: dict[int, int]) -> SpanRecord:

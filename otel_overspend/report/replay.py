@@ -196,6 +196,11 @@ class Replayer:
         self._next_scrape_ns = 0
         self.stats = ReplayStats()
 
+    @property
+    def window_ns(self) -> int:
+        """How far the reading goes past a trace's latest span end before it is closed."""
+        return self._window_ns
+
     def add(self, spans: Iterable[SpanRecord]) -> None:
         """Hold ``spans`` (one record's) with their traces; close and record what is due."""
         traces, by_last, by_first = self._traces, self._by_last, self._by_first

@@ -305,6 +305,8 @@ class _Run:
             ),
             calls_without_usage=dict(self.without_usage),
             usage_inferred=dict(self.inferred),
+            window_ns=self.replayer.window_ns,
+            end_of_input_last_ns=list(stats.end_of_input_last_ns),
         )
 
 
