@@ -58,7 +58,7 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
 
 
 def _span(
-    trace: int, span: int, parent: int, name: str, start: int, end: int, **attrs: Any
+    trace: int, span: int, parent: int, *, name: str, start: int, end: int, **attrs: Any
 ) -> dict[str, Any]:
     return {
         "traceId": f"{trace:032x}",
