@@ -135,10 +135,10 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _records(part: Part) -> Iterator[Record]:
+def _records(part: Part, position: Callable[[int], None] | None = None) -> Iterator[Record]:
     path = Path(part.path)
     if part.end is None:
-        return read_records(path)
+        return read_records(path, position=position)
     return read_range(path, part.start, part.end, joined=part.joined)
 
 
@@ -247,9 +247,10 @@ def _replay_part(
         diverted: list[list[SpanRecord]] = []
         first_end: int | None = None
         last_end: int | None = None
+        read_to = [0]
         replayer_add = run.replayer.add
         try:
-            for record in _records(part):
+            for record in _records(part, position=lambda at: read_to.__setitem__(0, at)):
                 run.records += 1
                 number = problems.line = record.number
                 where = f"{path}:{number}" if record.is_json else f"{path}: record {number}"
@@ -275,7 +276,7 @@ def _replay_part(
         except OSError as exc:
             problems.line = None
             problems.add("unreadable_file", str(path), exc.strerror or str(exc))
-        run.bytes_read = (part.end - part.start) if part.end is not None else _size(path)
+        run.bytes_read = (part.end - part.start) if part.end is not None else read_to[0]
         agg = run.aggregate()
         return PartResult(
             index=part.index,
