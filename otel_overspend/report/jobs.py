@@ -73,7 +73,7 @@ __all__ = ("JobsError", "aggregate_in_jobs", "default_jobs")
 
 #: Parts per process: enough for an even share (the last part a process takes ends its
 #: work: with 4 parts a process, one process may have a fifth more than the other).
-PARTS_PER_JOB: Final = 8
+PARTS_PER_JOB: Final = 16
 #: A file is cut into ranges of at least this many bytes.
 MIN_PART_BYTES: Final = 4 << 20
 #: Input smaller than this is read in one process: starting others would cost more.
