@@ -133,6 +133,16 @@ def one_a_line(traces: list[list[dict[str, Any]]], *, root_first: bool) -> Itera
         yield _line(sorted(spans, key=lambda s: int(s["startTimeUnixNano"])) if root_first else spans)
 
 
+def shuffled_spans(traces: list[list[dict[str, Any]]], *, seed: int = 9) -> Iterator[str]:
+    """One span a line, the spans of each trace shuffled, and five traces at a time interleaved
+    (all within a few seconds: well within the reorder window)."""
+    rng = random.Random(seed)
+    for i in range(0, len(traces), 5):
+        stream = [span for spans in traces[i : i + 5] for span in spans]
+        rng.shuffle(stream)
+        yield from (_line([span]) for span in stream)
+
+
 def write(path: Path, lines: Iterator[str] | list[str]) -> Path:
     path.write_text("".join(lines))
     return path
@@ -177,6 +187,7 @@ SHAPES: dict[str, Callable[[Path, list[list[dict[str, Any]]]], list[Path]]] = {
     "collector_batches": lambda d, t: [write(d / "traces.json", batches(t))],
     "one_trace_a_line_root_last": lambda d, t: [write(d / "traces.json", one_a_line(t, root_first=False))],
     "one_trace_a_line_root_first": lambda d, t: [write(d / "traces.json", one_a_line(t, root_first=True))],
+    "spans_shuffled_one_a_line": lambda d, t: [write(d / "traces.json", shuffled_spans(t))],
     "rotated_files_split_traces": lambda d, t: (
         [
             write(d / f"traces-2026-11-0{k + 2}T00-00-00.000.json", lines)
