@@ -81,7 +81,10 @@ MIN_INPUT_BYTES: Final = 2 * MIN_PART_BYTES
 #: Trace ids are compared by their low 64 bits (two traces that share them are both taken
 #: for shared: replayed in the main process, which is right, only slower).
 _ID_MASK: Final = (1 << 64) - 1
-_TRACE_ID: Final = re.compile(rb'"traceId"\s*+:\s*+"([^"]*+)')
+_TRACE_ID: Final = re.compile(
+    # Possessive (3.11 and later): a third faster, as nothing is tried again.
+    rb'"traceId"\s*+:\s*+"([^"]*+)' if sys.version_info >= (3, 11) else rb'"traceId"\s*:\s*"([^"]*)'
+)
 #: Bytes of a range scanned at a time.
 _SCAN_BYTES: Final = 8 << 20
 _END_NS: Final = attrgetter("end_ns")
