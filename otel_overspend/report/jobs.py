@@ -44,12 +44,12 @@ import re
 import sys
 import threading
 from array import array
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from otel_overspend.report.aggregate import Aggregate, merge
 from otel_overspend.report.files import (
@@ -88,6 +88,9 @@ _TRACE_ID: Final = re.compile(
 #: Bytes of a range scanned at a time.
 _SCAN_BYTES: Final = 8 << 20
 _END_NS: Final = attrgetter("end_ns")
+
+
+_T = TypeVar("_T")
 
 
 class JobsError(RuntimeError):
@@ -323,7 +326,10 @@ def aggregate_in_jobs(
         return None
     with ProcessPoolExecutor(max_workers=min(jobs, len(parts)), mp_context=_context()) as pool:
         try:
-            shared = shared_ids(list(pool.map(scan, parts, [settings] * len(parts))))
+            scans = [pool.submit(scan, part, settings) for part in parts]
+            shared = shared_ids(
+                [_result(part, future, "scanning") for part, future in zip(parts, scans, strict=True)]
+            )
             futures = [
                 pool.submit(_replay_part, part, ids, settings, limits, problems.shown)
                 for part, ids in zip(parts, shared, strict=True)
@@ -352,15 +358,14 @@ def aggregate_in_jobs(
     return _combine(parts, results, settings=settings, problems=problems, limits=limits)
 
 
-def _result(part: Part, future: Any) -> PartResult:
+def _result(part: Part, future: Future[_T], doing: str = "reading") -> _T:
     try:
-        result: PartResult = future.result()
+        return future.result()
     except BrokenProcessPool:
         raise
     except Exception as exc:
         where = part.path if part.end is None else f"{part.path} (bytes {part.start} to {part.end})"
-        raise JobsError(f"the worker reading {where} failed: {type(exc).__name__}: {exc}") from exc
-    return result
+        raise JobsError(f"the worker {doing} {where} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _combine(
