@@ -169,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FILE",
         help="add the aggregates in these files (written by --aggregate-out, on this machine or others) "
-        "to the report: with no PATH, the report is built from them alone",
+        "to the report: with no PATH, the report is built from them alone (PATHs go before it)",
     )
     parser.add_argument(
         "--strict",
