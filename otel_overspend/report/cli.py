@@ -2,8 +2,9 @@
 
 Exit codes: 0 done; 1 the specialist-eligible fraction is above ``--fail-above`` (or there
 was no priced spend to check); 2 the input is not what was asked for: a usage error (bad
-option, missing path, invalid config), no span read from the files, or, with ``--strict``,
-input skipped as unreadable (the report is printed first).
+option, missing path, invalid config, an aggregate of another format or version), no span
+read from the files, or, with ``--strict``, input skipped as unreadable (the report is
+printed first); 3 a ``--jobs`` worker process failed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from otel_overspend.calls.catalog import SPECIALIZE_TARGETS
 
 if TYPE_CHECKING:
     from otel_overspend.config.settings import Settings
+    from otel_overspend.report.aggregate import Aggregate
     from otel_overspend.report.run import Report
 
 __all__ = ("add_arguments", "run")
@@ -72,7 +74,7 @@ def _window_s(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="PATH",
         help="trace files or directories: the collector file exporter's OTLP JSON lines (plain, gzip "
@@ -146,6 +148,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "its spans may come this much out of order (default: the settings' request time-out, 300s)",
     )
     parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="processes to read the files in, split by trace (default: this machine's cores; 1: this "
+        "process only); the report is the same whatever N (see docs/offline-report.md)",
+    )
+    parser.add_argument(
+        "--aggregate-out",
+        type=Path,
+        metavar="FILE",
+        help="also write the aggregate the report is computed from (a versioned JSON document) to FILE, "
+        "to merge it later with --from-aggregate",
+    )
+    parser.add_argument(
+        "--from-aggregate",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="add the aggregates in these files (written by --aggregate-out, on this machine or others) "
+        "to the report: with no PATH, the report is built from them alone (PATHs go before it)",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 2 when anything was skipped as unreadable (a file, line, record or span)",
@@ -208,13 +234,71 @@ def _usage_error(message: str) -> int:
     return 2
 
 
+def _aggregate(args: argparse.Namespace, settings: Settings) -> tuple[Aggregate, list[Path]] | int:
+    """The aggregate of the trace files and the aggregates named, and the files; or the exit code."""
+    from otel_overspend.report.aggregate import AggregateError, merge, read_aggregate, settings_digest  # noqa: PLC0415
+    from otel_overspend.report.files import Problems, find_files  # noqa: PLC0415
+    from otel_overspend.report.jobs import JobsError, default_jobs  # noqa: PLC0415
+    from otel_overspend.report.run import Limits, aggregate_files  # noqa: PLC0415
+
+    try:
+        aggregates = [read_aggregate(path) for path in args.from_aggregate]
+    except AggregateError as exc:
+        return _usage_error(f"--from-aggregate: {exc}")
+    files: list[Path] = []
+    if args.paths:
+        try:
+            files = list(find_files(args.paths))
+        except FileNotFoundError as exc:
+            return _usage_error(str(exc))
+        if not files:
+            return _usage_error("no files found under " + ", ".join(str(p) for p in args.paths))
+        progress = None
+        if args.progress or sys.stderr.isatty():
+            progress = _Progress(sum(_size(f) for f in files), sys.stderr)
+        try:
+            read = aggregate_files(
+                files,
+                settings=settings,
+                problems=Problems(stream=sys.stderr, shown=args.show_problems),
+                progress=progress,
+                limits=Limits(
+                    max_spans=args.max_held_spans,
+                    max_traces=args.max_open_traces,
+                    window_s=args.reorder_window,
+                ),
+                jobs=args.jobs if args.jobs is not None else default_jobs(),
+            )
+        except JobsError as exc:
+            print(f"{_PROG}: --jobs: {exc}", file=sys.stderr)
+            return 3
+        if progress is not None:
+            progress.done()
+        aggregates.insert(0, read)
+    try:
+        agg = merge(aggregates)
+    except AggregateError as exc:
+        return _usage_error(f"--from-aggregate: {exc}")
+    if args.from_aggregate and agg.settings_digest and agg.settings_digest != settings_digest(settings):
+        print(
+            f"{_PROG}: note: the aggregates were counted under other settings (prices, tiers, steps or "
+            "the what-if map) than these: their calls and dollars stand as counted",
+            file=sys.stderr,
+        )
+    if args.aggregate_out is not None:
+        try:
+            agg.write(args.aggregate_out)
+        except OSError as exc:
+            return _usage_error(f"--aggregate-out {args.aggregate_out}: {exc.strerror or exc}")
+    return agg, files
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the report for parsed ``args``; return the exit code."""
     from otel_overspend.config.settings import ConfigError, ConfigFileError  # noqa: PLC0415
-    from otel_overspend.report.files import Problems, find_files  # noqa: PLC0415
     from otel_overspend.report.plot import PLOT_SUFFIXES, PlotError, write_plot  # noqa: PLC0415
     from otel_overspend.report.render import render  # noqa: PLC0415
-    from otel_overspend.report.run import Limits, build_report  # noqa: PLC0415
+    from otel_overspend.report.run import report_from_aggregate  # noqa: PLC0415
 
     if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
         return _usage_error(f"--plot {args.plot}: use a file ending in {', '.join(PLOT_SUFFIXES)}")
@@ -225,30 +309,16 @@ def run(args: argparse.Namespace) -> int:
             "cannot read the settings" if isinstance(exc, (OSError, ConfigFileError)) else "invalid settings"
         )
         return _usage_error(f"{kind}: {exc}")
-    try:
-        files = list(find_files(args.paths))
-    except FileNotFoundError as exc:
-        return _usage_error(str(exc))
-    if not files:
-        return _usage_error("no files found under " + ", ".join(str(p) for p in args.paths))
-    progress = None
-    if args.progress or sys.stderr.isatty():
-        progress = _Progress(sum(_size(f) for f in files), sys.stderr)
+    if not args.paths and not args.from_aggregate:
+        return _usage_error("give trace files (PATH ...), aggregates (--from-aggregate FILE ...) or both")
+    read = _aggregate(args, settings)
+    if isinstance(read, int):
+        return read
+    agg, files = read
     period = args.by if args.by is not None or args.plot is None else "day"
-    report = build_report(
-        files,
-        settings=settings,
-        period=period,
-        problems=Problems(stream=sys.stderr, shown=args.show_problems),
-        progress=progress,
-        limits=Limits(
-            max_spans=args.max_held_spans, max_traces=args.max_open_traces, window_s=args.reorder_window
-        ),
-    )
-    if progress is not None:
-        progress.done()
+    report = report_from_aggregate(agg, settings=settings, period=period)
     if report.inputs.spans == 0:
-        return _no_spans(files, report)
+        return _no_spans([*files, *args.from_aggregate], report)
     if args.by is None and args.plot is not None:
         plotted = report
         report = _without_periods(report)

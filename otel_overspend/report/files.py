@@ -34,6 +34,7 @@ import glob
 import gzip
 import importlib
 import io
+import itertools
 import os
 import re
 import struct
@@ -49,10 +50,13 @@ if TYPE_CHECKING:
 
 __all__ = (
     "PROBLEM_UNITS",
+    "LineRanges",
     "Problems",
     "Record",
     "TraceFileError",
     "find_files",
+    "line_ranges",
+    "read_range",
     "read_records",
 )
 
@@ -210,7 +214,7 @@ def _corrupt_stream_errors() -> tuple[type[Exception], ...]:
     return (EOFError, zlib.error, gzip.BadGzipFile) + ((zstd.ZstdError,) if zstd is not None else ())
 
 
-def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
+def _json_lines(stream: io.BufferedIOBase, *, joined: bool | None = None) -> Iterator[Record]:
     """Lines cut out of large reads: a collector line is one export, often megabytes, that
     iterating the stream line by line would copy several times. ``read1`` returns what the
     stream has decoded so far, so the lines before a cut in a compressed stream are read."""
@@ -218,8 +222,8 @@ def _json_lines(stream: io.BufferedIOBase) -> Iterator[Record]:
     #: The start of a line that goes on in the next read.
     pending: list[bytes] = []
     #: Whether objects may follow one another on a line (``curl >>`` with no newline between
-    #: answers): looked for on every line only if the first object line has them.
-    joined: bool | None = None
+    #: answers): looked for on every line only if the first object line (of the file: given
+    #: when reading a part of it) has them.
     read = stream.read1
     while chunk := read(_CHUNK_BYTES):
         start = 0
@@ -418,3 +422,70 @@ def read_records(path: Path, *, position: Callable[[int], None] | None = None) -
         finally:
             if position is not None:
                 position(raw.tell())
+
+
+@dataclass(frozen=True, slots=True)
+class LineRanges:
+    """A file of JSON lines cut into byte ranges at line ends, and whether its first
+    object line holds several objects (see :func:`_json_lines`)."""
+
+    ranges: tuple[tuple[int, int], ...]
+    joined: bool
+
+
+def line_ranges(path: Path, parts: int) -> LineRanges | None:
+    """``path`` cut into about ``parts`` ranges of whole lines, for reading them apart
+    (:func:`read_range`); ``None`` when it cannot be cut: compressed, length-prefixed or
+    of JSON values that are not one a line (it is then read whole, by :func:`read_records`)."""
+    size = path.stat().st_size
+    with path.open("rb") as raw:
+        head = raw.read(_HEAD_BYTES)
+        if head.startswith((GZIP_MAGIC, ZSTD_MAGIC)) or _is_framed(head) or _MULTILINE_START.match(head):
+            return None
+        raw.seek(0)
+        joined = False
+        for line in raw:
+            if line[:1] == b"{":
+                joined = b"}{" in line
+                break
+        cuts = [0]
+        for i in range(1, parts):
+            at = max(size * i // parts, cuts[-1])
+            if at >= size:
+                break
+            raw.seek(at)
+            if at > 0:
+                raw.seek(at - 1)
+                raw.readline()  # to the end of the line holding byte at - 1
+            at = raw.tell()
+            if cuts[-1] < at < size:
+                cuts.append(at)
+        cuts.append(size)
+    return LineRanges(tuple(itertools.pairwise(cuts)), joined)
+
+
+class _Range(io.RawIOBase):
+    """Bytes ``start`` to ``end`` of an open file."""
+
+    def __init__(self, raw: IO[bytes], start: int, end: int) -> None:
+        raw.seek(start)
+        self._raw = raw
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            return 0
+        n: int = self._raw.readinto(memoryview(buffer)[: min(len(buffer), self._left)])  # type: ignore[attr-defined]
+        self._left -= n
+        return n
+
+
+def read_range(path: Path, start: int, end: int, *, joined: bool) -> Iterator[Record]:
+    """The records of the lines in bytes ``start`` to ``end`` of a file of JSON lines (see
+    :func:`line_ranges`), numbered from 1 at ``start``."""
+    with path.open("rb", buffering=0) as raw:
+        stream = io.BufferedReader(_Range(raw, start, end), buffer_size=_CHUNK_BYTES)
+        yield from _json_lines(stream, joined=None if start == 0 else joined)

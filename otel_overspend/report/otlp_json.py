@@ -130,6 +130,10 @@ class Processes:
         #: -> its index. At most :data:`MAX_ENCODED_RESOURCES` entries.
         self.encoded: dict[bytes, int] = {}
 
+    def identities(self) -> dict[int, tuple[Any, ...]]:
+        """Index -> the process it stands for (as :meth:`index` was given it)."""
+        return {index: identity for identity, index in self._index.items()}
+
     def index(self, identity: tuple[Any, ...]) -> int:
         found = self._index.get(identity)
         if found is None:

@@ -49,189 +49,41 @@ import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-from otel_overspend.accounting.ledger import accumulate_call, accumulate_request, new_request_stats
 from otel_overspend.accounting.observations import oracle_verdict
 from otel_overspend.accounting.recorder import HOLD_NS
 from otel_overspend.calls.attribution import Call as CallType
+from otel_overspend.report.sums import DAY_S, HOUR_S, RECENT_HOURS, WEEK_S, PeriodSink, period_start_s
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from collections.abc import Set as AbstractSet
 
-    from otel_overspend.accounting.ledger import CallStats, Key, RequestSample
     from otel_overspend.accounting.recorder import Recorder
     from otel_overspend.accounting.requests import OpenRequests
-    from otel_overspend.calls.attribution import Call
     from otel_overspend.calls.step_rules import StepRules
     from otel_overspend.report.otlp_json import SpanRecord
 
-__all__ = ("DAY_S", "WEEK_S", "DataClock", "PeriodSink", "ReplayStats", "Replayer", "period_start_s")
+__all__ = (
+    "DAY_S",
+    "HOUR_S",
+    "RECENT_HOURS",
+    "WEEK_S",
+    "DataClock",
+    "PeriodSink",
+    "ReplayStats",
+    "Replayer",
+    "period_start_s",
+)
 
-HOUR_S: Final = 3_600
-DAY_S: Final = 86_400
-#: The hours of the latest data summed apart from the days: the report's recommendation
-#: reads them, so that a step moved to a specialist during the traces is not recommended.
-RECENT_HOURS: Final = 24
-WEEK_S: Final = 7 * DAY_S
-#: 1970-01-01 was a Thursday: weeks start on Monday 00:00 UTC, four days later.
-_WEEK_OFFSET_S: Final = 4 * DAY_S
 #: Traces whose local root was replayed, remembered for children exported after it.
 MAX_ROOTED_TRACES: Final = 20_000
 _START_NS: Final = attrgetter("start_ns")
 _END_NS: Final = attrgetter("end_ns")
-_S = TypeVar("_S")
-
-
-def period_start_s(t_s: float, period_s: int) -> int:
-    """Start of the UTC day or week (Monday) holding ``t_s``."""
-    offset = _WEEK_OFFSET_S if period_s == WEEK_S else 0
-    return int((t_s - offset) // period_s) * period_s + offset
-
-
-def _merge_calls(into: dict[Key, CallStats], other: dict[Key, CallStats]) -> None:
-    for key, stats in other.items():
-        acc = into.get(key)
-        if acc is None:
-            into[key] = stats.copy()
-        else:
-            for i, v in enumerate(stats):
-                acc[i] += v
-
-
-def _merge_requests(into: list[float], other: list[float]) -> None:
-    for i, v in enumerate(other):
-        into[i] += v
-
-
-class _Sums(Generic[_S]):
-    """Sums by UTC hour over the :data:`RECENT_HOURS` hours up to the newest span end seen,
-    by UTC day before them: an hour is folded into its day once the newest hour is
-    :data:`RECENT_HOURS` past it. The table the last addition went to is at hand as
-    [``low``, ``high``) seconds: spans come in time order, mostly, so most additions need
-    no hour worked out."""
-
-    __slots__ = ("_merge", "_new", "current", "days", "high", "hours", "low", "newest_hour_s", "untimed")
-
-    def __init__(self, new: Callable[[], _S], merge: Callable[[_S, _S], None]) -> None:
-        self._new = new
-        self._merge = merge
-        self.hours: dict[int, _S] = {}
-        self.days: dict[int, _S] = {}
-        #: Spans without a finite end time.
-        self.untimed: _S | None = None
-        self.newest_hour_s: int | None = None
-        self.low = self.high = 0.0
-        self.current = new()
-
-    def _table(self, tables: dict[int, _S], start: int) -> _S:
-        found = tables.get(start)
-        if found is None:
-            found = tables[start] = self._new()
-        return found
-
-    def at(self, end_time_s: float) -> _S:
-        """The sums ``end_time_s`` goes to (made current when it is one of the hours)."""
-        if not math.isfinite(end_time_s):
-            if self.untimed is None:
-                self.untimed = self._new()
-            return self.untimed
-        hour = int(end_time_s // HOUR_S) * HOUR_S
-        oldest = hour - (RECENT_HOURS - 1) * HOUR_S
-        newest = self.newest_hour_s
-        if newest is None or hour > newest:
-            self.newest_hour_s = hour
-            for start in [start for start in self.hours if start < oldest]:
-                self._merge(self._table(self.days, period_start_s(start, DAY_S)), self.hours.pop(start))
-        elif hour < newest - (RECENT_HOURS - 1) * HOUR_S:
-            return self._table(self.days, period_start_s(end_time_s, DAY_S))  # older than the hours
-        found = self._table(self.hours, hour)
-        self.low, self.high, self.current = float(hour), float(hour + HOUR_S), found
-        return found
-
-    def tables(self) -> list[tuple[int | None, _S]]:
-        """(start in seconds, or ``None`` for spans without a time; sums) of every table."""
-        found: list[tuple[int | None, _S]] = [*self.days.items(), *self.hours.items()]
-        return found if self.untimed is None else [(None, self.untimed), *found]
-
-
-class PeriodSink:
-    """A :class:`~otel_overspend.accounting.recorder.Sink` summing calls and requests by hour for the
-    last day of the data and by day before it, with the ledger's own functions: what
-    :meth:`periods`, :meth:`totals` and :meth:`recent` sum."""
-
-    __slots__ = ("_calls", "_requests")
-
-    def __init__(self) -> None:
-        self._calls: _Sums[dict[Key, CallStats]] = _Sums(dict, _merge_calls)
-        self._requests: _Sums[list[float]] = _Sums(new_request_stats, _merge_requests)
-
-    def add_call(self, call: Call, end_time_s: float) -> bool:
-        calls = self._calls
-        accumulate_call(calls.current if calls.low <= end_time_s < calls.high else calls.at(end_time_s), call)
-        return True
-
-    def add_request(self, sample: RequestSample, end_time_s: float) -> None:
-        requests = self._requests
-        current = requests.current if requests.low <= end_time_s < requests.high else requests.at(end_time_s)
-        accumulate_request(current, sample)
-
-    def periods(
-        self, period_s: int | None
-    ) -> list[tuple[int, dict[Key, tuple[float, ...]], tuple[float, ...]]]:
-        """(period start in seconds, call stats by series, request stats) for each UTC day
-        or week (Monday) with data, oldest first; one period, starting at 0, when
-        ``period_s`` is ``None``. Spans without a time are in period 0."""
-
-        def start_of(start: int | None) -> int:
-            return 0 if start is None or period_s is None else period_start_s(start, period_s)
-
-        calls: dict[int, dict[Key, CallStats]] = {}
-        requests: dict[int, list[float]] = {}
-        for start, sums in self._calls.tables():
-            _merge_calls(calls.setdefault(start_of(start), {}), sums)
-        for start, stats in self._requests.tables():
-            _merge_requests(requests.setdefault(start_of(start), new_request_stats()), stats)
-        empty = tuple(new_request_stats())
-        return [
-            (
-                period,
-                {key: tuple(stats) for key, stats in calls.get(period, {}).items()},
-                tuple(requests[period]) if period in requests else empty,
-            )
-            for period in sorted(calls.keys() | requests.keys())
-        ]
-
-    def totals(self) -> tuple[dict[Key, tuple[float, ...]], tuple[float, ...]]:
-        """Call and request stats summed over every period."""
-        ((_, calls, requests),) = self.periods(None) or [(0, {}, tuple(new_request_stats()))]
-        return calls, requests
-
-    @property
-    def recent_start_s(self) -> int | None:
-        """Start of the last :data:`RECENT_HOURS` UTC hours of the data (``None``: no span had
-        a time)."""
-        hours = [h for h in (self._calls.newest_hour_s, self._requests.newest_hour_s) if h is not None]
-        # Each kept its own last RECENT_HOURS hours: from the later of the two, both have them.
-        return max(hours) - (RECENT_HOURS - 1) * HOUR_S if hours else None
-
-    def recent(self) -> tuple[dict[Key, tuple[float, ...]], tuple[float, ...]]:
-        """Call and request stats of the last :data:`RECENT_HOURS` UTC hours of the data."""
-        since = self.recent_start_s
-        calls: dict[Key, CallStats] = {}
-        requests = new_request_stats()
-        if since is not None:
-            for start, sums in self._calls.hours.items():
-                if start >= since:
-                    _merge_calls(calls, sums)
-            for start, stats in self._requests.hours.items():
-                if start >= since:
-                    _merge_requests(requests, stats)
-        return {key: tuple(stats) for key, stats in calls.items()}, tuple(requests)
 
 
 class DataClock:
@@ -266,6 +118,10 @@ class ReplayStats:
     held_peak: int = 0
     first_start_ns: int | None = None
     last_end_ns: int | None = None
+    #: The latest span end of each trace counted in ``incomplete_end_of_input``: a part of
+    #: the input read apart (``--jobs``) ends early, and a trace it closed so may have been
+    #: closed by the window over the whole input (see :mod:`otel_overspend.report.jobs`).
+    end_of_input_last_ns: list[int] = field(default_factory=list)
 
 
 #: Stale heap entries allowed beyond twice the open traces before the heap is rebuilt.
@@ -348,6 +204,11 @@ class Replayer:
         self._scrape_every_ns = int(requests.timeout_s * 1e9) // 4
         self._next_scrape_ns = 0
         self.stats = ReplayStats()
+
+    @property
+    def window_ns(self) -> int:
+        """How far the reading goes past a trace's latest span end before it is closed."""
+        return self._window_ns
 
     def add(self, spans: Iterable[SpanRecord]) -> None:
         """Hold ``spans`` (one record's) with their traces; close and record what is due."""
@@ -595,6 +456,7 @@ class Replayer:
                 stats.incomplete_capacity += 1
             else:
                 stats.incomplete_end_of_input += 1
+                stats.end_of_input_last_ns.append(max(map(_END_NS, spans)))
         steps = self._fast_steps(spans)
         if steps is None:
             by_span, depths = self._steps(spans)

@@ -19,6 +19,7 @@ from otel_overspend.accounting.recorder import Recorder
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.signals import diagnose
 from otel_overspend.config.components import Components
+from otel_overspend.report.aggregate import Aggregate, settings_digest
 from otel_overspend.report.files import Problems, TraceFileError, read_records
 from otel_overspend.report.otlp_json import Processes, attribute_keys, line_decoder
 from otel_overspend.report.replay import DAY_S, WEEK_S, DataClock, PeriodSink, Replayer
@@ -35,7 +36,17 @@ if TYPE_CHECKING:
     from otel_overspend.report.otlp_json import SpanRecord
     from otel_overspend.thresholds import Band
 
-__all__ = ("PERIODS", "Advice", "InputSummary", "Limits", "PeriodDiagnosis", "Report", "build_report")
+__all__ = (
+    "PERIODS",
+    "Advice",
+    "InputSummary",
+    "Limits",
+    "PeriodDiagnosis",
+    "Report",
+    "aggregate_files",
+    "build_report",
+    "report_from_aggregate",
+)
 
 PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
 #: The fraction at which the shipped alert fires first: the report draws and states the same
@@ -172,9 +183,8 @@ class Report:
 class _Run:
     """One report's state: the shared attribution, the sink, the replay and the tallies."""
 
-    def __init__(self, settings: Settings, period: str | None, problems: Problems, limits: Limits) -> None:
+    def __init__(self, settings: Settings, problems: Problems, limits: Limits) -> None:
         self.settings = settings
-        self.period = period
         self.problems = problems
         self.parts = parts = Components.from_settings(settings)
         self.sink = PeriodSink()
@@ -287,93 +297,168 @@ class _Run:
             problems.add("not_trace_data", where, f"no resourceSpans in {record.data[:40]!r}")
         return spans
 
-    def report(self) -> Report:
+    def aggregate(self) -> Aggregate:
+        """Finish the replay; the sums and counts of this run."""
         self.replayer.finish()
-        unattributed, bands = self.settings.unattributed, self.parts.bands
-        calls, request_stats = self.sink.totals()
-        total = diagnose(calls, request_stats, unattributed=unattributed, bands=bands)
-        reductions = {
-            line.step: diagnose(
-                {key: stats for key, stats in calls.items() if key[0] == line.step},
-                request_stats,
-                unattributed=unattributed,
-                bands=bands,
-            ).projected_reduction
-            for line in total.steps
-        }
-        width = PERIODS[self.period] if self.period is not None else 0
-        periods = tuple(
-            PeriodDiagnosis(start, start + width, diagnose(c, r, unattributed=unattributed, bands=bands))
-            for start, c, r in (self.sink.periods(width) if self.period is not None else ())
-        )
-        stats = self.replayer.stats
-        recent, since = None, self.sink.recent_start_s
-        if since is not None and stats.first_start_ns is not None and stats.first_start_ns / 1e9 < since:
-            last_day = diagnose(*self.sink.recent(), unattributed=unattributed, bands=bands)
-            recent = last_day if last_day.cost_usd > 0 else None
         self.observations.settle(everything=True)
         observed = self.observations.snapshot()
-        current = self.sink.recent()[0] if recent is not None else calls
-        pattern_figures = figures(
-            recent if recent is not None else total,
-            current,
-            baseline_calls=calls,
-            step_times={
-                step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in observed.step_times.items()
-            },
-            step_time_bounds=STEP_TIME_BUCKETS,
-            agreements=observed.agreements,
-            last_checks=observed.last_checks,
-            now_s=0.0 if stats.last_end_ns is None else stats.last_end_ns / 1e9,
-            eval_steps=self.settings.eval_steps,
-            specialist_steps=self.settings.specialist_steps,
-        )
-        return Report(
-            pattern_figures=pattern_figures,
-            pattern=classify(pattern_figures, self.settings.pattern_thresholds)
-            if pattern_figures.has_data
-            else None,
-            diagnosis=total,
-            step_reductions=reductions,
-            periods=periods,
-            period=self.period,
-            first_s=None if stats.first_start_ns is None else stats.first_start_ns / 1e9,
-            last_s=None if stats.last_end_ns is None else stats.last_end_ns / 1e9,
-            inputs=self.summary(),
-            unattributed=unattributed,
-            bands=bands,
-            recent=recent,
-            recent_start_s=None if recent is None or since is None else float(since),
-        )
-
-    def summary(self) -> InputSummary:
         stats, requests = self.replayer.stats, self.requests
-        return InputSummary(
+        return Aggregate(
+            sink=self.sink,
+            settings_digest=settings_digest(self.settings),
+            first_start_ns=stats.first_start_ns,
+            last_end_ns=stats.last_end_ns,
             files=self.files,
             bytes_read=self.bytes_read,
             records=self.records,
             spans=stats.spans,
             traces=stats.traces,
-            skipped=self.problems.skipped(),
-            dropped=dict(sorted(self.dropped.items())),
+            held_spans_peak=stats.held_peak,
+            skipped=dict(self.problems.counts),
+            dropped=dict(self.dropped),
             incomplete_traces=_nonzero(
                 held_too_long=stats.incomplete_timeout,
                 buffer_full=stats.incomplete_capacity,
                 end_of_input=stats.incomplete_end_of_input,
             ),
             reorder=_nonzero(closed_early=stats.closed_early, out_of_order=stats.out_of_order),
-            held_spans_peak=stats.held_peak,
             requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
             label_overflow=_nonzero(
                 **{cap.name: cap.overflowed for cap in self.parts.caps}, **self.overflowed
             ),
-            calls_without_usage=dict(sorted(self.without_usage.items())),
-            usage_inferred=dict(sorted(self.inferred.items())),
+            calls_without_usage=dict(self.without_usage),
+            usage_inferred=dict(self.inferred),
+            window_ns=self.replayer.window_ns,
+            end_of_input_last_ns=list(stats.end_of_input_last_ns),
+            step_times={step: list(v) for step, v in observed.step_times.items()},
+            oracle_checks={step: list(v) for step, v in observed.agreements.items()},
+            last_oracle_checks=dict(observed.last_checks),
         )
+
+
+def report_from_aggregate(
+    agg: Aggregate, *, settings: Settings, period: str | None = None, bands: Mapping[str, Band] | None = None
+) -> Report:
+    """The report on the data ``agg`` sums, diagnosed with ``settings`` (``bands``: theirs,
+    when already built). ``period`` ("day" or "week") adds a time series."""
+    if bands is None:
+        bands = Components.from_settings(settings).bands
+    unattributed, sink = settings.unattributed, agg.sink
+    calls, request_stats = sink.totals()
+    total = diagnose(calls, request_stats, unattributed=unattributed, bands=bands)
+    reductions = {
+        line.step: diagnose(
+            {key: stats for key, stats in calls.items() if key[0] == line.step},
+            request_stats,
+            unattributed=unattributed,
+            bands=bands,
+        ).projected_reduction
+        for line in total.steps
+    }
+    width = PERIODS[period] if period is not None else 0
+    periods = tuple(
+        PeriodDiagnosis(start, start + width, diagnose(c, r, unattributed=unattributed, bands=bands))
+        for start, c, r in (sink.periods(width) if period is not None else ())
+    )
+    recent, since = None, sink.recent_start_s
+    if since is not None and agg.first_start_ns is not None and agg.first_start_ns / 1e9 < since:
+        last_day = diagnose(*sink.recent(), unattributed=unattributed, bands=bands)
+        recent = last_day if last_day.cost_usd > 0 else None
+    current = sink.recent()[0] if recent is not None else calls
+    pattern_figures = figures(
+        recent if recent is not None else total,
+        current,
+        baseline_calls=calls,
+        step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in agg.step_times.items()},
+        step_time_bounds=STEP_TIME_BUCKETS,
+        agreements={step: (v[0], v[1]) for step, v in agg.oracle_checks.items()},
+        last_checks=agg.last_oracle_checks,
+        now_s=0.0 if agg.last_end_ns is None else agg.last_end_ns / 1e9,
+        eval_steps=settings.eval_steps,
+        specialist_steps=settings.specialist_steps,
+    )
+    return Report(
+        pattern_figures=pattern_figures,
+        pattern=classify(pattern_figures, settings.pattern_thresholds) if pattern_figures.has_data else None,
+        diagnosis=total,
+        step_reductions=reductions,
+        periods=periods,
+        period=period,
+        first_s=None if agg.first_start_ns is None else agg.first_start_ns / 1e9,
+        last_s=None if agg.last_end_ns is None else agg.last_end_ns / 1e9,
+        inputs=_summary(agg),
+        unattributed=unattributed,
+        bands=bands,
+        recent=recent,
+        recent_start_s=None if recent is None or since is None else float(since),
+    )
+
+
+def _summary(agg: Aggregate) -> InputSummary:
+    return InputSummary(
+        files=agg.files,
+        bytes_read=agg.bytes_read,
+        records=agg.records,
+        spans=agg.spans,
+        traces=agg.traces,
+        skipped=Problems(counts=dict(agg.skipped)).skipped(),
+        dropped=dict(sorted(agg.dropped.items())),
+        incomplete_traces=_ordered(agg.incomplete_traces, ("held_too_long", "buffer_full", "end_of_input")),
+        reorder=_ordered(agg.reorder, ("closed_early", "out_of_order")),
+        held_spans_peak=agg.held_spans_peak,
+        requests_evicted=_ordered(agg.requests_evicted, ("capacity", "timeout")),
+        label_overflow=_nonzero(**dict(sorted(agg.label_overflow.items()))),
+        calls_without_usage=dict(sorted(agg.calls_without_usage.items())),
+        usage_inferred=dict(sorted(agg.usage_inferred.items())),
+    )
+
+
+def _ordered(counts: Mapping[str, int], order: tuple[str, ...]) -> dict[str, int]:
+    """The non-zero ``counts``, those named in ``order`` first, in that order."""
+    first = {name: counts[name] for name in order if counts.get(name)}
+    return {**first, **{name: n for name, n in sorted(counts.items()) if n and name not in first}}
 
 
 def _nonzero(**counts: int) -> dict[str, int]:
     return {name: n for name, n in counts.items() if n}
+
+
+def aggregate_files(
+    files: Sequence[Path],
+    *,
+    settings: Settings,
+    problems: Problems | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    limits: Limits = Limits(),
+    jobs: int = 1,
+) -> Aggregate:
+    """Read ``files`` and sum them (see :mod:`otel_overspend.report.aggregate`), in ``jobs``
+    processes (see :mod:`otel_overspend.report.jobs`; 1: in this one). ``progress`` is told
+    (bytes of the files read so far, spans decoded so far) now and then.
+
+    The cyclic garbage collector is paused meanwhile: decoding allocates millions of
+    short-lived containers that reference counting frees, and the collector's passes over
+    them would otherwise take most of the time.
+    """
+    problems = problems if problems is not None else Problems()
+    if jobs > 1:
+        from otel_overspend.report.jobs import aggregate_in_jobs  # noqa: PLC0415
+
+        shared = aggregate_in_jobs(
+            files, settings=settings, problems=problems, progress=progress, limits=limits, jobs=jobs
+        )
+        if shared is not None:
+            return shared
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        run = _Run(settings, problems, limits)
+        for path in files:
+            run.read_file(path, progress)
+        return run.aggregate()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def build_report(
@@ -384,21 +469,11 @@ def build_report(
     problems: Problems | None = None,
     progress: Callable[[int, int], None] | None = None,
     limits: Limits = Limits(),
+    jobs: int = 1,
 ) -> Report:
-    """Read ``files`` and diagnose them. ``period`` ("day" or "week") adds a time series.
-    ``progress`` is told (bytes of the files read so far, spans decoded so far) now and then.
-
-    The cyclic garbage collector is paused meanwhile: decoding allocates millions of
-    short-lived containers that reference counting frees, and the collector's passes over
-    them would otherwise take most of the time.
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        run = _Run(settings, period, problems if problems is not None else Problems(), limits)
-        for path in files:
-            run.read_file(path, progress)
-        return run.report()
-    finally:
-        if collecting:
-            gc.enable()
+    """Read ``files`` and diagnose them (see :func:`aggregate_files`). ``period`` ("day" or
+    "week") adds a time series."""
+    agg = aggregate_files(
+        files, settings=settings, problems=problems, progress=progress, limits=limits, jobs=jobs
+    )
+    return report_from_aggregate(agg, settings=settings, period=period)

@@ -5,8 +5,21 @@ of the data are also summed on their own (the recommendation reads them)."""
 from __future__ import annotations
 
 import math
+import random
 
-from otel_overspend.accounting.ledger import CALLS, COST, INPUT, REQUESTS, TOKENS, RequestSample
+import pytest
+
+from otel_overspend.accounting.ledger import (
+    CALLS,
+    COST,
+    INPUT,
+    REQUESTS,
+    TOKENS,
+    CallStats,
+    Key,
+    RequestSample,
+    accumulate_call,
+)
 from otel_overspend.calls.attribution import Call
 from otel_overspend.report.replay import DAY_S, HOUR_S, WEEK_S, PeriodSink
 
@@ -83,3 +96,45 @@ def test_the_last_24_hours_are_summed_apart_and_older_hours_fold_into_their_days
     # Reading does not change the sums.
     assert sink.totals()[0][KEY][CALLS] == 73.0
     assert sink.totals()[0][KEY][INPUT] == sum(range(72)) + 10_000.0
+
+
+def test_sums_are_the_ledgers_and_the_same_however_split() -> None:
+    """The sink sums a call as the ledger does; and the sums of any split of the calls,
+    merged, equal the sums of one pass to the last bit (dollars are summed exactly)."""
+    rng = random.Random(3)
+    calls = [
+        Call(
+            rng.choice(("rerank", "generate")),
+            "m",
+            "frontier",
+            "p",
+            rng.randint(1, 20_000),
+            rng.randint(0, 900),
+            rng.randint(0, 50),
+            0,
+            rng.random() / 7 if rng.random() > 0.1 else None,
+            rng.random() / 9 if rng.random() > 0.2 else None,
+            ("rerank", "m", "frontier", "p"),
+        )
+        for _ in range(2_000)
+    ]
+    times = [MONDAY + rng.uniform(0, 3 * DAY_S) for _ in calls]
+    ledger: dict[Key, CallStats] = {}
+    for call in calls:
+        accumulate_call(ledger, call)
+    whole = PeriodSink()
+    for call, t in zip(calls, times, strict=True):
+        whole.add_call(call, t)
+    (expected,) = ledger.values()
+    (summed,) = whole.totals()[0].values()
+    assert summed[: CALLS + 5] == tuple(expected[: CALLS + 5])  # counts and tokens: exact either way
+    assert summed == pytest.approx(tuple(expected), rel=1e-12)
+    assert summed[COST] == math.fsum(c.cost_usd for c in calls if c.cost_usd is not None)
+    for cut in (1, 777, 1_999):
+        a, b = PeriodSink(), PeriodSink()
+        for i, (call, t) in enumerate(zip(calls, times, strict=True)):
+            (a if (i * 7919) % 2_000 < cut else b).add_call(call, t)
+        b.absorb(*a.state())
+        assert b.totals() == whole.totals()
+        assert b.periods(DAY_S) == whole.periods(DAY_S)
+        assert b.recent() == whole.recent()
