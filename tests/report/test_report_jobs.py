@@ -221,6 +221,19 @@ def test_jobs_give_the_report_of_one_process(shape: str, tmp_path: Path) -> None
         many, many_problems = report(files, n_jobs)
         assert rendered(many) == rendered(one), (shape, n_jobs)
         assert many_problems == one_problems
+        timed = _steps_timed(one)
+        assert timed, "the spans carry steps: their time is figured"
+        assert _steps_timed(many) == pytest.approx(timed), (shape, n_jobs)
+
+
+def _steps_timed(found: Report) -> dict[str, float | None]:
+    """The step-time figures of the look-alike patterns (summed in each process, then merged)."""
+    assert found.pattern_figures is not None
+    figures: dict[str, float | None] = {}
+    for step in found.pattern_figures.steps:
+        figures[f"{step.step} p95"] = step.latency_p95_seconds
+        figures[f"{step.step} share"] = step.request_time_share
+    return figures
 
 
 @pytest.mark.usefixtures("small_parts")
