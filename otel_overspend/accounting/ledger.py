@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from operator import add as _add
 from operator import sub as _sub
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -161,12 +161,19 @@ def new_request_stats() -> list[float]:
     return [0.0] * _N_REQ
 
 
-def accumulate_call(target: dict[Key, CallStats], call: Call) -> None:
-    """Add one call to the stats of its series in ``target``."""
+def accumulate_call(
+    target: dict[Key, Any],
+    call: Call,
+    money: Callable[[float], Any] | None = None,
+    new: Callable[[], list[Any]] | None = None,
+) -> None:
+    """Add one call to the stats of its series in ``target``. ``money`` turns dollars into
+    what the vector sums (the offline report's exact units; ``None``: float dollars), and
+    ``new`` makes a series' vector (``None``: zeros)."""
     key = call.key
     acc = target.get(key)
     if acc is None:
-        acc = target[key] = [0.0] * _N_CALL
+        acc = target[key] = [0.0] * _N_CALL if new is None else new()
     if not call.billed:
         acc[WITHOUT_USAGE] += 1.0
         return
@@ -176,30 +183,35 @@ def accumulate_call(target: dict[Key, CallStats], call: Call) -> None:
     acc[CACHE_READ] += call.cache_read_tokens
     acc[REASONING] += call.reasoning_tokens
     acc[CACHE_WRITE] += call.cache_write_tokens
-    cost = call.cost_usd
+    cost: Any = call.cost_usd
     if cost is None:
         acc[UNPRICED] += 1.0
     else:
+        if money is not None:
+            cost = money(cost)
         acc[COST] += cost
         specialized = call.specialized_cost_usd
         if specialized is None:
             acc[COST_WITHOUT_COUNTERFACTUAL] += cost
         else:
-            acc[SPECIALIZED] += specialized
+            acc[SPECIALIZED] += specialized if money is None else money(specialized)
 
 
-def accumulate_request(stats: list[float], sample: RequestSample) -> None:
-    """Add one finished request to a request-stats vector."""
+def accumulate_request(
+    stats: list[Any], sample: RequestSample, money: Callable[[float], Any] | None = None
+) -> None:
+    """Add one finished request to a request-stats vector (``money``: as for calls, for the
+    two shares' sums)."""
     stats[REQUESTS] += 1.0
     stats[FRONTIER_CALLS] += sample.frontier_calls
     if sample.frontier_calls >= HEAVY_FRONTIER_CALLS:
         stats[HEAVY_REQUESTS] += 1.0
     stats[TOKENS] += sample.tokens
     if sample.generate_share is not None:
-        stats[GENERATE_SHARE_SUM] += sample.generate_share
+        stats[GENERATE_SHARE_SUM] += sample.generate_share if money is None else money(sample.generate_share)
         stats[GENERATE_SHARE_N] += 1.0
     if sample.llm_time_share is not None:
-        stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share
+        stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share if money is None else money(sample.llm_time_share)
         stats[LLM_TIME_SHARE_N] += 1.0
 
 

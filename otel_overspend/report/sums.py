@@ -17,26 +17,13 @@ import math
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from otel_overspend.accounting.ledger import (
-    CACHE_READ,
-    CACHE_WRITE,
-    CALLS,
     COST,
     COST_WITHOUT_COUNTERFACTUAL,
-    FRONTIER_CALLS,
-    GENERATE_SHARE_N,
     GENERATE_SHARE_SUM,
-    HEAVY_FRONTIER_CALLS,
-    HEAVY_REQUESTS,
-    INPUT,
-    LLM_TIME_SHARE_N,
     LLM_TIME_SHARE_SUM,
-    OUTPUT,
-    REASONING,
-    REQUESTS,
     SPECIALIZED,
-    TOKENS,
-    UNPRICED,
-    WITHOUT_USAGE,
+    accumulate_call,
+    accumulate_request,
     new_request_stats,
 )
 
@@ -133,47 +120,13 @@ def _new_request_stats() -> Stats:
 
 
 def add_call(target: dict[Key, Stats], call: Call) -> None:
-    """:func:`~otel_overspend.accounting.ledger.accumulate_call`, with the dollars in units
-    (``tests/report/test_period_sink.py`` holds the two to the same figures)."""
-    key = call.key
-    acc = target.get(key)
-    if acc is None:
-        acc = target[key] = _new_call_stats()
-    if not call.billed:
-        acc[WITHOUT_USAGE] += 1.0
-        return
-    acc[CALLS] += 1.0
-    acc[INPUT] += call.input_tokens
-    acc[OUTPUT] += call.output_tokens
-    acc[CACHE_READ] += call.cache_read_tokens
-    acc[REASONING] += call.reasoning_tokens
-    acc[CACHE_WRITE] += call.cache_write_tokens
-    cost = call.cost_usd
-    if cost is None:
-        acc[UNPRICED] += 1.0
-    else:
-        units = _units(cost)
-        acc[COST] += units
-        specialized = call.specialized_cost_usd
-        if specialized is None:
-            acc[COST_WITHOUT_COUNTERFACTUAL] += units
-        else:
-            acc[SPECIALIZED] += _units(specialized)
+    """:func:`~otel_overspend.accounting.ledger.accumulate_call`, with the dollars in units."""
+    accumulate_call(target, call, _units, _new_call_stats)
 
 
 def add_request(stats: Stats, sample: RequestSample) -> None:
     """:func:`~otel_overspend.accounting.ledger.accumulate_request`, with the shares in units."""
-    stats[REQUESTS] += 1.0
-    stats[FRONTIER_CALLS] += sample.frontier_calls
-    if sample.frontier_calls >= HEAVY_FRONTIER_CALLS:
-        stats[HEAVY_REQUESTS] += 1.0
-    stats[TOKENS] += sample.tokens
-    if sample.generate_share is not None:
-        stats[GENERATE_SHARE_SUM] += _units(sample.generate_share)
-        stats[GENERATE_SHARE_N] += 1.0
-    if sample.llm_time_share is not None:
-        stats[LLM_TIME_SHARE_SUM] += _units(sample.llm_time_share)
-        stats[LLM_TIME_SHARE_N] += 1.0
+    accumulate_request(stats, sample, _units)
 
 
 def _floats(stats: Stats, exact: frozenset[int]) -> tuple[float, ...]:
