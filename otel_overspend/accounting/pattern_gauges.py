@@ -42,14 +42,15 @@ def window_verdicts(
     specialist_steps: Collection[str],
 ) -> list[tuple[str, PatternFigures, Verdict]]:
     """(window label, figures, verdict) for each window; the baseline is the longest window."""
-    baseline = snap.windows[-1].calls if snap.windows else None
+    baseline = observed.windows[-1].cascades if observed is not None and observed.windows else None
     out: list[tuple[str, PatternFigures, Verdict]] = []
     for i, (label, diagnosis) in enumerate(per_window):
         view = observed.windows[i] if observed is not None and i < len(observed.windows) else None
         f = figures(
             diagnosis,
             snap.windows[i].calls,
-            baseline_calls=baseline,
+            cascades=None if view is None else view.cascades,
+            baseline_cascades=baseline,
             step_times=None if view is None else view.step_times,
             step_time_bounds=STEP_TIME_BUCKETS,
             agreements=None if view is None else view.agreements,
