@@ -100,7 +100,25 @@ def _counters(observed: ObservationSnapshot) -> list[Metric]:
     )
     for step, at in observed.last_checks.items():
         last.add_metric([step], at)
-    return [hist, wall, checks, agreed, last]
+    cascade = [
+        CounterMetricFamily(name, doc, labels=["step"])
+        for name, doc in (
+            ("overspend_cascade_cases", "Cases of a cascade step: its requests' calls at the cheap stage."),
+            (
+                "overspend_cascade_escalations",
+                "Cases of a cascade step escalated: a cheap call followed by an expensive one in its request.",
+            ),
+            ("overspend_cascade_cost_usd", "Spend on a cascade step's priced cases (both stages), in USD."),
+            (
+                "overspend_cascade_all_expensive_cost_usd",
+                "What a cascade step's priced cases would cost, each run at the expensive stage, in USD.",
+            ),
+        )
+    ]
+    for step, vector in observed.cascades.items():
+        for family, value in zip(cascade, vector, strict=True):
+            family.add_metric([step], value)
+    return [hist, wall, checks, agreed, last, *cascade]
 
 
 @dataclass(frozen=True, slots=True)
