@@ -106,7 +106,7 @@ def _counters(observed: ObservationSnapshot) -> list[Metric]:
             ("overspend_cascade_cases", "Cases of a cascade step: its requests' calls at the cheap stage."),
             (
                 "overspend_cascade_escalations",
-                "Cases of a cascade step escalated: a cheap call followed by an expensive one in its request.",
+                "Cases of a cascade step escalated: a cheap call, then an expensive one in its request.",
             ),
             ("overspend_cascade_cost_usd", "Spend on a cascade step's priced cases (both stages), in USD."),
             (
