@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from otel_overspend.steps import current_step, step
+from otel_overspend.steps import current_step, mark_cascade_stage, step
 
 if TYPE_CHECKING:
     from otel_overspend.accounting.observations import record_oracle_check, record_step_time
@@ -30,6 +30,7 @@ __all__ = (
     "OverspendSpanExporter",
     "Settings",
     "current_step",
+    "mark_cascade_stage",
     "record_oracle_check",
     "record_step_time",
     "step",

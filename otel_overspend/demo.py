@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_overspend.accounting.observations import record_oracle_check, record_step_time
 from otel_overspend.config.settings import ConfigError, Settings
 from otel_overspend.processor import OverspendProcessor
-from otel_overspend.steps import step
+from otel_overspend.steps import mark_cascade_stage, step
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -212,6 +212,8 @@ def emit_request(
                     start_time=t,
                     attributes=_llm_attributes(rng, model, tokens),  # type: ignore[arg-type]
                 )
+                if name == CASCADE_STEP:  # the router's own spans say which stage they are
+                    mark_cascade_stage("expensive" if model == FRONTIER else "cheap", span=span)
             span.end(end_time=t + duration)
             record_step_time(name, started_s=t / 1e9, ended_s=(t + duration) / 1e9, trace_id=trace_id)
         t += duration + _GAP_NS

@@ -80,6 +80,7 @@ class OverspendProcessor(CountingProcessor):
             clock=clock,
         )
         _observations.install(self.observations)
+        self._requests.on_cascade = self.observations.cascade
         self.on_oracle = self._oracle_span
         #: The Prometheus collector: the counters and the gauges, read from :meth:`status`.
         self.collector = OverspendCollector(snapshot=self.status, extra=self._families)

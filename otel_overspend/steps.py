@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "BAGGAGE_KEY",
+    "CASCADE_STAGES",
+    "CASCADE_STAGE_KEY",
     "CURRENT_STEP",
     "GENERATE",
     "MAX_STEP_NAME_LENGTH",
@@ -33,6 +35,7 @@ __all__ = (
     "UNATTRIBUTED",
     "current_step",
     "is_step_name",
+    "mark_cascade_stage",
     "set_step_timer",
     "step",
     "validate_step_name",
@@ -40,6 +43,10 @@ __all__ = (
 
 #: The span attribute and W3C baggage entry that carry a step name.
 BAGGAGE_KEY: Final = "overspend.step"
+#: The LLM-span attribute marking a call as one stage of a cheap-then-expensive cascade.
+CASCADE_STAGE_KEY: Final = "overspend.cascade.stage"
+#: Its values: the cheap stage every case runs, the expensive stage an escalated case runs.
+CASCADE_STAGES: Final = ("cheap", "expensive")
 #: The step that writes the answer itself: the one step whose spend is not specialist-eligible.
 GENERATE: Final = "generate"
 #: The step of an LLM call nothing could attribute. Never counted as ``generate``.
@@ -310,3 +317,14 @@ class step:  # noqa: N801 - used like a function: ``with step("rerank")``
 
     def __repr__(self) -> str:
         return f"step({self.name!r})"
+
+
+def mark_cascade_stage(stage: str, *, span: trace_api.Span | None = None) -> None:
+    """Mark ``span`` (default: the current span), an LLM call's span, as the ``"cheap"`` or
+    ``"expensive"`` stage of a cheap-then-expensive cascade: its step counts as a cascade
+    from the first such call, and the stage wins over the call's model tier. Raises
+    ``ValueError`` for another stage."""
+    if stage not in CASCADE_STAGES:
+        msg = f"cascade stage {stage!r}: expected one of {', '.join(CASCADE_STAGES)}"
+        raise ValueError(msg)
+    (span if span is not None else trace_api.get_current_span()).set_attribute(CASCADE_STAGE_KEY, stage)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
@@ -36,6 +36,8 @@ from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    from otel_overspend.accounting.requests import CascadeCases
 
 __all__ = (
     "MAX_OPEN_REQUESTS",
@@ -76,6 +78,8 @@ class ObservationView:
     step_times: Mapping[str, tuple[tuple[float, ...], float, float]]
     #: step -> (checks, agreeing checks)
     agreements: Mapping[str, tuple[float, float]]
+    #: step -> (cases, escalated cases, cost, every case at the expensive stage's cost)
+    cascades: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,8 @@ class ObservationSnapshot:
     #: step -> time of its last oracle check, seconds since the epoch
     last_checks: Mapping[str, float]
     windows: tuple[ObservationView, ...]
+    #: step -> (cases, escalated cases, cost, every case at the expensive stage's cost)
+    cascades: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 class _Request:
@@ -102,7 +108,7 @@ class _Request:
 class _Ring:
     """One window's buckets of step-time and oracle vectors."""
 
-    __slots__ = ("epochs", "n", "oracle", "times", "width")
+    __slots__ = ("cascade", "epochs", "n", "oracle", "times", "width")
 
     def __init__(self, width: int, n: int) -> None:
         self.width = width
@@ -110,6 +116,7 @@ class _Ring:
         self.epochs = [-1] * n
         self.times: list[dict[str, list[float]]] = [{} for _ in range(n)]
         self.oracle: list[dict[str, list[float]]] = [{} for _ in range(n)]
+        self.cascade: list[dict[str, list[float]]] = [{} for _ in range(n)]
 
     def slot(self, t_s: float) -> int:
         epoch = int(t_s // self.width)
@@ -118,16 +125,22 @@ class _Ring:
             self.epochs[slot] = epoch
             self.times[slot] = {}
             self.oracle[slot] = {}
+            self.cascade[slot] = {}
         return slot
 
     def view(self, seconds: int, now_s: float) -> ObservationView:
         oldest = int(now_s // self.width) - self.n + 1
         times: dict[str, list[float]] = {}
         oracle: dict[str, list[float]] = {}
+        cascade: dict[str, list[float]] = {}
         for slot, epoch in enumerate(self.epochs):
             if epoch < oldest:
                 continue
-            for into, bucket in ((times, self.times[slot]), (oracle, self.oracle[slot])):
+            for into, bucket in (
+                (times, self.times[slot]),
+                (oracle, self.oracle[slot]),
+                (cascade, self.cascade[slot]),
+            ):
                 for step, vector in bucket.items():
                     acc = into.get(step)
                     if acc is None:
@@ -139,6 +152,7 @@ class _Ring:
             seconds=seconds,
             step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in sorted(times.items())},
             agreements={step: (v[CHECKS], v[AGREED]) for step, v in sorted(oracle.items())},
+            cascades={step: (v[0], v[1], v[2], v[3]) for step, v in sorted(cascade.items())},
         )
 
 
@@ -179,6 +193,7 @@ class Observations:
         self._times: dict[str, list[float]] = {}
         self._oracle: dict[str, list[float]] = {}
         self._last_checks: dict[str, float] = {}
+        self._cascades: dict[str, list[float]] = {}
         for ring in self._rings:
             ring.__init__(ring.width, ring.n)  # type: ignore[misc]
         #: Steps folded into ``other`` (one per observation).
@@ -222,6 +237,16 @@ class Observations:
                 _add(ring.oracle[ring.slot(now)], label, vector)
             self._last_checks[label] = max(now, self._last_checks.get(label, now))
 
+    def cascade(self, cases: CascadeCases) -> None:
+        """One request's cases of a cascade step (see :mod:`otel_overspend.accounting.requests`)."""
+        now = self._clock()
+        vector = [float(cases.cases), float(cases.escalated), cases.cost_usd, cases.expensive_cost_usd]
+        with self._lock:
+            label = self._label(cases.step, self._cascades)
+            _add(self._cascades, label, vector)
+            for ring in self._rings:
+                _add(ring.cascade[ring.slot(now)], label, vector)
+
     def _label(self, step: str, seen: dict[str, list[float]]) -> str:
         if step in seen or len(seen) < MAX_STEPS:
             return step
@@ -263,6 +288,7 @@ class Observations:
                 agreements={step: (v[CHECKS], v[AGREED]) for step, v in sorted(self._oracle.items())},
                 last_checks=dict(sorted(self._last_checks.items())),
                 windows=tuple(r.view(w, now) for r, w in zip(self._rings, self._window_seconds, strict=True)),
+                cascades={step: (v[0], v[1], v[2], v[3]) for step, v in sorted(self._cascades.items())},
             )
 
 

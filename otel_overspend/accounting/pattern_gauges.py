@@ -42,14 +42,15 @@ def window_verdicts(
     specialist_steps: Collection[str],
 ) -> list[tuple[str, PatternFigures, Verdict]]:
     """(window label, figures, verdict) for each window; the baseline is the longest window."""
-    baseline = snap.windows[-1].calls if snap.windows else None
+    baseline = observed.windows[-1].cascades if observed is not None and observed.windows else None
     out: list[tuple[str, PatternFigures, Verdict]] = []
     for i, (label, diagnosis) in enumerate(per_window):
         view = observed.windows[i] if observed is not None and i < len(observed.windows) else None
         f = figures(
             diagnosis,
             snap.windows[i].calls,
-            baseline_calls=baseline,
+            cascades=None if view is None else view.cascades,
+            baseline_cascades=baseline,
             step_times=None if view is None else view.step_times,
             step_time_bounds=STEP_TIME_BUCKETS,
             agreements=None if view is None else view.agreements,
@@ -99,7 +100,25 @@ def _counters(observed: ObservationSnapshot) -> list[Metric]:
     )
     for step, at in observed.last_checks.items():
         last.add_metric([step], at)
-    return [hist, wall, checks, agreed, last]
+    cascade = [
+        CounterMetricFamily(name, doc, labels=["step"])
+        for name, doc in (
+            ("overspend_cascade_cases", "Cases of a cascade step: its requests' calls at the cheap stage."),
+            (
+                "overspend_cascade_escalations",
+                "Cases of a cascade step escalated: a cheap call, then an expensive one in its request.",
+            ),
+            ("overspend_cascade_cost_usd", "Spend on a cascade step's priced cases (both stages), in USD."),
+            (
+                "overspend_cascade_all_expensive_cost_usd",
+                "What a cascade step's priced cases would cost, each run at the expensive stage, in USD.",
+            ),
+        )
+    ]
+    for step, vector in observed.cascades.items():
+        for family, value in zip(cascade, vector, strict=True):
+            family.add_metric([step], value)
+    return [hist, wall, checks, agreed, last, *cascade]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ The rules, first match wins (the others that also hold are listed in ``Verdict.a
 5. ``distillation_drift``: a step's teacher agreement below ``agreement_min``, or a
    specialist-served step with oracle checks whose last one is older than
    ``oracle_stale_seconds``.
-6. ``cascade_saturation``: a cascade step (calls at frontier tier and below it) whose
+6. ``cascade_saturation``: a cascade step (its requests' cheap calls followed by frontier
+   calls, counted per request) whose
    escalation rate moved from its baseline by more than ``escalation_band`` either way, or
    whose realized savings fell by more than ``savings_drop_share`` of the baseline's.
 7. ``healthy``: none of these.
@@ -37,7 +38,7 @@ from otel_overspend.calls.catalog import FRONTIER, SPECIALIST
 from otel_overspend.thresholds import PATTERN_THRESHOLDS, PatternThresholds
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from otel_overspend.accounting.ledger import Key
     from otel_overspend.accounting.signals import Diagnosis
@@ -96,10 +97,11 @@ class StepFigures:
     agreement_ratio: float | None = None
     #: Seconds since the last oracle check (``None``: never checked).
     oracle_age_seconds: float | None = None
-    #: Calls at frontier tier / calls below it, in a cascade step.
+    #: Escalated cases / cases, in a cascade step (per request: a cheap call followed by a
+    #: frontier call in the same step of one request is an escalated case).
     escalation_rate: float | None = None
     baseline_escalation_rate: float | None = None
-    #: 1 - spend / (every case at the frontier stage's mean cost), in a cascade step.
+    #: 1 - the cases' spend / what they would cost with every case at the expensive stage.
     savings_ratio: float | None = None
     baseline_savings_ratio: float | None = None
 
@@ -159,30 +161,17 @@ def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float
     return bounds[-1]
 
 
-def cascade_figures(calls: Iterable[tuple[Key, Sequence[float]]], step: str) -> tuple[float, float] | None:
-    """(escalation rate, realized savings ratio) of ``step`` as a cheap-then-expensive
-    cascade, from its series' call stats; ``None`` unless it has priced calls at frontier
-    tier and below it.
-
-    Every case runs the cheap stage, so the cases are the calls below frontier tier; the
-    escalation rate is frontier calls / cases; running every case at the expensive stage
-    would cost cases x the frontier calls' mean cost; the savings ratio is
-    1 - actual spend / that.
+def cascade_figures(cases: Sequence[float] | None) -> tuple[float, float | None] | None:
+    """(escalation rate, realized savings ratio) of a cascade step from its per-request
+    cases (cases, escalated cases, cost, cost with every case at the expensive stage; see
+    :mod:`otel_overspend.accounting.requests`); ``None`` without a case. The escalation rate
+    is escalated cases / cases; the savings ratio 1 - cost / the all-expensive cost
+    (``None`` without a priced case).
     """
-    cheap_calls = cheap_cost = expensive_calls = expensive_cost = 0.0
-    for (series_step, _model, tier, _provider), stats in calls:
-        if series_step != step:
-            continue
-        if tier == FRONTIER:
-            expensive_calls += stats[CALLS]
-            expensive_cost += stats[COST]
-        elif tier != "unknown":
-            cheap_calls += stats[CALLS]
-            cheap_cost += stats[COST]
-    if cheap_calls <= 0 or expensive_calls <= 0 or expensive_cost <= 0:
+    if cases is None or cases[0] <= 0:
         return None
-    all_expensive = cheap_calls * expensive_cost / expensive_calls
-    return expensive_calls / cheap_calls, 1.0 - (cheap_cost + expensive_cost) / all_expensive
+    n, escalated, cost, expensive = cases[0], cases[1], cases[2], cases[3]
+    return escalated / n, 1.0 - cost / expensive if expensive > 0 else None
 
 
 def _by_step_tier(
@@ -202,7 +191,6 @@ def figures(
     diagnosis: Diagnosis,
     calls: Mapping[Key, Sequence[float]],
     *,
-    baseline_calls: Mapping[Key, Sequence[float]] | None = None,
     step_times: Mapping[str, tuple[Sequence[float], float, float]] | None = None,
     step_time_bounds: Sequence[float] = (),
     agreements: Mapping[str, tuple[float, float]] | None = None,
@@ -210,11 +198,12 @@ def figures(
     now_s: float = 0.0,
     eval_steps: Collection[str] = (),
     specialist_steps: Collection[str] = (),
+    cascades: Mapping[str, Sequence[float]] | None = None,
+    baseline_cascades: Mapping[str, Sequence[float]] | None = None,
 ) -> PatternFigures:
     """The figures of one window.
 
-    ``calls`` are the window's series (``baseline_calls`` the trailing baseline's, the
-    longest window); ``step_times`` step -> (per-bucket counts of the time it added to
+    ``calls`` are the window's series; ``step_times`` step -> (per-bucket counts of the time it added to
     requests over ``step_time_bounds``, summed added seconds, summed request seconds);
     ``agreements`` step -> (checks, agreeing checks); ``last_checks`` step -> time of its
     last oracle check (seconds since the epoch, as ``now_s``).
@@ -228,7 +217,9 @@ def figures(
     step_times = step_times or {}
     agreements = agreements or {}
     last_checks = last_checks or {}
-    names = sorted(set(step_tiers) | set(step_times) | set(agreements) | set(last_checks))
+    cascades = cascades or {}
+    baseline_cascades = baseline_cascades or {}
+    names = sorted(set(step_tiers) | set(step_times) | set(agreements) | set(last_checks) | set(cascades))
     steps: list[StepFigures] = []
     for name in names:
         tiers = step_tiers.get(name, {})
@@ -241,8 +232,8 @@ def figures(
             share = added_s / request_s if request_s > 0 else None
         checks, agreed = agreements.get(name, (0.0, 0.0))
         last = last_checks.get(name)
-        now_cascade = cascade_figures(calls.items(), name)
-        base_cascade = None if baseline_calls is None else cascade_figures(baseline_calls.items(), name)
+        now_cascade = cascade_figures(cascades.get(name))
+        base_cascade = cascade_figures(baseline_cascades.get(name))
         steps.append(
             StepFigures(
                 step=name,

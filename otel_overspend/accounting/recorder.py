@@ -371,7 +371,7 @@ class Recorder:
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
             return "too_old"
         if not held:
-            requests.add(trace_id, call, duration_ns, sig)
+            requests.add(trace_id, call, duration_ns, sig, usage.cascade_stage)
         self._remember(trace_id, sig)
         return call
 

@@ -4,6 +4,17 @@ A request opens at its first LLM call and closes when its local root span ends. 
 table is bounded: when full, the oldest request is evicted; a request open longer than
 the time-out is evicted too. Both are counted.
 
+**Cascades.** Within one request and one step, a call at specialist or mini tier followed
+by a frontier call is one *escalated case* of a cheap-then-expensive cascade; a cheap call
+no frontier call follows is one case *resolved cheap*. A call whose span carries ``overspend.cascade.stage``
+(``"cheap"`` or ``"expensive"``, see :func:`otel_overspend.steps.mark_cascade_stage`) is that
+stage whatever its tier, and makes its step a cascade step. Otherwise a step becomes one the
+first time one of its requests escalates (at most :data:`MAX_CASCADE_STEPS` steps); from
+then on every request closed with cheap calls in it gives its cases. Each closed request
+tells ``on_cascade`` (step, cases, escalated cases, priced cases' cost, what those cases
+would cost had each run at the expensive stage): an escalated case's expensive stage is its
+frontier call, a case resolved cheap is its cheap call's units repriced at frontier tier.
+
 Calls are added and requests closed by one thread at a time (the processor counts under
 its queue's lock; the report is single-threaded), so that path takes no lock; only the
 eviction counters, which :meth:`OpenRequests.expire` also updates from a scrape, do.
@@ -13,19 +24,38 @@ from __future__ import annotations
 
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.accounting.ledger import RequestSample
 from otel_overspend.base.bounded import make_room
-from otel_overspend.calls.catalog import FRONTIER
-from otel_overspend.steps import GENERATE
+from otel_overspend.calls.catalog import FRONTIER, MINI, SPECIALIST
+from otel_overspend.steps import CASCADE_STAGES, GENERATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from otel_overspend.calls.attribution import Call
 
-__all__ = ("OpenRequests", "Signature", "new_signature", "same_call")
+__all__ = ("MAX_CASCADE_STEPS", "CascadeCases", "OpenRequests", "Signature", "new_signature", "same_call")
+
+
+#: Steps known as cascades (an escalation seen); further steps are not followed as cascades.
+MAX_CASCADE_STEPS: Final = 100
+EXPENSIVE_STAGE: Final = CASCADE_STAGES[1]
+#: The tiers of a cascade's cheap stage (without a marked stage).
+_CHEAP_TIERS: Final = frozenset({SPECIALIST, MINI})
+
+
+class CascadeCases(NamedTuple):
+    """One request's cases of one cascade step."""
+
+    step: str
+    cases: int
+    escalated: int
+    #: Spend of the priced cases (both stages of an escalated case).
+    cost_usd: float
+    #: What the priced cases would cost, each run at the expensive stage.
+    expensive_cost_usd: float
 
 
 #: The most recent calls of a trace kept for recognising a second span of the same call.
@@ -97,6 +127,7 @@ class _Open:
 
     __slots__ = (
         "absorbed",
+        "cascade",
         "cost",
         "frontier_calls",
         "generate_cost",
@@ -122,11 +153,46 @@ class _Open:
         self.scopes: set[str] = set()
         #: Calls of ``recent`` that took a twin, with the twin's instrumentation.
         self.absorbed: dict[tuple[Signature, str], None] = {}
+        #: step -> [escalated, cost, expensive cost, priced escalations, cheap calls not followed
+        #: by a frontier call...]; ``None`` until a cheap or frontier call.
+        self.cascade: dict[str, list[Any]] | None = None
 
 
-def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None) -> None:
-    if call.tier == FRONTIER:
+def _follow_cascade(entry: _Open, call: Call, *, expensive: bool, marked: bool) -> None:
+    """Pair an expensive call with the step's oldest cheap call not yet escalated."""
+    steps = entry.cascade
+    if steps is None:
+        steps = entry.cascade = {}
+    state = steps.get(call.step)
+    if state is None:
+        state = steps[call.step] = [0, 0.0, 0.0, marked]
+    elif marked:
+        state[_MARKED] = True
+    if not expensive:
+        state.append(call)
+        return
+    if state is None or len(state) <= _PENDING:
+        return  # no cheap call before it: no case of a cascade
+    cheap: Call = state.pop(_PENDING)
+    state[_ESCALATED] += 1
+    if cheap.cost_usd is not None and call.cost_usd is not None:
+        state[_COST] += cheap.cost_usd + call.cost_usd
+        state[_EXPENSIVE] += call.cost_usd
+
+
+#: Indices into a step's cascade state (escalated cases, their cost, their expensive cost,
+#: whether a call was marked with its stage); the cheap calls not escalated follow.
+_ESCALATED, _COST, _EXPENSIVE, _MARKED, _PENDING = 0, 1, 2, 3, 4
+
+
+def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None, stage: object = None) -> None:
+    tier = call.tier
+    if tier == FRONTIER:
         entry.frontier_calls += 1
+    if stage is not None and stage in CASCADE_STAGES:
+        _follow_cascade(entry, call, expensive=stage == EXPENSIVE_STAGE, marked=True)
+    elif tier == FRONTIER or tier in _CHEAP_TIERS:
+        _follow_cascade(entry, call, expensive=tier == FRONTIER, marked=False)
     entry.tokens += call.input_tokens + call.output_tokens
     cost = call.cost_usd
     if cost is not None:
@@ -159,18 +225,64 @@ def _sample(entry: _Open, wall_ns: int) -> RequestSample:
     )
 
 
+def _cases(
+    entry: _Open, known: dict[str, None], reprice: Callable[[Call], float | None]
+) -> list[CascadeCases]:
+    """The cascade cases of a closing request, in the steps known as cascades (a step
+    escalating here becomes one)."""
+    found: list[CascadeCases] = []
+    for step, state in (entry.cascade or {}).items():
+        escalated = state[_ESCALATED]
+        if step not in known:
+            if not (escalated or state[_MARKED]) or len(known) >= MAX_CASCADE_STEPS:
+                continue
+            known[step] = None
+        cost, expensive = state[_COST], state[_EXPENSIVE]
+        for cheap in state[_PENDING:]:  # resolved cheap
+            at_frontier = None if cheap.cost_usd is None else reprice(cheap)
+            if at_frontier is not None:
+                cost += cheap.cost_usd
+                expensive += at_frontier
+        found.append(CascadeCases(step, escalated + len(state) - _PENDING, escalated, cost, expensive))
+    return found
+
+
+def _no_price(_: Call) -> float | None:
+    return None
+
+
+def _ignore_cases(_: CascadeCases) -> None:
+    return None
+
+
 class OpenRequests:
     __slots__ = (
+        "_cascade_steps",
         "_clock",
         "_lock",
         "_open",
         "evicted_capacity",
         "evicted_timeout",
         "max_open",
+        "on_cascade",
+        "reprice",
         "timeout_s",
     )
 
-    def __init__(self, *, max_open: int, timeout_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        max_open: int,
+        timeout_s: float,
+        clock: Callable[[], float],
+        reprice: Callable[[Call], float | None] = _no_price,
+        on_cascade: Callable[[CascadeCases], None] = _ignore_cases,
+    ) -> None:
+        """``reprice`` gives what a call's units cost at frontier tier (``None``: unknown);
+        ``on_cascade`` is told each closed request's cases of each cascade step."""
+        self.reprice = reprice
+        self.on_cascade = on_cascade
+        self._cascade_steps: dict[str, None] = {}
         self.max_open = max_open
         self.timeout_s = timeout_s
         self._clock = clock
@@ -199,7 +311,10 @@ class OpenRequests:
                 return True
         return False
 
-    def add(self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None) -> None:
+    def add(
+        self, trace_id: int, call: Call, duration_ns: int, sig: Signature | None = None, stage: object = None
+    ) -> None:
+        """Add a counted call; ``stage`` is its span's ``overspend.cascade.stage``, if any."""
         table = self._open
         entry = table.get(trace_id)
         if entry is None:
@@ -210,7 +325,7 @@ class OpenRequests:
             # Open since its first call ended (counting may come later: see background).
             opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
             entry = table[trace_id] = _Open(opened_s)
-        _add_to(entry, call, duration_ns, sig)
+        _add_to(entry, call, duration_ns, sig, stage)
 
     def is_open(self, trace_id: int) -> bool:
         return trace_id in self._open
@@ -218,16 +333,25 @@ class OpenRequests:
     def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
         """End the request of ``trace_id``; ``None`` if it made no LLM call."""
         entry = self._open.pop(trace_id, None)
-        return None if entry is None else _sample(entry, wall_ns)
+        if entry is None:
+            return None
+        if entry.cascade is not None:
+            self._tell(entry)
+        return _sample(entry, wall_ns)
 
-    @staticmethod
-    def ended(calls: list[tuple[Call, int]], wall_ns: int) -> RequestSample | None:
+    def _tell(self, entry: _Open) -> None:
+        for cases in _cases(entry, self._cascade_steps, self.reprice):
+            self.on_cascade(cases)
+
+    def ended(self, calls: list[tuple[Call, int]], wall_ns: int) -> RequestSample | None:
         """The request of calls counted after their local root ended (never in the table)."""
         if not calls:
             return None
         entry = _Open(0.0)
         for call, duration_ns in calls:
             _add_to(entry, call, duration_ns, None)
+        if entry.cascade is not None:
+            self._tell(entry)
         return _sample(entry, wall_ns)
 
     def expire(self) -> None:
@@ -246,5 +370,6 @@ class OpenRequests:
         """Forget every open request and eviction (used in a forked child)."""
         self._lock = threading.Lock()
         self._open = {}
+        self._cascade_steps = {}
         self.evicted_capacity = 0
         self.evicted_timeout = 0

@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from otel_overspend.base.bounded import make_room
+from otel_overspend.calls.catalog import FRONTIER
 from otel_overspend.calls.conventions import UNNAMED
 from otel_overspend.steps import GENERATE, UNATTRIBUTED
 
@@ -94,6 +95,7 @@ class Attributor:
     valid :class:`Usage`."""
 
     __slots__ = (
+        "_frontier",
         "_lock",
         "_max_series",
         "_model_cap",
@@ -123,6 +125,7 @@ class Attributor:
         }
         # Nothing is known of unattributed work: its counterfactual is its actual cost.
         self._specialize[UNATTRIBUTED] = None
+        self._frontier = resolver.tier_schedule(FRONTIER)
         self._use_span_cost = use_span_cost
         self._model_cap = model_cap
         self._step_cap = step_cap
@@ -169,6 +172,21 @@ class Attributor:
                 self._series[cache_key] = series
         return series
 
+    def at_frontier_usd(self, call: Call) -> float | None:
+        """What ``call``'s units (tokens, cache reads and writes, searches) cost at the
+        frontier tier's price, as the specialized cost reprices at its target; ``None``
+        without units or a frontier price. Cache writes are priced at the 5-minute rate."""
+        if self._frontier is None or not (call.input_tokens or call.output_tokens or call.searches):
+            return None
+        return self._frontier.cost_usd(
+            call.input_tokens,
+            call.output_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+            0,
+            call.searches,
+        )
+
     def attribute(self, usage: Usage, step: str) -> Call:
         (
             model,
@@ -183,6 +201,7 @@ class Attributor:
             written,
             written_1h,
             searches,
+            _,
             _,
         ) = usage
         series = self._series.get((step, provider, model))

@@ -20,7 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.base.bounded import make_room
-from otel_overspend.steps import BAGGAGE_KEY
+from otel_overspend.steps import BAGGAGE_KEY, CASCADE_STAGE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -174,6 +174,8 @@ class Usage(NamedTuple):
     #: could not be read (``invalid_span_cost``), input or output found net and made gross
     #: by the last-resort rule (``net_input_inferred``, ``net_output_inferred``).
     notes: tuple[str, ...] = ()
+    #: The span's ``overspend.cascade.stage`` attribute, unvalidated, if any.
+    cascade_stage: Any = None
 
     @property
     def reported(self) -> bool:
@@ -258,6 +260,7 @@ _FIELD_KEYS: Final = (
     OPERATION_KEYS,
     (SPAN_KIND_KEY,),
     ERROR_KEYS,
+    (CASCADE_STAGE_KEY,),
 )
 #: Every attribute :func:`read_usage` may read (the offline readers keep these).
 READ_KEYS: Final = frozenset(key for names in _FIELD_KEYS for key in names)
@@ -424,6 +427,7 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
         operation,
         kind,
         error,
+        stage,
     ) = map(get, plan)
     try:
         if not (type(input_tokens) is int and 0 <= input_tokens <= MAX_TOKENS_PER_CALL):
@@ -482,5 +486,6 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
             cache_write_1h,
             searches,
             notes,
+            stage,
         )
     )

@@ -96,6 +96,7 @@ class CountingProcessor(SpanProcessor):
             max_open=self.settings.max_open_requests,
             timeout_s=self.settings.request_timeout_seconds,
             clock=clock,
+            reprice=parts.attributor.at_frontier_usd,
         )
         #: Spans with an LLM call ended below them that have not ended yet.
         self._marks: dict[int, bool | None] = {}

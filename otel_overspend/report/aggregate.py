@@ -118,6 +118,8 @@ class Aggregate:
     step_times: dict[str, list[float]] = field(default_factory=dict)
     oracle_checks: dict[str, list[float]] = field(default_factory=dict)
     last_oracle_checks: dict[str, float] = field(default_factory=dict)
+    #: Per cascade step: cases, escalated cases, cost, cost with every case at the expensive stage.
+    cascades: dict[str, list[float]] = field(default_factory=dict)
 
     def absorb(self, other: Aggregate) -> None:
         """Add ``other`` (another part of the data) to this one."""
@@ -137,6 +139,7 @@ class Aggregate:
         self.end_of_input_last_ns = [*self.end_of_input_last_ns, *other.end_of_input_last_ns]
         _add_vectors(self.step_times, other.step_times)
         _add_vectors(self.oracle_checks, other.oracle_checks)
+        _add_vectors(self.cascades, other.cascades)
         for step, at_s in other.last_oracle_checks.items():
             self.last_oracle_checks[step] = max(at_s, self.last_oracle_checks.get(step, at_s))
         if other.first_start_ns is not None and (
@@ -193,6 +196,7 @@ class Aggregate:
                 "step_times": {step: self.step_times[step] for step in sorted(self.step_times)},
                 "oracle_checks": {step: self.oracle_checks[step] for step in sorted(self.oracle_checks)},
                 "last_oracle_check_s": dict(sorted(self.last_oracle_checks.items())),
+                "cascades": {step: self.cascades[step] for step in sorted(self.cascades)},
             },
         }
 
@@ -232,6 +236,7 @@ class Aggregate:
             agg.step_times = {str(k): [float(x) for x in v] for k, v in observed["step_times"].items()}
             agg.oracle_checks = {str(k): [float(x) for x in v] for k, v in observed["oracle_checks"].items()}
             agg.last_oracle_checks = {str(k): float(v) for k, v in observed["last_oracle_check_s"].items()}
+            agg.cascades = {str(k): [float(x) for x in v] for k, v in observed.get("cascades", {}).items()}
         except AggregateError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -194,7 +194,10 @@ class _Run:
         self.overflowed: dict[str, int] = {}
         self.clock = DataClock()
         self.requests = OpenRequests(
-            max_open=settings.max_open_requests, timeout_s=settings.request_timeout_seconds, clock=self.clock
+            max_open=settings.max_open_requests,
+            timeout_s=settings.request_timeout_seconds,
+            clock=self.clock,
+            reprice=parts.attributor.at_frontier_usd,
         )
         recorder = Recorder(
             attributor=parts.attributor,
@@ -210,6 +213,7 @@ class _Run:
         self.observations = Observations(
             window_seconds=(_ALL_TIME_S,), clock=self.clock, perf_clock=self.clock
         )
+        self.requests.on_cascade = self.observations.cascade
         self.replayer = Replayer(
             step_span=self.step_span,
             oracle=self.oracle_span,
@@ -333,6 +337,7 @@ class _Run:
             step_times={step: list(v) for step, v in observed.step_times.items()},
             oracle_checks={step: list(v) for step, v in observed.agreements.items()},
             last_oracle_checks=dict(observed.last_checks),
+            cascades={step: list(v) for step, v in observed.cascades.items()},
         )
 
 
@@ -368,7 +373,8 @@ def report_from_aggregate(
     pattern_figures = figures(
         recent if recent is not None else total,
         current,
-        baseline_calls=calls,
+        cascades={step: tuple(v) for step, v in agg.cascades.items()},
+        baseline_cascades={step: tuple(v) for step, v in agg.cascades.items()},
         step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in agg.step_times.items()},
         step_time_bounds=STEP_TIME_BUCKETS,
         agreements={step: (v[0], v[1]) for step, v in agg.oracle_checks.items()},

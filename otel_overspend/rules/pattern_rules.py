@@ -20,7 +20,7 @@ from otel_overspend.accounting.patterns import (
     EVAL_SPEND_OVERRUN,
     RERANKER_ON_REQUEST_PATH,
 )
-from otel_overspend.calls.catalog import FRONTIER, SPECIALIST
+from otel_overspend.calls.catalog import SPECIALIST
 from otel_overspend.thresholds import DEFAULT_EVAL_STEPS
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ __all__ = ("PATTERN_ALERTS", "PatternAlert", "pattern_anchor", "pattern_recordin
 
 _CALLS: Final = "overspend_llm_calls_total"
 _COST: Final = "overspend_llm_cost_usd_total"
-_CHEAP: Final = f'tier!~"{FRONTIER}|unknown"'
-_EXPENSIVE: Final = f'tier="{FRONTIER}"'
 _SPECIALIST: Final = f'tier="{SPECIALIST}"'
 
 
@@ -107,18 +105,20 @@ def pattern_recording_rules(
                 f" and on (step) {specialist}"
             ),
         },
-        # A cascade step: calls at frontier tier and below it. Every case runs the cheap stage.
+        # A cascade step's cases, counted per request (a cheap call, then an expensive one
+        # in the same step of one request for an escalated case).
         {
             "record": escalation,
-            "expr": f"{by_tier(calls, _EXPENSIVE)} / ({by_tier(calls, _CHEAP)} > 0)",
+            "expr": (
+                f"{rate('overspend_cascade_escalations_total', 'step')}"
+                f" / ({rate('overspend_cascade_cases_total', 'step')} > 0)"
+            ),
         },
         {
             "record": savings,
             "expr": (
-                f"(1 - ({by_tier(cost, _CHEAP)} + on (step) {by_tier(cost, _EXPENSIVE)})"
-                f" / (({by_tier(calls, _CHEAP)} * on (step) {by_tier(cost, _EXPENSIVE)}"
-                f" / on (step) ({by_tier(calls, _EXPENSIVE)} > 0)) > 0))"
-                f" unless on (step) {unpriced_steps}"
+                f"1 - {rate('overspend_cascade_cost_usd_total', 'step')}"
+                f" / ({rate('overspend_cascade_all_expensive_cost_usd_total', 'step')} > 0)"
             ),
         },
         {

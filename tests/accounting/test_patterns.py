@@ -200,13 +200,30 @@ def cascade_rows(cases: int, escalations: int) -> list[tuple[str, str, str, int,
     ]
 
 
+def cases_of(cases: int, escalations: int) -> dict[str, tuple[float, float, float, float]]:
+    # The same cascade's per-request cases: each case's cheap call 82, an escalated one's
+    # frontier call 13,500; a case resolved cheap repriced at frontier also 13,500 (same units).
+    return {"faithfulness": (cases, escalations, cases * 82 + escalations * 13_500, cases * 13_500)}
+
+
+def cascade_figures_of(cases: int, escalations: int, base: tuple[int, int]) -> PatternFigures:
+    return figures_of(
+        series(cascade_rows(cases, escalations)),
+        cascades=cases_of(cases, escalations),
+        baseline_cascades=cases_of(*base),
+    )
+
+
 def test_cascade_figures_by_hand() -> None:
     # 1,000 cases, 100 escalated: rate 0.1; spend 1,000 x 82 + 100 x 13,500 = 1,432,000;
     # every case at frontier: 1,000 x 13,500 = 13,500,000; savings 1 - 1,432,000 / 13,500,000.
-    rate, savings = cascade_figures(series(cascade_rows(1_000, 100)).items(), "faithfulness") or (0, 0)
+    rate, savings = cascade_figures(cases_of(1_000, 100)["faithfulness"]) or (0, 0)
     assert rate == pytest.approx(0.1)
     assert savings == pytest.approx(12_068_000 / 13_500_000)
-    assert cascade_figures(series(SPECIALIZED_ROWS).items(), "faithfulness") is None
+    assert cascade_figures(None) is None
+    assert cascade_figures((0, 0, 0, 0)) is None
+    # Cases without a price: a rate, no savings.
+    assert cascade_figures((4, 1, 0, 0)) == (0.25, None)
 
 
 def test_rising_escalation_is_cascade_saturation() -> None:
@@ -215,7 +232,7 @@ def test_rising_escalation_is_cascade_saturation() -> None:
     # 12,068,000 / 13,500,000. Drift +0.2 > 0.1; savings drop 1 - 9,368,000 / 12,068,000
     # = 2,700,000 / 12,068,000 (0.2237, under 0.25). The fraction stays healthy:
     # 413,200 / (413,200 + 1,650,000) = 0.2003.
-    f = figures_of(series(cascade_rows(100, 30)), baseline_calls=series(cascade_rows(1_000, 100)))
+    f = cascade_figures_of(100, 30, (1_000, 100))
     verdict = classify(f)
     assert verdict.pattern == CASCADE_SATURATION
     assert verdict.step == "faithfulness"
@@ -229,7 +246,7 @@ def test_rising_escalation_is_cascade_saturation() -> None:
 def test_falling_escalation_is_cascade_saturation_too() -> None:
     # The cheap stage stops escalating: 1 of 100 cases against a baseline of 250 of 1,000,
     # a drift of 0.01 - 0.25 = -0.24, outside the 0.1 band (the savings rise).
-    f = figures_of(series(cascade_rows(100, 1)), baseline_calls=series(cascade_rows(1_000, 250)))
+    f = cascade_figures_of(100, 1, (1_000, 250))
     verdict = classify(f)
     assert verdict.pattern == CASCADE_SATURATION
     assert verdict.evidence["escalation_rate"] == pytest.approx(0.01)
@@ -237,7 +254,7 @@ def test_falling_escalation_is_cascade_saturation_too() -> None:
 
 
 def test_steady_cascade_is_healthy() -> None:
-    f = figures_of(series(cascade_rows(100, 10)), baseline_calls=series(cascade_rows(1_000, 100)))
+    f = cascade_figures_of(100, 10, (1_000, 100))
     assert classify(f).pattern == HEALTHY
 
 

@@ -1,0 +1,189 @@
+"""Cascades per request: which calls make a case, its escalation and its savings, by hand.
+
+Prices (USD per 1M tokens, input / output): frontier 3.00 / 15.00, mini 0.05 / 0.20,
+specialist 0.02 / 0.02. A route call of 300 / 20 tokens costs 19e-6 at mini and 1,200e-6 at
+frontier; a faithfulness call of 4,000 / 100 costs 82e-6 at specialist and 13,500e-6 at frontier.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from report_support import write_collector_lines
+
+from otel_overspend import OverspendProcessor, Settings, mark_cascade_stage, step
+from otel_overspend.config.settings import Price
+from otel_overspend.report.files import Problems
+from otel_overspend.report.run import build_report
+
+from conftest import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Span, Tracer
+
+T0_NS = 1_800_000_000 * 1_000_000_000
+MS = 1_000_000
+FRONTIER, MINI, JUDGE = "acme-frontier", "acme-mini", "zerank-2"
+SETTINGS = Settings(
+    serve_metrics=False,
+    use_genai_prices=False,
+    stamp_spans=True,
+    windows="1m,10m",
+    model_tiers={MINI: "mini", "zerank-*": "specialist", "acme-*": "frontier"},
+    tier_prices={
+        "frontier": Price(input=3.0, output=15.0),
+        "mid": Price(input=0.30, output=1.20),
+        "mini": Price(input=0.05, output=0.20),
+        "specialist": Price(input=0.02, output=0.02),
+    },
+)
+ROUTE = (300, 20)
+FAITH = (4_000, 100)
+
+
+class Run:
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.clock.now = T0_NS / 1e9
+        self.processor = OverspendProcessor(
+            settings=SETTINGS, registry=CollectorRegistry(), serve_metrics=False, clock=self.clock
+        )
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(self.processor)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer: Tracer = self.provider.get_tracer("app")
+
+    def root(self, at_ms: int) -> Span:
+        return self.tracer.start_span(
+            "POST /answer", kind=trace.SpanKind.SERVER, start_time=T0_NS + at_ms * MS
+        )
+
+    def call(  # noqa: PLR0917 - a test's shorthand
+        self, root: Span, name: str, model: str, tokens: tuple[int, int], at_ms: int, stage: str | None = None
+    ) -> None:
+        with step(name):
+            span = self.tracer.start_span(
+                f"chat {model}",
+                context=trace.set_span_in_context(root),
+                kind=trace.SpanKind.CLIENT,
+                start_time=T0_NS + at_ms * MS,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": model,
+                    "gen_ai.usage.input_tokens": tokens[0],
+                    "gen_ai.usage.output_tokens": tokens[1],
+                },
+            )
+            if stage is not None:
+                mark_cascade_stage(stage, span=span)
+            span.end(end_time=T0_NS + (at_ms + 5) * MS)
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def cascades(self) -> dict[str, tuple[float, float, float, float]]:
+        self.processor.force_flush()
+        return dict(self.processor.observations.snapshot().cascades)
+
+
+@pytest.fixture
+def run() -> Iterator[Run]:
+    r = Run()
+    yield r
+    r.provider.shutdown()
+
+
+def emit_workload(run: Run) -> None:
+    # A: route escalates (mini then frontier); faithfulness runs its specialist alone,
+    # before faithfulness is known as a cascade: not a case.
+    a = run.root(0)
+    run.call(a, "route", MINI, ROUTE, 10)
+    run.call(a, "route", FRONTIER, ROUTE, 20)
+    run.call(a, "faithfulness", JUDGE, FAITH, 30)
+    a.end(end_time=T0_NS + 100 * MS)
+    # B and C in parallel, their spans interleaved: B's mini route call is resolved cheap
+    # (C's frontier route call, with no cheap call before it in C, is no case and does not
+    # pair with B's); B's faithfulness escalates (a second cascade step in one request).
+    b, c = run.root(200), run.root(201)
+    run.call(b, "route", MINI, ROUTE, 210)
+    run.call(c, "route", FRONTIER, ROUTE, 211)
+    run.call(b, "faithfulness", JUDGE, FAITH, 220)
+    run.call(b, "faithfulness", FRONTIER, FAITH, 230)
+    b.end(end_time=T0_NS + 300 * MS)
+    c.end(end_time=T0_NS + 301 * MS)
+    # D: a marked cheap stage makes "check" a cascade at once, with no escalation yet.
+    d = run.root(400)
+    run.call(d, "check", MINI, ROUTE, 410, stage="cheap")
+    d.end(end_time=T0_NS + 500 * MS)
+
+
+#: step -> (cases, escalated, cost, cost with every case at the expensive stage), USD.
+EXPECTED = {
+    # A: 19 + 1,200 spent, 1,200 all-expensive; B: 19 spent, 300 x 3 + 20 x 15 = 1,200.
+    "route": (2, 1, 1_238e-6, 2_400e-6),
+    # B only: 82 + 13,500 spent, 13,500 all-expensive.
+    "faithfulness": (1, 1, 13_582e-6, 13_500e-6),
+    "check": (1, 0, 19e-6, 1_200e-6),
+}
+
+
+def assert_cases(found: dict[str, tuple[float, float, float, float]]) -> None:
+    assert set(found) == set(EXPECTED)
+    for name, (cases, escalated, cost, expensive) in EXPECTED.items():
+        got = found[name]
+        assert got[:2] == (cases, escalated), name
+        assert got[2] == pytest.approx(cost, rel=1e-9), name
+        assert got[3] == pytest.approx(expensive, rel=1e-9), name
+
+
+def test_cases_per_request_by_hand(run: Run) -> None:
+    emit_workload(run)
+    assert_cases(run.cascades())
+
+
+def test_live_figures_equal_the_reports(run: Run) -> None:
+    emit_workload(run)
+    run.processor.force_flush()
+    live = {s.step: s for s in run.processor.patterns()[0][1].steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_collector_lines(Path(tmp) / "traces.json", run.spans())
+        report = build_report([path], settings=SETTINGS, problems=Problems(shown=0))
+    assert report.pattern_figures is not None
+    offline = {s.step: s for s in report.pattern_figures.steps}
+    expected = {
+        "route": (0.5, 1 - 1_238 / 2_400),
+        "faithfulness": (1.0, 1 - 13_582 / 13_500),
+        "check": (0.0, 1 - 19 / 1_200),
+    }
+    for name, (rate, savings) in expected.items():
+        for figures in (live[name], offline[name]):
+            assert figures.escalation_rate == pytest.approx(rate)
+            assert figures.savings_ratio == pytest.approx(savings)
+            assert figures.baseline_escalation_rate == pytest.approx(rate)
+
+
+def test_a_marked_stage_wins_over_the_tier(run: Run) -> None:
+    # A frontier call marked cheap, then a frontier call marked expensive: one escalated
+    # case; its all-expensive cost is the expensive call's, 1,200e-6; spent 2,400e-6.
+    r = run.root(0)
+    run.call(r, "verify", FRONTIER, ROUTE, 10, stage="cheap")
+    run.call(r, "verify", FRONTIER, ROUTE, 20, stage="expensive")
+    r.end(end_time=T0_NS + 100 * MS)
+    assert run.cascades() == {"verify": pytest.approx((1, 1, 2_400e-6, 1_200e-6))}
+
+
+def test_a_bad_stage_is_refused() -> None:
+    with pytest.raises(ValueError, match="cascade stage 'middle'"):
+        mark_cascade_stage("middle", span=trace.INVALID_SPAN)
