@@ -156,6 +156,20 @@ class _Ring:
         )
 
 
+def _add_time(
+    target: dict[str, list[float]], step: str, added_s: float, request_s: float, bucket: int
+) -> None:
+    """Add one request's time of ``step`` (its histogram ``bucket``): the four numbers it
+    changes, not the whole vector (once per step of every request)."""
+    acc = target.get(step)
+    if acc is None:
+        acc = target[step] = [0.0] * _N_TIME
+    acc[COUNT] += 1.0
+    acc[ADDED] += added_s
+    acc[REQUEST] += request_s
+    acc[bucket] += 1.0
+
+
 def _add(target: dict[str, list[float]], step: str, vector: list[float]) -> None:
     acc = target.get(step)
     if acc is None:
@@ -261,15 +275,11 @@ class Observations:
 
     def _observe(self, step: str, added_s: float, request_s: float) -> None:
         label = self._label(step, self._times)
-        vector = [0.0] * _N_TIME
-        vector[COUNT] = 1.0
-        vector[ADDED] = added_s
-        vector[REQUEST] = request_s
-        vector[3 + bisect_left(STEP_TIME_BUCKETS, added_s)] = 1.0
-        _add(self._times, label, vector)
+        bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
+        _add_time(self._times, label, added_s, request_s, bucket)
         now = self._clock()
         for ring in self._rings:
-            _add(ring.times[ring.slot(now)], label, vector)
+            _add_time(ring.times[ring.slot(now)], label, added_s, request_s, bucket)
 
     # -- reading -------------------------------------------------------------------------
     def settle(self, *, everything: bool = False) -> None:
