@@ -271,7 +271,20 @@ def _check_text(block: Block, tmp_path: Path) -> None:
 CHECKS = {"python": _run_python, "toml": _load_toml, "sh": _run_sh, "yaml": _load_yaml, "text": _check_text}
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.not_run is None], ids=str)
+#: Blocks that run a framework only the main test environment installs (the older-SDK
+#: environments run the core suite): end to end, as the stack tests are.
+_FRAMEWORKS = ("litellm",)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(b, marks=pytest.mark.e2e) if any(f"{name}." in b.body for name in _FRAMEWORKS) else b
+        for b in BLOCKS
+        if b.not_run is None
+    ],
+    ids=str,
+)
 def test_each_block_runs_or_is_checked(block: Block, tmp_path: Path) -> None:
     check = CHECKS.get(block.lang)
     if check is None:
