@@ -74,7 +74,6 @@ class OverspendProcessor(CountingProcessor):
         )
         self._patterns = PatternRenderer(
             thresholds=settings.pattern_thresholds,
-            eval_steps=tuple(settings.eval_steps),
             specialist_steps=tuple(settings.specialist_steps),
             observe=self.observations.snapshot,
             clock=clock,

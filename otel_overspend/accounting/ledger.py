@@ -24,6 +24,8 @@ from operator import add as _add
 from operator import sub as _sub
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
+from otel_overspend.accounting.purposes import BATCH, EVAL, REQUEST_PATH
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "FRONTIER_CALL_BUCKETS",
+    "PURPOSE_COST",
     "TOKEN_BUCKETS",
     "CallStats",
     "Key",
@@ -72,8 +75,13 @@ _N_CALL: Final = 11
     GENERATE_SHARE_N,
     LLM_TIME_SHARE_SUM,
     LLM_TIME_SHARE_N,
-) = range(8)
-_N_REQ: Final = 8
+    REQUEST_PATH_COST,
+    EVAL_COST,
+    BATCH_COST,
+) = range(11)
+_N_REQ: Final = 11
+#: Purpose -> the index of its spend in a request-stats vector (see ``accounting.purposes``).
+PURPOSE_COST: Final = {REQUEST_PATH: REQUEST_PATH_COST, EVAL: EVAL_COST, BATCH: BATCH_COST}
 _HALF: Final = 0.5
 #: Queued calls and requests that make a batch, and how far the queue may fall behind.
 _BATCH: Final = 64
@@ -115,6 +123,12 @@ class RequestSample(NamedTuple):
     generate_share: float | None
     #: LLM-call time / wall time of the request, capped at 1.
     llm_time_share: float | None
+    #: What the request's spend was for (``accounting.purposes``).
+    purpose: str = REQUEST_PATH
+    #: Priced spend of its calls outside the eval steps: spend for ``purpose``.
+    purpose_cost_usd: float = 0.0
+    #: Priced spend of its calls in the eval steps: evaluation spend, whatever the purpose.
+    eval_step_cost_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -152,6 +166,8 @@ class Snapshot:
 
     totals: Mapping[Key, Sequence[float]]
     requests_total: int
+    #: Purpose -> its spend since the start (``accounting.purposes``).
+    purpose_cost_usd: Mapping[str, float]
     frontier_calls_hist: Histogram
     tokens_hist: Histogram
     windows: tuple[WindowView, ...]
@@ -213,6 +229,12 @@ def accumulate_request(
     if sample.llm_time_share is not None:
         stats[LLM_TIME_SHARE_SUM] += sample.llm_time_share if money is None else money(sample.llm_time_share)
         stats[LLM_TIME_SHARE_N] += 1.0
+    cost = sample.purpose_cost_usd
+    if cost:
+        stats[PURPOSE_COST[sample.purpose]] += cost if money is None else money(cost)
+    cost = sample.eval_step_cost_usd
+    if cost:
+        stats[EVAL_COST] += cost if money is None else money(cost)
 
 
 class _Ring:
@@ -328,6 +350,7 @@ class Ledger:
         self._pending_req = new_request_stats()
         self._pending_epoch = -1
         self._requests_total = 0
+        self._purpose_cost = dict.fromkeys(PURPOSE_COST, 0.0)
         self._frontier_hist = Histogram(FRONTIER_CALL_BUCKETS)
         self._tokens_hist = Histogram(TOKEN_BUCKETS)
         for ring in self._rings:
@@ -416,6 +439,10 @@ class Ledger:
         stats = self._pending_req if epoch == self._pending_epoch else new_request_stats()
         accumulate_request(stats, sample)
         self._requests_total += 1
+        if sample.purpose_cost_usd:
+            self._purpose_cost[sample.purpose] += sample.purpose_cost_usd
+        if sample.eval_step_cost_usd:
+            self._purpose_cost[EVAL] += sample.eval_step_cost_usd
         self._frontier_hist.observe(sample.frontier_calls)
         self._tokens_hist.observe(sample.tokens)
         if stats is not self._pending_req:  # a late request: straight into its buckets
@@ -453,6 +480,7 @@ class Ledger:
             return Snapshot(
                 totals=self._totals.copy(),
                 requests_total=self._requests_total,
+                purpose_cost_usd=self._purpose_cost.copy(),
                 frontier_calls_hist=Histogram(
                     self._frontier_hist.bounds, list(self._frontier_hist.counts), self._frontier_hist.total
                 ),

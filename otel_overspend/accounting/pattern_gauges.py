@@ -38,7 +38,6 @@ def window_verdicts(
     *,
     now_s: float,
     thresholds: PatternThresholds,
-    eval_steps: Collection[str],
     specialist_steps: Collection[str],
 ) -> list[tuple[str, PatternFigures, Verdict]]:
     """(window label, figures, verdict) for each window; the baseline is the longest window."""
@@ -56,7 +55,6 @@ def window_verdicts(
             agreements=None if view is None else view.agreements,
             last_checks=None if observed is None else observed.last_checks,
             now_s=now_s,
-            eval_steps=eval_steps,
             specialist_steps=specialist_steps,
         )
         out.append((label, f, classify(f, thresholds)))
@@ -126,7 +124,6 @@ class PatternRenderer:
     """The pattern families of one processor, from its ledger snapshot and diagnoses."""
 
     thresholds: PatternThresholds
-    eval_steps: tuple[str, ...]
     specialist_steps: tuple[str, ...]
     observe: Callable[[], ObservationSnapshot]
     clock: Callable[[], float]
@@ -143,7 +140,6 @@ class PatternRenderer:
             self.observe() if observed is None else observed,
             now_s=self.clock(),
             thresholds=self.thresholds,
-            eval_steps=self.eval_steps,
             specialist_steps=self.specialist_steps,
         )
 
@@ -184,7 +180,8 @@ class PatternRenderer:
         )
         eval_share = GaugeMetricFamily(
             "overspend_eval_spend_share",
-            "Spend on evaluation steps / spend on every other step, over the window.",
+            "Evaluation spend / every other spend (request path and batch) of the requests "
+            "finished in the window.",
             labels=["window"],
         )
         info = GaugeMetricFamily(

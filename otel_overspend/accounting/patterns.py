@@ -10,8 +10,9 @@ functions: no rule is written twice.
 
 The rules, first match wins (the others that also hold are listed in ``Verdict.also``):
 
-1. ``eval_spend_overrun``: spend on evaluation steps / spend on every other step above
-   ``eval_share_max`` (the bill is eval cost, not inference cost).
+1. ``eval_spend_overrun``: evaluation spend / every other spend (request path and batch,
+   see :mod:`otel_overspend.accounting.purposes`) above ``eval_share_max`` (the bill is
+   eval cost, not inference cost).
 2. ``single_llm_overspend``: specialist-eligible fraction above ``fraction_alarm`` and
    spend concentrated on one frontier model (at least ``spread_concentration``).
 3. ``model_selection``: the same fraction, but concentration below ``spread_concentration``
@@ -114,7 +115,7 @@ class PatternFigures:
     model_concentration: float | None = None
     #: Spend at each tier / spend.
     tier_shares: Mapping[str, float] = field(default_factory=dict)
-    #: Spend on evaluation steps / spend on every other step (``None``: no inference spend).
+    #: Evaluation spend / every other spend, of closed requests (``None``: no other spend).
     eval_share: float | None = None
     steps: tuple[StepFigures, ...] = ()
 
@@ -196,7 +197,6 @@ def figures(
     agreements: Mapping[str, tuple[float, float]] | None = None,
     last_checks: Mapping[str, float] | None = None,
     now_s: float = 0.0,
-    eval_steps: Collection[str] = (),
     specialist_steps: Collection[str] = (),
     cascades: Mapping[str, Sequence[float]] | None = None,
     baseline_cascades: Mapping[str, Sequence[float]] | None = None,
@@ -210,8 +210,6 @@ def figures(
     """
     step_tiers, tier_cost = _by_step_tier(calls)
     total = sum(tier_cost.values())
-    eval_cost = sum(line.cost_usd for line in diagnosis.steps if line.step in eval_steps)
-    inference = diagnosis.cost_usd - eval_cost
     # The diagnosis leaves the shares of all spend out while any step is all unpriced.
     unpriced_step = diagnosis.cost_usd > 0 and diagnosis.unattributed_share is None
     step_times = step_times or {}
@@ -253,7 +251,7 @@ def figures(
         model_concentration=diagnosis.model_concentration,
         tier_shares={tier: cost / total for tier, cost in sorted(tier_cost.items())} if total > 0 else {},
         # A step whose calls are all unpriced has unknown spend: no share (as the rules).
-        eval_share=eval_cost / inference if inference > 0 and not unpriced_step else None,
+        eval_share=None if unpriced_step else diagnosis.eval_share,
         steps=tuple(steps),
     )
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
+from otel_overspend.accounting.purposes import REQUEST_PATH
 from otel_overspend.accounting.requests import new_signature, same_call, twin_of
 from otel_overspend.base.bounded import Recent, make_room
 from otel_overspend.calls.conventions import (
@@ -187,8 +188,9 @@ class Recorder:
         #: Parent span id -> calls waiting for it to end.
         self._waiting: dict[int, list[_Waiting]] = {}
         self._waiting_n = 0
-        #: Trace id -> (its root's wall time, calls undecided when it ended), oldest first.
-        self._held: dict[int, tuple[int, list[_Waiting]]] = {}
+        #: Trace id -> (its root's wall time, calls undecided when it ended, its request's
+        #: purpose), oldest first.
+        self._held: dict[int, tuple[int, list[_Waiting], str]] = {}
         self._held_n = 0
         #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
         #: signature) of those without an id; the scopes seen among them.
@@ -214,9 +216,11 @@ class Recorder:
         step: str | None,
         scope: str = "",
         failed: bool = False,
+        purpose: str | None = None,
     ) -> Call | str | None:
         """Record one ended span, spans in end order; ``parent_id`` is ``None`` for a local root;
-        ``failed`` for a span whose status is an error.
+        ``failed`` for a span whose status is an error; ``purpose`` is a local root's request's
+        (``accounting.purposes``; ``None``: a request's).
 
         Returns the counted call; for an LLM span that was not counted, the reason (a
         duplicate, malformed usage, too old); ``None`` for a span that is no LLM call.
@@ -224,7 +228,7 @@ class Recorder:
         if self._waiting:
             waiting = self._waiting.pop(span_id, None)
             if waiting is not None:
-                self._decide(waiting, parent_id, name, attrs, step, end_ns - start_ns)
+                self._decide(waiting, parent_id, name, attrs, step, end_ns - start_ns, purpose)
         if (
             parent_id is not None
             and scope == LITELLM_SCOPE
@@ -239,7 +243,18 @@ class Recorder:
         found = marked.pop(span_id, False)
         below = found is STRONG
         result = self.count(
-            trace_id, parent_id, name, attrs, start_ns, end_ns, step, scope, below, found is WEAK, failed
+            trace_id,
+            parent_id,
+            name,
+            attrs,
+            start_ns,
+            end_ns,
+            step,
+            scope,
+            below,
+            found is WEAK,
+            failed,
+            purpose,
         )
         if parent_id is not None:  # mark(), inlined
             if below or (result is not None and result is not WITHOUT_USAGE):
@@ -280,6 +295,7 @@ class Recorder:
         below: bool,
         weak: bool = False,
         failed: bool = False,
+        purpose: str | None = None,
     ) -> Call | str | None:
         """:meth:`record` for a caller that keeps the marks itself: ``below`` tells whether an
         LLM span below this one was already seen (then this one is a duplicate), ``weak``
@@ -331,14 +347,14 @@ class Recorder:
                     if parent_id is not None:
                         result = self._wait(parent_id, [waiting])
                     else:
-                        self._hold(trace_id, end_ns - start_ns, [waiting])
+                        self._hold(trace_id, end_ns - start_ns, [waiting], purpose)
                         result = WAITING
             if isinstance(result, str) and result is not WITHOUT_USAGE and result is not WAITING:
                 self._drop(result)
         # A local root closes its trace's request when an LLM span was seen in or below
         # it (another local root of the trace may have one open); a held one on release.
         if parent_id is None and (below or weak or result is not None) and trace_id not in self._held:
-            sample = self._requests.close(trace_id, end_ns - start_ns)
+            sample = self._requests.close(trace_id, end_ns - start_ns, purpose or REQUEST_PATH)
             if sample is not None:
                 self._ledger.add_request(sample, end_ns / _NS_PER_S)
         return result
@@ -397,6 +413,7 @@ class Recorder:
         attrs: Mapping[str, Any] | None,
         step: str | None,
         wall_ns: int,
+        purpose: str | None,
     ) -> None:
         """An ancestor of ``waiting`` has ended: its step is theirs, else they wait on."""
         self._waiting_n -= len(waiting)
@@ -405,18 +422,18 @@ class Recorder:
             if parent_id is not None:
                 self._wait(parent_id, waiting)
             else:
-                self._hold(waiting[0].trace_id, wall_ns, waiting)
+                self._hold(waiting[0].trace_id, wall_ns, waiting, purpose)
             return
         for call in waiting:
             result = self._settle(*call, decided)
             if isinstance(result, str):
                 self._drop(result)
 
-    def _hold(self, trace_id: int, wall_ns: int, calls: list[_Waiting]) -> None:
+    def _hold(self, trace_id: int, wall_ns: int, calls: list[_Waiting], purpose: str | None) -> None:
         """Hold calls undecided when their local root ended (see the module docstring)."""
         entry = self._held.get(trace_id)
         if entry is None:
-            self._held[trace_id] = (wall_ns, list(calls))
+            self._held[trace_id] = (wall_ns, list(calls), purpose or REQUEST_PATH)
         else:
             entry[1].extend(calls)
         self._held_n += len(calls)
@@ -427,7 +444,7 @@ class Recorder:
 
     def _release(self, trace_id: int) -> None:
         """Count a held trace's calls as unattributed and close its request."""
-        wall_ns, calls = self._held.pop(trace_id)
+        wall_ns, calls, purpose = self._held.pop(trace_id)
         self._held_n -= len(calls)
         end_ns = 0
         counted: list[tuple[Call, int]] = []
@@ -450,13 +467,16 @@ class Recorder:
                 counted.append((result, waiting.duration_ns))
             end_ns = max(end_ns, waiting.end_ns)
         requests = self._requests
-        sample = requests.close(trace_id, wall_ns) if joined else requests.ended(counted, wall_ns)
+        if joined:
+            sample = requests.close(trace_id, wall_ns, purpose)
+        else:
+            sample = requests.ended(counted, wall_ns, purpose)
         if sample is not None:
             self._ledger.add_request(sample, end_ns / _NS_PER_S)
 
     def _unhold_twin(self, trace_id: int, sig: Signature) -> None:
         """Forget a held call of another trace that is the call ``sig`` (counted now)."""
-        for held_trace, (_, calls) in list(self._held.items()):
+        for held_trace, (_, calls, _) in list(self._held.items()):
             if held_trace == trace_id:
                 continue
             for i, call in enumerate(calls):

@@ -27,12 +27,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.accounting.ledger import RequestSample
+from otel_overspend.accounting.purposes import REQUEST_PATH
 from otel_overspend.base.bounded import make_room
 from otel_overspend.calls.catalog import FRONTIER, MINI, SPECIALIST
 from otel_overspend.steps import CASCADE_STAGES, GENERATE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     from otel_overspend.calls.attribution import Call
 
@@ -129,6 +130,7 @@ class _Open:
         "absorbed",
         "cascade",
         "cost",
+        "eval_cost",
         "frontier_calls",
         "generate_cost",
         "ids",
@@ -144,6 +146,8 @@ class _Open:
         self.frontier_calls = 0
         self.tokens = 0
         self.cost = 0.0
+        #: The priced spend of its calls in the eval steps (within ``cost``).
+        self.eval_cost = 0.0
         self.generate_cost = 0.0
         self.llm_time_ns = 0
         self.recent: list[Signature] = []
@@ -185,7 +189,14 @@ def _follow_cascade(entry: _Open, call: Call, *, expensive: bool, marked: bool) 
 _ESCALATED, _COST, _EXPENSIVE, _MARKED, _PENDING = 0, 1, 2, 3, 4
 
 
-def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None, stage: object = None) -> None:
+def _add_to(  # noqa: PLR0917 - once per call: positional arguments are cheaper
+    entry: _Open,
+    call: Call,
+    duration_ns: int,
+    sig: Signature | None,
+    stage: object,
+    eval_steps: frozenset[str],
+) -> None:
     tier = call.tier
     if tier == FRONTIER:
         entry.frontier_calls += 1
@@ -199,6 +210,8 @@ def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None, s
         entry.cost += cost
         if call.step == GENERATE:
             entry.generate_cost += cost
+        elif call.step in eval_steps:
+            entry.eval_cost += cost
     if duration_ns > 0:
         entry.llm_time_ns += duration_ns
     if sig is not None:
@@ -213,14 +226,18 @@ def _add_to(entry: _Open, call: Call, duration_ns: int, sig: Signature | None, s
         entry.scopes.add(sig.scope)
 
 
-def _sample(entry: _Open, wall_ns: int) -> RequestSample:
+def _sample(entry: _Open, wall_ns: int, purpose: str) -> RequestSample:
     cost = entry.cost
+    eval_cost = entry.eval_cost
     return _new_sample(
         (
             entry.frontier_calls,
             entry.tokens,
             entry.generate_cost / cost if cost > 0 else None,
             min(1.0, entry.llm_time_ns / wall_ns) if wall_ns > 0 else None,
+            purpose,
+            cost - eval_cost if eval_cost else cost,
+            eval_cost,
         )
     )
 
@@ -259,6 +276,7 @@ class OpenRequests:
     __slots__ = (
         "_cascade_steps",
         "_clock",
+        "_eval_steps",
         "_lock",
         "_open",
         "evicted_capacity",
@@ -277,9 +295,12 @@ class OpenRequests:
         clock: Callable[[], float],
         reprice: Callable[[Call], float | None] = _no_price,
         on_cascade: Callable[[CascadeCases], None] = _ignore_cases,
+        eval_steps: Collection[str] = (),
     ) -> None:
         """``reprice`` gives what a call's units cost at frontier tier (``None``: unknown);
-        ``on_cascade`` is told each closed request's cases of each cascade step."""
+        ``on_cascade`` is told each closed request's cases of each cascade step; the spend
+        of calls in ``eval_steps`` is evaluation spend (see ``accounting.purposes``)."""
+        self._eval_steps = frozenset(eval_steps)
         self.reprice = reprice
         self.on_cascade = on_cascade
         self._cascade_steps: dict[str, None] = {}
@@ -325,34 +346,36 @@ class OpenRequests:
             # Open since its first call ended (counting may come later: see background).
             opened_s = self._clock() if sig is None else min(self._clock(), sig.end_ns / 1e9)
             entry = table[trace_id] = _Open(opened_s)
-        _add_to(entry, call, duration_ns, sig, stage)
+        _add_to(entry, call, duration_ns, sig, stage, self._eval_steps)
 
     def is_open(self, trace_id: int) -> bool:
         return trace_id in self._open
 
-    def close(self, trace_id: int, wall_ns: int) -> RequestSample | None:
-        """End the request of ``trace_id``; ``None`` if it made no LLM call."""
+    def close(self, trace_id: int, wall_ns: int, purpose: str = REQUEST_PATH) -> RequestSample | None:
+        """End the request of ``trace_id``, made for ``purpose``; ``None`` if it made no LLM call."""
         entry = self._open.pop(trace_id, None)
         if entry is None:
             return None
         if entry.cascade is not None:
             self._tell(entry)
-        return _sample(entry, wall_ns)
+        return _sample(entry, wall_ns, purpose)
 
     def _tell(self, entry: _Open) -> None:
         for cases in _cases(entry, self._cascade_steps, self.reprice):
             self.on_cascade(cases)
 
-    def ended(self, calls: list[tuple[Call, int]], wall_ns: int) -> RequestSample | None:
+    def ended(
+        self, calls: list[tuple[Call, int]], wall_ns: int, purpose: str = REQUEST_PATH
+    ) -> RequestSample | None:
         """The request of calls counted after their local root ended (never in the table)."""
         if not calls:
             return None
         entry = _Open(0.0)
         for call, duration_ns in calls:
-            _add_to(entry, call, duration_ns, None)
+            _add_to(entry, call, duration_ns, None, None, self._eval_steps)
         if entry.cascade is not None:
             self._tell(entry)
-        return _sample(entry, wall_ns)
+        return _sample(entry, wall_ns, purpose)
 
     def expire(self) -> None:
         deadline = self._clock() - self.timeout_s

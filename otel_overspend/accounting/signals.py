@@ -29,12 +29,14 @@ from otel_overspend.accounting.ledger import (
     LLM_TIME_SHARE_N,
     LLM_TIME_SHARE_SUM,
     OUTPUT,
+    PURPOSE_COST,
     REQUESTS,
     SPECIALIZED,
     TOKENS,
     UNPRICED,
     WITHOUT_USAGE,
 )
+from otel_overspend.accounting.purposes import EVAL
 from otel_overspend.calls.catalog import FRONTIER
 from otel_overspend.steps import GENERATE, UNATTRIBUTED
 from otel_overspend.thresholds import BANDS, SPECIALIZATION_CANDIDATE_SHARE, Band, Level
@@ -110,6 +112,14 @@ class Diagnosis:
     generate_share_per_request: float | None
     llm_time_share_per_request: float | None
     levels: Mapping[str, Level] = field(default_factory=dict)
+    #: Purpose -> the priced spend of the closed requests made for it (``accounting.purposes``).
+    purpose_cost_usd: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def eval_share(self) -> float | None:
+        """Evaluation spend / every other spend of the closed requests (``None`` without any)."""
+        evals = self.purpose_cost_usd.get(EVAL, 0.0)
+        return _ratio(evals, sum(self.purpose_cost_usd.values()) - evals)
 
     @property
     def candidates(self) -> tuple[StepLine, ...]:
@@ -264,5 +274,6 @@ def diagnose(
         tokens_per_request=tokens_per_request,
         generate_share_per_request=_ratio(requests[GENERATE_SHARE_SUM], requests[GENERATE_SHARE_N]),
         llm_time_share_per_request=_ratio(requests[LLM_TIME_SHARE_SUM], requests[LLM_TIME_SHARE_N]),
+        purpose_cost_usd={purpose: requests[i] for purpose, i in PURPOSE_COST.items()},
         levels={name: bands[name].level(v) for name, v in level_inputs.items() if v is not None},
     )

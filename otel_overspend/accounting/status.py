@@ -17,6 +17,7 @@ DROP_REASONS: Final = (
     "duplicate_llm_span",
     "too_old",
     "invalid_baggage_step",
+    "invalid_purpose",
     "litellm_usage_overwritten",
     "internal_error",
 )

@@ -313,7 +313,7 @@ class Settings(BaseSettings):
     agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.95
     #: Seconds since a specialist-served step's last oracle check beyond which it is stale.
     oracle_stale_seconds: Annotated[float, Field(gt=0, le=31_536_000)] = 604_800.0
-    #: Evaluation spend / request-path spend above which eval is the bill.
+    #: Evaluation spend / every other spend (request path and batch) above which eval is the bill.
     eval_share_max: Annotated[float, Field(gt=0, le=100)] = 0.25
     #: How far a cascade's escalation rate may move from its trailing baseline, either way.
     escalation_band: Annotated[float, Field(gt=0, le=1)] = 0.10
@@ -321,6 +321,9 @@ class Settings(BaseSettings):
     savings_drop_share: Annotated[float, Field(gt=0, le=1)] = 0.25
     #: Steps whose spend is evaluation work (an LLM judge re-scoring an eval set), not inference.
     eval_steps: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_STEPS))
+    #: Services (resource ``service.name``) whose requests are evaluation work: an eval
+    #: harness run as its own service (see ``accounting.purposes``).
+    eval_services: list[str] = Field(default_factory=list)
     #: Steps served by a specialist even without LLM spans at specialist tier (a cross-encoder
     #: over HTTP, a local model).
     specialist_steps: list[str] = Field(default_factory=list)
@@ -586,6 +589,7 @@ _EXPECTED: Final[dict[str, str]] = {
     "savings_drop_share": f"a share {_range('savings_drop_share')}, e.g. 0.25",
     "eval_steps": 'a list of step names (not generate or unattributed), e.g. ["eval", "judge"]',
     "specialist_steps": 'a list of step names (not generate or unattributed), e.g. ["rerank"]',
+    "eval_services": 'a list of service names, e.g. ["eval-harness"]',
     "otlp_metrics": _BOOL,
 }
 _HIDDEN_SETTING: Final = "metrics_basic_auth_password"

@@ -38,6 +38,7 @@ from otel_overspend.accounting.ledger import (
     UNPRICED,
     WITHOUT_USAGE,
 )
+from otel_overspend.accounting.purposes import PURPOSES
 from otel_overspend.accounting.status import DROP_REASONS, EVICTION_REASONS, INFERRED_USAGE, OVERFLOW_LABELS
 
 if TYPE_CHECKING:
@@ -302,6 +303,16 @@ class OverspendCollector(Collector):
         )
         requests.add_metric([], snap.requests_total)
         yield requests
+        by_purpose = CounterMetricFamily(
+            "overspend_purpose_cost_usd",
+            "Priced LLM spend of finished requests by purpose: request (serving a request), eval "
+            "(evaluation: an eval job, or an eval step of any request) or batch (a root no request "
+            "started), in USD.",
+            labels=["purpose"],
+        )
+        for purpose in PURPOSES:
+            by_purpose.add_metric([purpose], snap.purpose_cost_usd.get(purpose, 0.0))
+        yield by_purpose
         yield _histogram(
             "overspend_request_frontier_calls",
             "Frontier-tier LLM calls per request.",

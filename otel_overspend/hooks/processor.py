@@ -21,9 +21,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import StatusCode, get_current_span
+from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from otel_overspend.accounting.observations import oracle_verdict
+from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder, mark
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.status import Status
@@ -62,6 +63,8 @@ _no_usage_keys = LLM_MARKER_KEYS.isdisjoint
 MAX_OPEN_STEPS = 100_000
 #: Attributions of ended LLM spans kept for an exporter wrapper; beyond it the oldest go.
 MAX_ANNOTATIONS = 100_000
+#: Resources whose purpose is remembered (a process has one per tracer provider).
+MAX_RESOURCES = 16
 
 
 class CountingProcessor(SpanProcessor):
@@ -97,7 +100,11 @@ class CountingProcessor(SpanProcessor):
             timeout_s=self.settings.request_timeout_seconds,
             clock=clock,
             reprice=parts.attributor.at_frontier_usd,
+            eval_steps=self.settings.eval_steps,
         )
+        self._eval_services = frozenset(self.settings.eval_services)
+        #: id(resource) -> (the resource, the purpose it states): a process has one or two.
+        self._resource_purposes: dict[int, tuple[object, str | None]] = {}
         #: Spans with an LLM call ended below them that have not ended yet.
         self._marks: dict[int, bool | None] = {}
         #: Told (step, agreed) of each counted LLM span carrying ``overspend.oracle.agreed``.
@@ -292,7 +299,10 @@ class CountingProcessor(SpanProcessor):
                 return
             span_id = fields[1]
             self._marks.pop(span_id, None)  # it only had this span queued
-            result = self._recorder.record(*fields)
+            if fields[2] is None:  # a local root: it closes its request, made for a purpose
+                result = self._recorder.record(*fields, self._purpose(span, fields[4]))
+            else:
+                result = self._recorder.record(*fields)
             if self.on_oracle is not None and type(result) is _CallType:
                 agreed = oracle_verdict(fields[4])
                 if agreed is not None:  # a shadow call to the step's teacher
@@ -304,6 +314,24 @@ class CountingProcessor(SpanProcessor):
                 annotations[span_id] = result
         except Exception:
             self._fail("count")
+
+    def _purpose(self, root: ReadableSpan, attrs: Mapping[str, object] | None) -> str:
+        """The purpose of the request a local root closes (see ``accounting.purposes``)."""
+        resource = root.resource
+        known = self._resource_purposes.get(id(resource))
+        if known is None or known[0] is not resource:
+            if len(self._resource_purposes) >= MAX_RESOURCES:
+                self._resource_purposes.clear()
+            known = (resource, resource_purpose(resource.attributes, self._eval_services, self._drop))
+            self._resource_purposes[id(resource)] = known
+        parent = root.parent
+        return root_purpose(
+            attrs.get(PURPOSE_KEY) if attrs else None,
+            known[1],
+            server=root.kind is SpanKind.SERVER,
+            remote_parent=parent is not None and parent.is_remote,
+            invalid=self._drop,
+        )
 
     def _ended_record(self, span: ReadableSpan) -> Ended | None:
         """:meth:`SdkSpans.ended_record` through the public API."""

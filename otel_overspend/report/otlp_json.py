@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.accounting.observations import ORACLE_AGREED_KEY
+from otel_overspend.accounting.purposes import PURPOSE_KEY
 from otel_overspend.calls.conventions import (
     LITELLM_CALL_KEY,
     LITELLM_RAW_USAGE_KEYS,
@@ -54,6 +55,9 @@ __all__ = (
     "MAX_PROCESSES",
     "PROCESS_KEYS",
     "REMOTE_PARENT_MASK",
+    "SERVER",
+    "SERVER_KINDS",
+    "SPAN_KIND_KEY",
     "STATUS_CODE_ERROR",
     "Processes",
     "SpanRecord",
@@ -78,7 +82,14 @@ STATUS_CODE_ERROR: Final = 2
 #: The OTLP JSON status codes of a failed span (the enum's number, or its name).
 ERROR_CODES: Final = (STATUS_CODE_ERROR, "STATUS_CODE_ERROR")
 #: Resource attributes that tell one process from another.
-PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid")
+PROCESS_KEYS: Final = ("service.name", "service.instance.id", "host.name", "process.pid", PURPOSE_KEY)
+#: A server span is marked with this attribute (value :data:`SERVER`) as it is read: the
+#: root of a request from a client (``accounting.purposes``). Jaeger and Zipkin spans carry
+#: the same tag.
+SPAN_KIND_KEY: Final = "span.kind"
+SERVER: Final = "server"
+#: A server span's ``kind`` in OTLP/JSON (the enum's number, or its name) and in protobuf.
+SERVER_KINDS: Final = frozenset({2, "SPAN_KIND_SERVER"})
 #: The fields a document keeps its ``ResourceSpans`` in, in the order they are looked for.
 _SPANS_KEYS: Final = ("resourceSpans", "batches")
 #: The envelopes around a ``TracesData``: Jaeger's api/v3, Tempo's v2 API.
@@ -114,7 +125,7 @@ def attribute_keys(settings: Settings) -> frozenset[str]:
         READ_KEYS
         | FRAMEWORK_KEYS
         | LITELLM_RAW_USAGE_KEYS
-        | {LITELLM_CALL_KEY, BAGGAGE_KEY, ORACLE_AGREED_KEY, *rule_keys}
+        | {LITELLM_CALL_KEY, BAGGAGE_KEY, ORACLE_AGREED_KEY, PURPOSE_KEY, SPAN_KIND_KEY, *rule_keys}
     )
 
 
@@ -129,6 +140,14 @@ class Processes:
         #: A decoder's cache: a resource as written (it repeats on each line of its process)
         #: -> its index. At most :data:`MAX_ENCODED_RESOURCES` entries.
         self.encoded: dict[bytes, int] = {}
+
+    def resource_attributes(self, index: int) -> dict[str, str]:
+        """The :data:`PROCESS_KEYS` attributes of process ``index`` (none for 0 or unknown)."""
+        for identity, found in self._index.items():
+            if found == index:
+                # process_identity() wrote an absent attribute as "None".
+                return {key: v for key, v in zip(PROCESS_KEYS, identity, strict=False) if v != "None"}
+        return {}
 
     def identities(self) -> dict[int, tuple[Any, ...]]:
         """Index -> the process it stands for (as :meth:`index` was given it)."""
@@ -293,6 +312,9 @@ def _span(sp: Any, keys: frozenset[str], process: int, scope: str) -> SpanRecord
     status = sp.get("status")
     if type(status) is dict and status.get("code") in ERROR_CODES:
         attrs[STATUS_KEY] = STATUS_ERROR  # a failed call: see conventions.ERROR_KEYS
+    kind = sp.get("kind")
+    if type(kind) in {int, str} and kind in SERVER_KINDS:
+        attrs[SPAN_KIND_KEY] = SERVER
     flags = sp.get("flags") or 0
     remote = type(flags) is int and flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK
     return SpanRecord(

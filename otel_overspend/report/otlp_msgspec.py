@@ -26,6 +26,9 @@ from otel_overspend.report.otlp_json import (
 from otel_overspend.report.otlp_json import (
     MAX_ENCODED_RESOURCES,
     REMOTE_PARENT_MASK,
+    SERVER,
+    SERVER_KINDS,
+    SPAN_KIND_KEY,
     SpanRecord,
     decode_id,
     process_identity,
@@ -95,6 +98,7 @@ class Span(msgspec.Struct, gc=False):
     attributes: list[SpanKeyValue] = []
     flags: int = 0
     status: Status = _NO_STATUS
+    kind: int | str = 0
 
 
 class Scope(msgspec.Struct, gc=False):
@@ -267,6 +271,8 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
                         attrs[key] = found
                 if sp.status.code in _ERROR_CODES:
                     attrs[STATUS_KEY] = STATUS_ERROR
+                if sp.kind in SERVER_KINDS:
+                    attrs[SPAN_KIND_KEY] = SERVER
                 append(
                     _new(
                         SpanRecord,

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from otel_overspend.calls.conventions import STATUS_ERROR, STATUS_KEY
-from otel_overspend.report.otlp_json import PROCESS_KEYS, REMOTE_PARENT_MASK, STATUS_CODE_ERROR, SpanRecord
+from otel_overspend.report.otlp_json import (
+    PROCESS_KEYS,
+    REMOTE_PARENT_MASK,
+    SERVER,
+    SERVER_KINDS,
+    SPAN_KIND_KEY,
+    STATUS_CODE_ERROR,
+    SpanRecord,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,6 +75,8 @@ def decode_proto(
                 attrs = {kv.key: _value(kv.value) for kv in sp.attributes if kv.key in keys}
                 if sp.status.code == STATUS_CODE_ERROR:
                     attrs[STATUS_KEY] = STATUS_ERROR
+                if sp.kind in SERVER_KINDS:
+                    attrs[SPAN_KIND_KEY] = SERVER
                 out.append(
                     SpanRecord(
                         (trace_id << 16) | process,

@@ -238,10 +238,14 @@ def _test_lines(report: Report) -> dict[str, str]:
 
 
 def _per_request(d: Diagnosis) -> list[str]:
-    return [
+    lines = [
         f"{label}: {_num(getattr(d, field), spec)} {_level(d, level)}".rstrip()
         for label, field, level, spec in _PER_REQUEST
     ]
+    if any(d.purpose_cost_usd.values()):
+        split = ", ".join(f"{purpose} {_usd(usd)}" for purpose, usd in d.purpose_cost_usd.items())
+        lines.append(f"spend by purpose: {split} (eval / the rest: {_num(d.eval_share, '.2f')})")
+    return lines
 
 
 # -- table and markdown ------------------------------------------------------------------------
@@ -401,6 +405,8 @@ def _diagnosis_json(d: Diagnosis, reductions: dict[str, float | None] | None = N
         "heaviest_non_generate_step": d.heaviest_non_generate_step,
         "heaviest_non_generate_step_share": d.heaviest_non_generate_step_share,
         "per_request": {field: getattr(d, field) for _, field, _, _ in _PER_REQUEST},
+        "spend_by_purpose_usd": dict(d.purpose_cost_usd),
+        "eval_share": d.eval_share,
         "levels": level,
     }
 

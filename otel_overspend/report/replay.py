@@ -60,7 +60,7 @@ from otel_overspend.report.sums import DAY_S, HOUR_S, RECENT_HOURS, WEEK_S, Peri
 from otel_overspend.steps import BAGGAGE_KEY, is_step_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
     from collections.abc import Set as AbstractSet
 
     from otel_overspend.accounting.recorder import Recorder
@@ -162,12 +162,14 @@ class Replayer:
         stamped: bool = False,
         step_span: Callable[[int, str, int, int], None] | None = None,
         oracle: Callable[[str, bool], None] | None = None,
+        purpose: Callable[[int, Mapping[str, Any] | None, bool], str] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
         processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
         start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
         (the step time of the look-alike patterns); ``oracle(step, agreed)`` of every counted
-        LLM span carrying ``overspend.oracle.agreed``, as the live processor is."""
+        LLM span carrying ``overspend.oracle.agreed``, as the live processor is; ``purpose(trace
+        key, attributes, remote parent)`` gives the purpose of a local root's request."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -177,6 +179,7 @@ class Replayer:
         self._stamped = stamped
         self._step_span = step_span
         self._oracle = oracle
+        self._purpose = purpose
         self._rules = rules
         self._requests = requests
         self._max_spans = max_spans
@@ -530,6 +533,7 @@ class Replayer:
         clock.now_ns = ahead_ns
         next_scrape_ns = self._next_scrape_ns
         record = self._recorder.record
+        purpose = self._purpose
         for i in range(first, stop):
             _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
             if end_ns >= next_scrape_ns:
@@ -543,17 +547,27 @@ class Replayer:
             step = steps[i]
             if step is not None and self._step_span is not None:
                 self._step_span(trace_key, step, start_ns, end_ns)
-            result = record(
-                trace_key,
-                span_id,
-                None if local_root else parent_id,
-                name,
-                attrs or None,
-                start_ns,
-                end_ns,
-                steps[i],
-                scope,
-            )
+            if local_root:
+                # A local root with a parent has a remote one, or one never seen: taken as
+                # remote (the request came from elsewhere). A failed span's status is in its
+                # attributes, where read_usage reads it.
+                result = record(
+                    trace_key,
+                    span_id,
+                    None,
+                    name,
+                    attrs or None,
+                    start_ns,
+                    end_ns,
+                    steps[i],
+                    scope,
+                    False,  # noqa: FBT003 - positional, as below
+                    None if purpose is None else purpose(trace_key, attrs, parent_id != 0),
+                )
+            else:
+                result = record(
+                    trace_key, span_id, parent_id, name, attrs or None, start_ns, end_ns, steps[i], scope
+                )
             if self._oracle is not None and type(result) is CallType:
                 agreed = oracle_verdict(attrs)
                 if agreed is not None:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.accounting.observations import ADDED, REQUEST, Observations
 from otel_overspend.accounting.patterns import classify, figures
+from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.signals import diagnose
 from otel_overspend.config.components import Components
 from otel_overspend.report.aggregate import Aggregate, settings_digest
 from otel_overspend.report.files import Problems, TraceFileError, read_records
-from otel_overspend.report.otlp_json import Processes, attribute_keys, line_decoder
+from otel_overspend.report.otlp_json import SERVER, SPAN_KIND_KEY, Processes, attribute_keys, line_decoder
 from otel_overspend.report.replay import DAY_S, WEEK_S, DataClock, PeriodSink, Replayer
 from otel_overspend.thresholds import ALERTS, STEP_TIME_BUCKETS
 
@@ -56,6 +57,8 @@ ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].val
 MIN_WEEKLY_SCALE_S: Final = 3_600.0
 #: The one window of the report's step time: all of the traces.
 _ALL_TIME_S: Final = 10 * 365 * 86_400
+#: The process index in a trace key (see ``otlp_json.SpanRecord``).
+_PROCESS_MASK: Final = 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,7 @@ class _Run:
             timeout_s=settings.request_timeout_seconds,
             clock=self.clock,
             reprice=parts.attributor.at_frontier_usd,
+            eval_steps=settings.eval_steps,
         )
         recorder = Recorder(
             attributor=parts.attributor,
@@ -217,6 +221,7 @@ class _Run:
         self.replayer = Replayer(
             step_span=self.step_span,
             oracle=self.oracle_span,
+            purpose=self.root_purpose,
             recorder=recorder,
             rules=parts.rules,
             requests=self.requests,
@@ -228,11 +233,33 @@ class _Run:
         )
         self.keys = attribute_keys(settings)
         self.processes = Processes()
+        #: Process index -> the purpose its resource states.
+        self.process_purposes: dict[int, str | None] = {}
+        self.eval_services = frozenset(settings.eval_services)
         self.decode_json = line_decoder(self.keys, self.processes)
         self.files = self.records = self.spans = self.bytes_read = 0
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def root_purpose(self, trace_key: int, attrs: Mapping[str, Any] | None, remote_parent: bool) -> str:
+        """The purpose of the request a local root closes, as the live processor decides it."""
+        process = trace_key & _PROCESS_MASK
+        known = self.process_purposes
+        if process in known:
+            of_resource = known[process]
+        else:
+            attributes = self.processes.resource_attributes(process)
+            of_resource = known[process] = resource_purpose(attributes, self.eval_services, self.drop)
+        if not attrs:
+            return root_purpose(None, of_resource, server=False, remote_parent=remote_parent)
+        return root_purpose(
+            attrs.get(PURPOSE_KEY),
+            of_resource,
+            server=attrs.get(SPAN_KIND_KEY) == SERVER,
+            remote_parent=remote_parent,
+            invalid=self.drop,
+        )
 
     def oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
@@ -380,7 +407,6 @@ def report_from_aggregate(
         agreements={step: (v[0], v[1]) for step, v in agg.oracle_checks.items()},
         last_checks=agg.last_oracle_checks,
         now_s=0.0 if agg.last_end_ns is None else agg.last_end_ns / 1e9,
-        eval_steps=settings.eval_steps,
         specialist_steps=settings.specialist_steps,
     )
     return Report(

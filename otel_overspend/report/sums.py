@@ -21,6 +21,7 @@ from otel_overspend.accounting.ledger import (
     COST_WITHOUT_COUNTERFACTUAL,
     GENERATE_SHARE_SUM,
     LLM_TIME_SHARE_SUM,
+    PURPOSE_COST,
     SPECIALIZED,
     accumulate_call,
     accumulate_request,
@@ -84,10 +85,13 @@ REQUEST_FIELDS: Final = (
     "generate_share_n",
     "llm_time_share_sum",
     "llm_time_share_n",
+    "request_path_cost_usd",
+    "eval_cost_usd",
+    "batch_cost_usd",
 )
 #: The fields held in units of 2**-SCALE_BITS (the others are whole numbers).
 EXACT_CALL_FIELDS: Final = frozenset((COST, SPECIALIZED, COST_WITHOUT_COUNTERFACTUAL))
-EXACT_REQUEST_FIELDS: Final = frozenset((GENERATE_SHARE_SUM, LLM_TIME_SHARE_SUM))
+EXACT_REQUEST_FIELDS: Final = frozenset((GENERATE_SHARE_SUM, LLM_TIME_SHARE_SUM, *PURPOSE_COST.values()))
 _S = TypeVar("_S")
 #: A vector of sums: floats (whole numbers) and ints (units of 2**-SCALE_BITS).
 Stats = list[Any]
@@ -115,7 +119,8 @@ def _new_call_stats() -> Stats:
 
 def _new_request_stats() -> Stats:
     stats: Stats = new_request_stats()
-    stats[GENERATE_SHARE_SUM] = stats[LLM_TIME_SHARE_SUM] = 0
+    for i in EXACT_REQUEST_FIELDS:
+        stats[i] = 0
     return stats
 
 

@@ -63,7 +63,7 @@ from otel_overspend.base.durations import duration_ms, format_duration_ms
 from otel_overspend.calls.catalog import FRONTIER
 from otel_overspend.rules.pattern_rules import PATTERN_ALERTS, pattern_anchor, pattern_recording_rules
 from otel_overspend.steps import GENERATE, UNATTRIBUTED
-from otel_overspend.thresholds import ALERTS, DEFAULT_EVAL_STEPS, AlertThreshold
+from otel_overspend.thresholds import ALERTS, AlertThreshold
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -541,7 +541,6 @@ def render_rules(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     for_scale: float = 1.0,
     for_duration: str | None = None,
-    eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS,
 ) -> dict[str, Any]:
     """Return a Prometheus rule file (``{"groups": [...]}``).
 
@@ -549,7 +548,7 @@ def render_rules(
     whose alerts read the recording rules of ``alert_window``. ``for_scale`` multiplies every
     ``for:`` duration; ``for_duration`` replaces them all (give at most one of the two). The
     cascade alerts compare the alert window with the longest window (their baseline), and
-    need the two to differ; ``eval_steps`` are the steps whose spend is evaluation work.
+    need the two to differ.
     """
     if isinstance(windows, str) or not windows:
         raise ValueError(f"windows must be a non-empty sequence of durations: {windows!r}")
@@ -576,7 +575,6 @@ def render_rules(
             + pattern_recording_rules(
                 window,
                 others=[w for w in windows if w != baseline] if window == baseline else (),
-                eval_steps=eval_steps,
             ),
         }
         for window in windows
@@ -607,7 +605,6 @@ def render_prometheus_rule_manifest(
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
     for_scale: float = 1.0,
     for_duration: str | None = None,
-    eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS,
 ) -> dict[str, Any]:
     """Return the same rules wrapped in a prometheus-operator ``PrometheusRule``.
 
@@ -629,7 +626,6 @@ def render_prometheus_rule_manifest(
         runbook_base_url=runbook_base_url,
         for_scale=for_scale,
         for_duration=for_duration,
-        eval_steps=eval_steps,
     )
     return {
         "apiVersion": "monitoring.coreos.com/v1",

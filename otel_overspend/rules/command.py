@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from otel_overspend.rules import alerting
 from otel_overspend.rules.overrides import parse_threshold, threshold_names, with_thresholds
 from otel_overspend.steps import validate_step_name
-from otel_overspend.thresholds import DEFAULT_EVAL_STEPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,15 +81,6 @@ def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
         + ", ".join(threshold_names()),
     )
     parser.add_argument(
-        "--eval-step",
-        action="append",
-        dest="eval_steps",
-        type=_step,
-        metavar="STEP",
-        help=f"a step whose spend is evaluation work, as the eval_steps setting (repeatable; default "
-        f"{' '.join(DEFAULT_EVAL_STEPS)})",
-    )
-    parser.add_argument(
         "--runbook-base-url",
         default=alerting.DEFAULT_RUNBOOK_BASE_URL,
         metavar="URL",
@@ -125,7 +115,6 @@ def rule_argv(args: argparse.Namespace, *, fmt: str = "prometheus") -> list[str]
     if args.for_duration is not None:
         argv += ["--for", args.for_duration]
     argv += [arg for t in args.thresholds for arg in ("--threshold", t.text)]
-    argv += [arg for name in args.eval_steps or () for arg in ("--eval-step", name)]
     if args.runbook_base_url != alerting.DEFAULT_RUNBOOK_BASE_URL:
         argv += ["--runbook-base-url", args.runbook_base_url]
     if fmt == "operator":
@@ -150,7 +139,6 @@ def render_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "runbook_base_url": args.runbook_base_url,
         "for_scale": args.for_scale,
         "for_duration": args.for_duration,
-        "eval_steps": tuple(args.eval_steps or DEFAULT_EVAL_STEPS),
     }
 
 

@@ -20,8 +20,8 @@ from otel_overspend.accounting.patterns import (
     EVAL_SPEND_OVERRUN,
     RERANKER_ON_REQUEST_PATH,
 )
+from otel_overspend.accounting.purposes import EVAL
 from otel_overspend.calls.catalog import SPECIALIST
-from otel_overspend.thresholds import DEFAULT_EVAL_STEPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,13 +38,7 @@ def pattern_anchor(pattern: str) -> str:
     return f"pattern-{pattern}"
 
 
-def _steps_regex(steps: Sequence[str]) -> str:
-    return "|".join(steps)
-
-
-def pattern_recording_rules(
-    w: str, *, others: Sequence[str] = (), eval_steps: Sequence[str] = DEFAULT_EVAL_STEPS
-) -> list[dict[str, Any]]:
+def pattern_recording_rules(w: str, *, others: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The rules of window ``w``. Given the ``others`` (shorter) windows, ``w`` is the
     baseline: its group also records each one's cascade drift from it."""
 
@@ -56,9 +50,8 @@ def pattern_recording_rules(
     escalation = f"overspend:cascade_escalation:ratio_rate{w}"
     savings = f"overspend:cascade_savings:ratio_rate{w}"
     specialist = f"overspend:specialist_steps:rate{w}"
-    by_step = f"overspend:llm_cost_usd_by_step:rate{w}"
+    by_purpose = f"overspend:purpose_cost_usd:rate{w}"
     unpriced_steps = f"overspend:llm_calls_by_unpriced_step:rate{w}"
-    evals = _steps_regex(eval_steps)
 
     def by_tier(metric: str, tiers: str) -> str:
         return f"sum by (step) ({metric}{{{tiers}}})"
@@ -121,11 +114,13 @@ def pattern_recording_rules(
                 f" / ({rate('overspend_cascade_all_expensive_cost_usd_total', 'step')} > 0)"
             ),
         },
+        # Spend by purpose (see accounting.purposes): evaluation against the rest.
+        {"record": by_purpose, "expr": rate("overspend_purpose_cost_usd_total", "purpose")},
         {
             "record": f"overspend:eval_spend_share:ratio_rate{w}",
             "expr": (
-                f'((sum({by_step}{{step=~"{evals}"}}) or vector(0))'
-                f' / (sum({by_step}{{step!~"{evals}"}}) > 0))'
+                f'((sum({by_purpose}{{purpose="{EVAL}"}}) or vector(0))'
+                f' / (sum({by_purpose}{{purpose!="{EVAL}"}}) > 0))'
                 f" unless on () {unpriced_steps}"
             ),
         },
@@ -225,9 +220,10 @@ PATTERN_ALERTS: Final[dict[str, PatternAlert]] = {
         pattern=EVAL_SPEND_OVERRUN,
         summary="Evaluation spend is {{ $value | humanizePercentage }} of inference spend",
         description=(
-            "Over the last [window], LLM spend on evaluation steps was {{ $value | humanizePercentage }}"
-            " of the spend on every other step (threshold [threshold]). An LLM judge re-scoring the"
-            " eval set costs more than it should: distil the judge, cache scores, sample."
+            "Over the last [window], LLM spend on evaluation (eval jobs and eval steps) was"
+            " {{ $value | humanizePercentage }} of the spend on serving requests and batch work"
+            " (threshold [threshold]). An LLM judge re-scoring the eval set costs more than it"
+            " should: distil the judge, cache scores, sample."
         ),
         percent=True,
     ),

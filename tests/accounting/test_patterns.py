@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from otel_overspend.accounting.ledger import CALLS, COST, UNPRICED, new_request_stats
+from otel_overspend.accounting.ledger import CALLS, COST, PURPOSE_COST, UNPRICED, new_request_stats
 from otel_overspend.accounting.patterns import (
     CASCADE_SATURATION,
     DISTILLATION_DRIFT,
@@ -73,8 +73,12 @@ SPECIALIZED_ROWS = [
 ]
 
 
-def figures_of(calls: Calls, **kwargs: Any) -> PatternFigures:
-    return figures(diagnose(calls, tuple(new_request_stats())), calls, now_s=NOW, **kwargs)
+def figures_of(calls: Calls, purposes: dict[str, float] | None = None, **kwargs: Any) -> PatternFigures:
+    """The figures of ``calls``, with the closed requests' spend by purpose (micro-dollars)."""
+    requests = new_request_stats()
+    for purpose, micro in (purposes or {}).items():
+        requests[PURPOSE_COST[purpose]] = micro * _U
+    return figures(diagnose(calls, tuple(requests)), calls, now_s=NOW, **kwargs)
 
 
 def test_seed_workload_is_single_llm_overspend() -> None:
@@ -259,17 +263,28 @@ def test_steady_cascade_is_healthy() -> None:
 
 
 def test_eval_job_spend_is_eval_spend_overrun() -> None:
-    # 100 specialized requests (1,683,100) and 40 judge calls at frontier in the eval step
-    # (40 x 13,500 = 540,000): eval / inference = 540,000 / 1,683,100. The fraction,
+    # 100 specialized requests served (1,683,100) and an eval job's 40 judge calls at frontier
+    # (40 x 13,500 = 540,000): eval / the rest = 540,000 / 1,683,100. The fraction,
     # (33,100 + 540,000) / 2,223,100 = 0.2578, stays under the 0.3 alarm.
     rows = [*SPECIALIZED_ROWS, ("eval", "acme-frontier", "frontier", 40, 13_500)]
-    verdict = classify(figures_of(series(rows), eval_steps=("eval",)))
+    verdict = classify(figures_of(series(rows), {"request": 1_683_100, "eval": 540_000}))
     assert verdict.pattern == EVAL_SPEND_OVERRUN
     assert verdict.evidence["eval_spend_share"] == pytest.approx(540_000 / 1_683_100)
     assert verdict.also == ()
     # Below the share: 30 calls, 405,000 / 1,683,100 = 0.2406 < 0.25.
     rows = [*SPECIALIZED_ROWS, ("eval", "acme-frontier", "frontier", 30, 13_500)]
-    assert classify(figures_of(series(rows), eval_steps=("eval",))).pattern == HEALTHY
+    assert classify(figures_of(series(rows), {"request": 1_683_100, "eval": 405_000})).pattern == HEALTHY
+
+
+def test_batch_spend_is_not_eval_spend() -> None:
+    # The rest is the request path and batch work together: 540,000 / (1,683,100 + 600,000)
+    # = 0.2365 < 0.25, where against the request path alone it would be 0.3208.
+    rows = [*SPECIALIZED_ROWS, ("eval", "acme-frontier", "frontier", 40, 13_500)]
+    f = figures_of(series(rows), {"request": 1_683_100, "eval": 540_000, "batch": 600_000})
+    assert f.eval_share == pytest.approx(540_000 / 2_283_100)
+    assert classify(f).pattern == HEALTHY
+    # Without closed requests there is no split by purpose, hence no share.
+    assert figures_of(series(rows)).eval_share is None
 
 
 def test_no_eval_share_while_a_step_is_all_unpriced() -> None:
@@ -279,7 +294,7 @@ def test_no_eval_share_while_a_step_is_all_unpriced() -> None:
     unpriced[CALLS] = 100.0
     unpriced[UNPRICED] = 100.0
     calls["generate", "house-model", "unknown", "acme"] = unpriced
-    assert figures_of(calls, eval_steps=("eval",)).eval_share is None
+    assert figures_of(calls, {"request": 24_900, "eval": 540_000}).eval_share is None
 
 
 def test_rules_in_order_with_the_others_listed() -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from diag_workloads import FRONTIER, MINI, RERANKER, T0, UNKNOWN, Call, pipeline, request, window_sample
 
+from otel_overspend.accounting.ledger import new_request_stats
 from otel_overspend.accounting.signals import Diagnosis, diagnose
 from otel_overspend.thresholds import BANDS, Level
 
@@ -282,7 +283,7 @@ def test_an_unpriced_call_is_counted_but_changes_no_share() -> None:
 
 
 def test_an_empty_window_has_no_signal() -> None:
-    d = diagnose({}, (0.0,) * 8)
+    d = diagnose({}, tuple(new_request_stats()))
     assert d.calls == 0
     assert d.requests == 0
     for value in (

@@ -79,6 +79,7 @@ BAD: dict[str, Bad] = {
     "savings_drop_share": Bad("half", "a share above 0, at most 1"),
     "eval_steps": Bad('["Eval Job"]', "a list of step names"),
     "specialist_steps": Bad('["generate"]', "a list of step names (not generate or unattributed)"),
+    "eval_services": Bad("[1]", "a list of service names"),
     "otlp_metrics": Bad("maybe", "true or false"),
 }
 

@@ -71,6 +71,8 @@ def assert_same(offline: Diagnosis, live: Diagnosis) -> None:
 def _close(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
     return bool(a == b)
 
 

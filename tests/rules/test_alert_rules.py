@@ -133,7 +133,10 @@ def _cost_share_alerts() -> set[str]:
     names: set[str] = set()
     for rule in _alert_rules(alerting.render_rules()):
         record = rule["expr"].split(" ", 1)[0]
-        if any(part in records[record] for part in ("overspend:llm_cost_usd", "frontier_model_cost_share")):
+        if any(
+            part in records[record]
+            for part in ("overspend:llm_cost_usd", "overspend:purpose_cost_usd", "frontier_model_cost_share")
+        ):
             names.add(rule["alert"])
     return names
 

@@ -149,19 +149,22 @@ def test_equal_severities_thresholds_are_allowed() -> None:
 # --------------------------------------------------------------------------- the command
 
 
-def test_eval_steps_option_changes_the_eval_share_rule(capsys: pytest.CaptureFixture[str]) -> None:
-    doc = yaml.safe_load(_rendered(["--eval-step", "judge", "--eval-step", "grade"], capsys))
+def test_eval_share_rule_reads_spend_by_purpose(capsys: pytest.CaptureFixture[str]) -> None:
+    # The processes decide what is evaluation spend (eval_steps, eval_services, overspend.purpose):
+    # the rule needs no list of steps.
+    doc = yaml.safe_load(_rendered([], capsys))
     (expr,) = [
         rule["expr"]
         for group in doc["groups"]
         for rule in group["rules"]
         if rule.get("record") == "overspend:eval_spend_share:ratio_rate1h"
     ]
-    assert 'step=~"judge|grade"' in expr
-    assert 'step!~"judge|grade"' in expr
+    assert 'overspend:purpose_cost_usd:rate1h{purpose="eval"}' in expr
+    assert 'overspend:purpose_cost_usd:rate1h{purpose!="eval"}' in expr
+    assert "step" not in expr.replace("unpriced_step", "")
     with pytest.raises(SystemExit):
-        command.main(["--eval-step", "Bad Step"])
-    assert "invalid step name" in capsys.readouterr().err
+        command.main(["--eval-step", "judge"])
+    assert "unrecognized arguments: --eval-step" in capsys.readouterr().err
 
 
 def test_threshold_option_changes_the_rule_and_the_header(capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,8 +248,7 @@ def test_help_lists_the_thresholds(capsys: pytest.CaptureFixture[str]) -> None:
             "1d",
         ],
         ["--format", "inhibit", "--threshold", "OverspendUnpricedModel=0.5"],
-        ["--eval-step", "judge", "--eval-step", "eval"],
-        ["--format", "operator", "--eval-step", "judge"],
+        ["--format", "operator", "--window", "1d", "--alert-window", "1d"],
     ],
 )
 def test_rule_argv_prints_the_same_document(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
