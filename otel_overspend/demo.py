@@ -38,6 +38,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_overspend.accounting.observations import record_oracle_check, record_step_time
+from otel_overspend.accounting.purposes import EVAL, PURPOSE_KEY
 from otel_overspend.config.settings import ConfigError, Settings
 from otel_overspend.processor import OverspendProcessor
 from otel_overspend.steps import mark_cascade_stage, step
@@ -226,9 +227,10 @@ def emit_request(
 
 
 def _emit_eval(tracer: Tracer, rng: random.Random, end_ns: int) -> None:
-    """One call of an eval job re-scoring an answer with the frontier model (no server span)."""
+    """One call of an eval job re-scoring an answer with the frontier model: a root of its own
+    that says what it is for (``overspend.purpose``), in the eval step."""
     duration = _duration_ns(rng, "faithfulness", FRONTIER)
-    job = tracer.start_span("eval job", start_time=end_ns - duration)
+    job = tracer.start_span("eval job", start_time=end_ns - duration, attributes={PURPOSE_KEY: EVAL})
     with step(EVAL_STEP):
         span = tracer.start_span(
             f"chat {FRONTIER.name}",

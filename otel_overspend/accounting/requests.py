@@ -9,11 +9,20 @@ by a frontier call is one *escalated case* of a cheap-then-expensive cascade; a 
 no frontier call follows is one case *resolved cheap*. A call whose span carries ``overspend.cascade.stage``
 (``"cheap"`` or ``"expensive"``, see :func:`otel_overspend.steps.mark_cascade_stage`) is that
 stage whatever its tier, and makes its step a cascade step. Otherwise a step becomes one the
-first time one of its requests escalates (at most :data:`MAX_CASCADE_STEPS` steps); from
-then on every request closed with cheap calls in it gives its cases. Each closed request
-tells ``on_cascade`` (step, cases, escalated cases, priced cases' cost, what those cases
-would cost had each run at the expensive stage): an escalated case's expensive stage is its
-frontier call, a case resolved cheap is its cheap call's units repriced at frontier tier.
+first time one of its requests escalates (at most :data:`MAX_CASCADE_STEPS` steps). Each closed
+request tells ``on_cascade`` its cases in each cascade step (step, cases, escalated cases,
+priced cases' cost, what those cases would cost had each run at the expensive stage): an
+escalated case's expensive stage is its frontier call, a case resolved cheap is its cheap
+call's units repriced at frontier tier.
+
+**Provisional cases.** So that the counts do not depend on the order requests close in, the
+cases of a step not yet known as a cascade (all resolved cheap: none escalated) are
+*provisional*: they are told ``on_provisional``. By default they are held, summed per step (at
+most :data:`MAX_CASCADE_STEPS` steps; the cases of further steps are counted in
+``unheld_cases``), and told ``on_cascade`` when the step becomes a cascade step, just before the
+cases of the request that made it one: a step learned late misses none of its earlier
+requests. The report sets ``on_provisional`` instead and keeps them by time, so that a step
+known in any part of its input (``--jobs``, several aggregates) counts every part's cases.
 
 Calls are added and requests closed by one thread at a time (the processor counts under
 its queue's lock; the report is single-threaded), so that path takes no lock; only the
@@ -246,14 +255,18 @@ def _cases(
     entry: _Open, known: dict[str, None], reprice: Callable[[Call], float | None]
 ) -> list[CascadeCases]:
     """The cascade cases of a closing request, in the steps known as cascades (a step
-    escalating here becomes one)."""
+    escalating here, or with a marked stage, becomes one) and, provisional, in the steps not
+    known yet that may still become one (those left out of ``known``)."""
     found: list[CascadeCases] = []
     for step, state in (entry.cascade or {}).items():
         escalated = state[_ESCALATED]
         if step not in known:
-            if not (escalated or state[_MARKED]) or len(known) >= MAX_CASCADE_STEPS:
-                continue
-            known[step] = None
+            if len(known) >= MAX_CASCADE_STEPS:
+                continue  # it can no longer become one
+            if escalated or state[_MARKED]:
+                known[step] = None
+            elif len(state) == _PENDING:
+                continue  # frontier calls alone: no case
         cost, expensive = state[_COST], state[_EXPENSIVE]
         for cheap in state[_PENDING:]:  # resolved cheap
             at_frontier = None if cheap.cost_usd is None else reprice(cheap)
@@ -272,19 +285,26 @@ def _ignore_cases(_: CascadeCases) -> None:
     return None
 
 
+#: Indices into a held step's sums of provisional cases (cases, cost, expensive cost).
+_CASES, _HELD_COST, _HELD_EXPENSIVE = 0, 1, 2
+
+
 class OpenRequests:
     __slots__ = (
         "_cascade_steps",
         "_clock",
         "_eval_steps",
+        "_held",
         "_lock",
         "_open",
         "evicted_capacity",
         "evicted_timeout",
         "max_open",
         "on_cascade",
+        "on_provisional",
         "reprice",
         "timeout_s",
+        "unheld_cases",
     )
 
     def __init__(
@@ -295,15 +315,21 @@ class OpenRequests:
         clock: Callable[[], float],
         reprice: Callable[[Call], float | None] = _no_price,
         on_cascade: Callable[[CascadeCases], None] = _ignore_cases,
+        on_provisional: Callable[[CascadeCases], None] | None = None,
         eval_steps: Collection[str] = (),
     ) -> None:
         """``reprice`` gives what a call's units cost at frontier tier (``None``: unknown);
-        ``on_cascade`` is told each closed request's cases of each cascade step; the spend
-        of calls in ``eval_steps`` is evaluation spend (see ``accounting.purposes``)."""
+        ``on_cascade`` is told each closed request's cases of each cascade step;
+        ``on_provisional`` its provisional cases (``None``: held, see the module docstring);
+        the spend of calls in ``eval_steps`` is evaluation spend (see ``accounting.purposes``)."""
         self._eval_steps = frozenset(eval_steps)
         self.reprice = reprice
         self.on_cascade = on_cascade
+        self.on_provisional = on_provisional
         self._cascade_steps: dict[str, None] = {}
+        #: step -> [cases, cost, expensive cost] of the provisional cases held.
+        self._held: dict[str, list[float]] = {}
+        self.unheld_cases = 0
         self.max_open = max_open
         self.timeout_s = timeout_s
         self._clock = clock
@@ -361,8 +387,33 @@ class OpenRequests:
         return _sample(entry, wall_ns, purpose)
 
     def _tell(self, entry: _Open) -> None:
-        for cases in _cases(entry, self._cascade_steps, self.reprice):
+        known, held = self._cascade_steps, self._held
+        for cases in _cases(entry, known, self.reprice):
+            step = cases.step
+            if step not in known:
+                if self.on_provisional is not None:
+                    self.on_provisional(cases)
+                else:
+                    self._hold(cases)
+                continue
+            if held:
+                earlier = held.pop(step, None)
+                if earlier is not None:  # the step is a cascade from this request on
+                    n, cost, expensive = earlier
+                    self.on_cascade(CascadeCases(step, int(n), 0, cost, expensive))
             self.on_cascade(cases)
+
+    def _hold(self, cases: CascadeCases) -> None:
+        """Add provisional cases to their step's sums (see the module docstring)."""
+        sums = self._held.get(cases.step)
+        if sums is None:
+            if len(self._held) >= MAX_CASCADE_STEPS:
+                self.unheld_cases += cases.cases
+                return
+            sums = self._held[cases.step] = [0.0, 0.0, 0.0]
+        sums[_CASES] += cases.cases
+        sums[_HELD_COST] += cases.cost_usd
+        sums[_HELD_EXPENSIVE] += cases.expensive_cost_usd
 
     def ended(
         self, calls: list[tuple[Call, int]], wall_ns: int, purpose: str = REQUEST_PATH
@@ -394,5 +445,7 @@ class OpenRequests:
         self._lock = threading.Lock()
         self._open = {}
         self._cascade_steps = {}
+        self._held = {}
+        self.unheld_cases = 0
         self.evicted_capacity = 0
         self.evicted_timeout = 0

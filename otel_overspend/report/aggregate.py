@@ -1,10 +1,10 @@
 """The report's aggregate: every figure a report is made of, before the diagnosis.
 
-A run over trace files sums calls and requests by UTC hour (the last 24 hours of the data)
-and by UTC day (before them), and counts what it read, skipped and dropped. That is the
-aggregate: the report is computed from it, and aggregates of separate parts of the data
-(the processes of ``--jobs``, or runs on several machines) add up to the aggregate of all
-the data (:func:`merge`). Written to a file, it is a JSON document of the format
+A run over trace files sums calls, requests and cascade cases by UTC hour (the last 24
+hours of the data) and by UTC day (before them), and counts what it read, skipped and
+dropped. That is the aggregate: the report is computed from it, and aggregates of separate
+parts of the data (the processes of ``--jobs``, or runs on several machines) add up to the
+aggregate of all the data (:func:`merge`). Written to a file, it is a JSON document of the format
 :data:`FORMAT`, version :data:`VERSION`, described in ``docs/offline-report.md``; a file of
 another format or version is refused (:class:`AggregateError`).
 
@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.report.sums import (
     CALL_FIELDS,
+    CASCADE_FIELDS,
     EXACT_CALL_FIELDS,
+    EXACT_CASCADE_FIELDS,
     EXACT_REQUEST_FIELDS,
     REQUEST_FIELDS,
     SCALE_BITS,
+    CascadeSink,
     PeriodSink,
     SumsState,
 )
@@ -40,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = ("FORMAT", "VERSION", "Aggregate", "AggregateError", "merge", "read_aggregate", "settings_digest")
 
 FORMAT: Final = "otel-overspend-aggregate"
-VERSION: Final = 1
+#: 2: cascade cases by hour and day, provisional cases apart (1: one total per step).
+VERSION: Final = 2
 #: Settings that do not change what is counted: left out of :func:`settings_digest`.
 _NOT_COUNTING: Final = ("serve_metrics", "metrics_", "otlp_", "windows")
 #: The counters an aggregate adds up, by the name the format gives them.
@@ -118,8 +122,9 @@ class Aggregate:
     step_times: dict[str, list[float]] = field(default_factory=dict)
     oracle_checks: dict[str, list[float]] = field(default_factory=dict)
     last_oracle_checks: dict[str, float] = field(default_factory=dict)
-    #: Per cascade step: cases, escalated cases, cost, cost with every case at the expensive stage.
-    cascades: dict[str, list[float]] = field(default_factory=dict)
+    #: Per cascade step, by hour and day: cases, escalated cases, cost, cost with every case
+    #: at the expensive stage; the provisional cases apart (see :class:`CascadeSink`).
+    cascades: CascadeSink = field(default_factory=CascadeSink)
 
     def absorb(self, other: Aggregate) -> None:
         """Add ``other`` (another part of the data) to this one."""
@@ -139,7 +144,7 @@ class Aggregate:
         self.end_of_input_last_ns = [*self.end_of_input_last_ns, *other.end_of_input_last_ns]
         _add_vectors(self.step_times, other.step_times)
         _add_vectors(self.oracle_checks, other.oracle_checks)
-        _add_vectors(self.cascades, other.cascades)
+        self.cascades.absorb(*other.cascades.state())
         for step, at_s in other.last_oracle_checks.items():
             self.last_oracle_checks[step] = max(at_s, self.last_oracle_checks.get(step, at_s))
         if other.first_start_ns is not None and (
@@ -172,6 +177,7 @@ class Aggregate:
     # -- the file format ---------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         calls, requests = self.sink.state()
+        cascades, provisional = self.cascades.state()
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -179,6 +185,7 @@ class Aggregate:
             "units": {
                 "call_fields": list(CALL_FIELDS),
                 "request_fields": list(REQUEST_FIELDS),
+                "cascade_fields": list(CASCADE_FIELDS),
                 "exact_fields_scale_bits": SCALE_BITS,
             },
             "inputs": {
@@ -196,7 +203,8 @@ class Aggregate:
                 "step_times": {step: self.step_times[step] for step in sorted(self.step_times)},
                 "oracle_checks": {step: self.oracle_checks[step] for step in sorted(self.oracle_checks)},
                 "last_oracle_check_s": dict(sorted(self.last_oracle_checks.items())),
-                "cascades": {step: self.cascades[step] for step in sorted(self.cascades)},
+                "cascades": _sums_json(cascades, _steps_json),
+                "provisional_cascades": _sums_json(provisional, _steps_json),
             },
         }
 
@@ -236,7 +244,10 @@ class Aggregate:
             agg.step_times = {str(k): [float(x) for x in v] for k, v in observed["step_times"].items()}
             agg.oracle_checks = {str(k): [float(x) for x in v] for k, v in observed["oracle_checks"].items()}
             agg.last_oracle_checks = {str(k): float(v) for k, v in observed["last_oracle_check_s"].items()}
-            agg.cascades = {str(k): [float(x) for x in v] for k, v in observed.get("cascades", {}).items()}
+            agg.cascades.absorb(
+                _sums_from(observed["cascades"], _steps_from),
+                _sums_from(observed["provisional_cascades"], _steps_from),
+            )
         except AggregateError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -251,6 +262,7 @@ def _check_units(units: Any, where: str) -> None:
         units["exact_fields_scale_bits"] != SCALE_BITS
         or list(units["call_fields"]) != list(CALL_FIELDS)
         or list(units["request_fields"]) != list(REQUEST_FIELDS)
+        or list(units["cascade_fields"]) != list(CASCADE_FIELDS)
     ):
         raise AggregateError(f"{where}: its units are not those of version {VERSION}")
 
@@ -298,6 +310,14 @@ def _series_from(raw: Any) -> dict[Key, Stats]:
         )
         for s in raw
     }
+
+
+def _steps_json(table: dict[str, Stats]) -> dict[str, list[Any]]:
+    return {step: _vector_json(table[step], EXACT_CASCADE_FIELDS) for step in sorted(table)}
+
+
+def _steps_from(raw: Any) -> dict[str, Stats]:
+    return {str(step): _vector_from(v, EXACT_CASCADE_FIELDS, len(CASCADE_FIELDS)) for step, v in raw.items()}
 
 
 def _sums_json(state: SumsState[Any], table: Callable[[Any], Any]) -> dict[str, Any]:

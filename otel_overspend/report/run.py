@@ -17,13 +17,14 @@ from otel_overspend.accounting.observations import ADDED, REQUEST, Observations
 from otel_overspend.accounting.patterns import classify, figures
 from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder
-from otel_overspend.accounting.requests import OpenRequests
+from otel_overspend.accounting.requests import CascadeCases, OpenRequests
 from otel_overspend.accounting.signals import diagnose
 from otel_overspend.config.components import Components
 from otel_overspend.report.aggregate import Aggregate, settings_digest
 from otel_overspend.report.files import Problems, TraceFileError, read_records
 from otel_overspend.report.otlp_json import SERVER, SPAN_KIND_KEY, Processes, attribute_keys, line_decoder
 from otel_overspend.report.replay import DAY_S, WEEK_S, DataClock, PeriodSink, Replayer
+from otel_overspend.report.sums import CascadeSink
 from otel_overspend.thresholds import ALERTS, STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ class Report:
     recent: Diagnosis | None = None
     recent_start_s: float | None = None
     #: The look-alike patterns' figures and the probable pattern (over the last day when the
-    #: traces cover more, against all of them as the baseline; else over all of them).
+    #: traces cover more, against all of them as the baseline; else over all of them): a
+    #: cascade's last day is the last 24 UTC hours of its requests' ends on the data's clock.
     pattern_figures: PatternFigures | None = None
     pattern: Verdict | None = None
 
@@ -217,7 +219,10 @@ class _Run:
         self.observations = Observations(
             window_seconds=(_ALL_TIME_S,), clock=self.clock, perf_clock=self.clock
         )
-        self.requests.on_cascade = self.observations.cascade
+        #: Cascade cases by the data's clock when their request closed (its latest span end).
+        self.cascades = CascadeSink()
+        self.requests.on_cascade = self.cascade
+        self.requests.on_provisional = self.provisional_cascade
         self.replayer = Replayer(
             step_span=self.step_span,
             oracle=self.oracle_span,
@@ -260,6 +265,12 @@ class _Run:
             remote_parent=remote_parent,
             invalid=self.drop,
         )
+
+    def cascade(self, cases: CascadeCases) -> None:
+        self.cascades.add(cases, self.clock())
+
+    def provisional_cascade(self, cases: CascadeCases) -> None:
+        self.cascades.add(cases, self.clock(), provisional=True)
 
     def oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
@@ -364,7 +375,7 @@ class _Run:
             step_times={step: list(v) for step, v in observed.step_times.items()},
             oracle_checks={step: list(v) for step, v in observed.agreements.items()},
             last_oracle_checks=dict(observed.last_checks),
-            cascades={step: list(v) for step, v in observed.cascades.items()},
+            cascades=self.cascades,
         )
 
 
@@ -397,11 +408,12 @@ def report_from_aggregate(
         last_day = diagnose(*sink.recent(), unattributed=unattributed, bands=bands)
         recent = last_day if last_day.cost_usd > 0 else None
     current = sink.recent()[0] if recent is not None else calls
+    cascades = agg.cascades.totals()
     pattern_figures = figures(
         recent if recent is not None else total,
         current,
-        cascades={step: tuple(v) for step, v in agg.cascades.items()},
-        baseline_cascades={step: tuple(v) for step, v in agg.cascades.items()},
+        cascades=agg.cascades.last_day() if recent is not None else cascades,
+        baseline_cascades=cascades,
         step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in agg.step_times.items()},
         step_time_bounds=STEP_TIME_BUCKETS,
         agreements={step: (v[0], v[1]) for step, v in agg.oracle_checks.items()},

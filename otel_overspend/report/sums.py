@@ -9,6 +9,10 @@ as a whole number of 2**-:data:`SCALE_BITS` units (every float above 2**-76 conv
 exactly; a smaller one is truncated, the same way whatever the order) and summed as a
 Python integer: any split, merged, gives the same integer, and the same float once
 divided back (a correctly rounded division).
+
+Cascade cases are summed the same way, by the time their request closed on the data's clock
+(:class:`CascadeSink`): the look-alike patterns compare a cascade's last day with the whole
+data, as the live gauges compare their shortest window with their longest.
 """
 
 from __future__ import annotations
@@ -32,18 +36,22 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from otel_overspend.accounting.ledger import Key, RequestSample
+    from otel_overspend.accounting.requests import CascadeCases
     from otel_overspend.calls.attribution import Call
 
 __all__ = (
     "CALL_FIELDS",
+    "CASCADE_FIELDS",
     "DAY_S",
     "EXACT_CALL_FIELDS",
+    "EXACT_CASCADE_FIELDS",
     "EXACT_REQUEST_FIELDS",
     "HOUR_S",
     "RECENT_HOURS",
     "REQUEST_FIELDS",
     "SCALE_BITS",
     "WEEK_S",
+    "CascadeSink",
     "PeriodSink",
     "SumsState",
     "period_start_s",
@@ -89,9 +97,12 @@ REQUEST_FIELDS: Final = (
     "eval_cost_usd",
     "batch_cost_usd",
 )
+#: A cascade step's sums (see :func:`otel_overspend.accounting.patterns.cascade_figures`).
+CASCADE_FIELDS: Final = ("cases", "escalated", "cost_usd", "all_expensive_cost_usd")
 #: The fields held in units of 2**-SCALE_BITS (the others are whole numbers).
 EXACT_CALL_FIELDS: Final = frozenset((COST, SPECIALIZED, COST_WITHOUT_COUNTERFACTUAL))
 EXACT_REQUEST_FIELDS: Final = frozenset((GENERATE_SHARE_SUM, LLM_TIME_SHARE_SUM, *PURPOSE_COST.values()))
+EXACT_CASCADE_FIELDS: Final = frozenset((2, 3))
 _S = TypeVar("_S")
 #: A vector of sums: floats (whole numbers) and ints (units of 2**-SCALE_BITS).
 Stats = list[Any]
@@ -335,6 +346,79 @@ class PeriodSink:
                 if start >= since:
                     merge_requests(requests, stats)
         return _call_table(calls), request_floats(requests)
+
+
+def _merge_steps(into: dict[str, Stats], other: dict[str, Stats]) -> None:
+    for step, stats in other.items():
+        acc = into.get(step)
+        if acc is None:
+            into[step] = stats.copy()
+        else:
+            for i, v in enumerate(stats):
+                acc[i] += v
+
+
+class CascadeSink:
+    """Cascade cases (see :mod:`otel_overspend.accounting.requests`) summed per step by UTC
+    hour over the last :data:`RECENT_HOURS` hours of the data and by UTC day before them, as
+    the calls are: the cases of steps known as cascades, and apart from them the provisional
+    cases of steps not known (yet). A step known in any part of the data (a process of
+    ``--jobs``, an aggregate of another run) counts the provisional cases of every part, so
+    the figures depend neither on where the data was cut nor on the order requests closed in."""
+
+    __slots__ = ("_known", "_provisional")
+
+    def __init__(self) -> None:
+        self._known: _Sums[dict[str, Stats]] = _Sums(dict, _merge_steps)
+        self._provisional: _Sums[dict[str, Stats]] = _Sums(dict, _merge_steps)
+
+    def add(self, cases: CascadeCases, end_time_s: float, *, provisional: bool = False) -> None:
+        """One request's cases of one step; the request closed at ``end_time_s``."""
+        table = (self._provisional if provisional else self._known).at(end_time_s)
+        sums = table.get(cases.step)
+        if sums is None:
+            sums = table[cases.step] = [0.0, 0.0, 0, 0]
+        sums[0] += cases.cases
+        sums[1] += cases.escalated
+        sums[2] += _units(cases.cost_usd)
+        sums[3] += _units(cases.expensive_cost_usd)
+
+    def state(self) -> tuple[SumsState[dict[str, Stats]], SumsState[dict[str, Stats]]]:
+        """The known and the provisional tables (shared, not copied)."""
+        return self._known.state(), self._provisional.state()
+
+    def absorb(self, known: SumsState[dict[str, Stats]], provisional: SumsState[dict[str, Stats]]) -> None:
+        """Add the tables of another part of the data (see :meth:`state`)."""
+        self._known.absorb(known)
+        self._provisional.absorb(provisional)
+
+    def totals(self) -> dict[str, tuple[float, ...]]:
+        """step -> (cases, escalated cases, cost, cost with every case at the expensive
+        stage) over all the data, for each step known as a cascade."""
+        return self._summed([t for _, t in self._known.tables()], [t for _, t in self._provisional.tables()])
+
+    def last_day(self) -> dict[str, tuple[float, ...]]:
+        """The same over the last :data:`RECENT_HOURS` UTC hours of the requests (the hour of
+        the latest one and the 23 before it)."""
+        newest = [h for h in (self._known.newest_hour_s, self._provisional.newest_hour_s) if h is not None]
+        if not newest:
+            return {}
+        since = max(newest) - (RECENT_HOURS - 1) * HOUR_S
+        return self._summed(
+            [t for start, t in self._known.hours.items() if start >= since],
+            [t for start, t in self._provisional.hours.items() if start >= since],
+        )
+
+    def _summed(
+        self, known: list[dict[str, Stats]], provisional: list[dict[str, Stats]]
+    ) -> dict[str, tuple[float, ...]]:
+        steps = {step for _, table in self._known.tables() for step in table}
+        out: dict[str, Stats] = {}
+        for table in known:
+            _merge_steps(out, table)
+        for table in provisional:
+            _merge_steps(out, {step: sums for step, sums in table.items() if step in steps})
+        return {step: _floats(out[step], EXACT_CASCADE_FIELDS) for step in sorted(out)}
 
 
 def _call_table(calls: dict[Key, Stats]) -> dict[Key, tuple[float, ...]]:

@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry
 from report_support import write_collector_lines
 
 from otel_overspend import OverspendProcessor, Settings, mark_cascade_stage, step
+from otel_overspend.accounting import requests
+from otel_overspend.accounting.requests import CascadeCases, OpenRequests
+from otel_overspend.calls.attribution import Call
 from otel_overspend.config.settings import Price
 from otel_overspend.report.files import Problems
 from otel_overspend.report.run import build_report
@@ -107,7 +110,8 @@ def run() -> Iterator[Run]:
 
 def emit_workload(run: Run) -> None:
     # A: route escalates (mini then frontier); faithfulness runs its specialist alone,
-    # before faithfulness is known as a cascade: not a case.
+    # before faithfulness is known as a cascade: a provisional case resolved cheap, counted
+    # once B makes faithfulness a cascade.
     a = run.root(0)
     run.call(a, "route", MINI, ROUTE, 10)
     run.call(a, "route", FRONTIER, ROUTE, 20)
@@ -133,8 +137,9 @@ def emit_workload(run: Run) -> None:
 EXPECTED = {
     # A: 19 + 1,200 spent, 1,200 all-expensive; B: 19 spent, 300 x 3 + 20 x 15 = 1,200.
     "route": (2, 1, 1_238e-6, 2_400e-6),
-    # B only: 82 + 13,500 spent, 13,500 all-expensive.
-    "faithfulness": (1, 1, 13_582e-6, 13_500e-6),
+    # A (provisional): 82 spent, 4,000 x 3 + 100 x 15 = 13,500 all-expensive; B: 82 + 13,500
+    # spent, 13,500 all-expensive.
+    "faithfulness": (2, 1, 13_664e-6, 27_000e-6),
     "check": (1, 0, 19e-6, 1_200e-6),
 }
 
@@ -164,7 +169,7 @@ def test_live_figures_equal_the_reports(run: Run) -> None:
     offline = {s.step: s for s in report.pattern_figures.steps}
     expected = {
         "route": (0.5, 1 - 1_238 / 2_400),
-        "faithfulness": (1.0, 1 - 13_582 / 13_500),
+        "faithfulness": (0.5, 1 - 13_664 / 27_000),
         "check": (0.0, 1 - 19 / 1_200),
     }
     for name, (rate, savings) in expected.items():
@@ -172,6 +177,44 @@ def test_live_figures_equal_the_reports(run: Run) -> None:
             assert figures.escalation_rate == pytest.approx(rate)
             assert figures.savings_ratio == pytest.approx(savings)
             assert figures.baseline_escalation_rate == pytest.approx(rate)
+
+
+def test_a_step_learned_late_counts_its_earlier_requests(run: Run) -> None:
+    # Three requests resolve route at mini before the fourth escalates: route is a cascade
+    # from then on, and the three count. 4 cases, 1 escalated; spent 3 x 19 + 19 + 1,200 =
+    # 1,276e-6; all-expensive 4 x 1,200 = 4,800e-6.
+    for k in range(3):
+        r = run.root(100 * k)
+        run.call(r, "route", MINI, ROUTE, 100 * k + 10)
+        r.end(end_time=T0_NS + (100 * k + 50) * MS)
+    assert run.cascades() == {}
+    r = run.root(300)
+    run.call(r, "route", MINI, ROUTE, 310)
+    run.call(r, "route", FRONTIER, ROUTE, 320)
+    r.end(end_time=T0_NS + 350 * MS)
+    assert run.cascades() == {"route": pytest.approx((4, 1, 1_276e-6, 4_800e-6))}
+
+
+def _call(step_name: str, tier: str, cost: float) -> Call:
+    return Call(step_name, "m", tier, "acme", 300, 20, 0, 0, cost, None, (step_name, "m", tier, "acme"))
+
+
+def test_provisional_cases_are_held_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requests, "MAX_CASCADE_STEPS", 1)
+    told: list[CascadeCases] = []
+    table = OpenRequests(
+        max_open=10, timeout_s=60.0, clock=lambda: 0.0, reprice=lambda _: 1.0, on_cascade=told.append
+    )
+    # Cheap calls in two steps, neither a cascade yet: "a" is held, "b" is beyond the bound.
+    table.add(1, _call("a", "mini", 0.5), 0)
+    table.add(1, _call("b", "mini", 0.25), 0)
+    table.close(1, 0)
+    assert (told, table.unheld_cases) == ([], 1)
+    # "a" escalates: its held case (0.5 spent, 1.0 at the frontier), then this request's.
+    table.add(2, _call("a", "mini", 0.5), 0)
+    table.add(2, _call("a", "frontier", 2.0), 0)
+    table.close(2, 0)
+    assert told == [CascadeCases("a", 1, 0, 0.5, 1.0), CascadeCases("a", 1, 1, 2.5, 2.0)]
 
 
 def test_a_marked_stage_wins_over_the_tier(run: Run) -> None:
