@@ -67,13 +67,13 @@ def resource_purpose(
 def root_purpose(
     declared: object,
     of_resource: str | None,
-    *,
     server: bool,
     remote_parent: bool,
     invalid: Callable[[str], None] = _ignore,
 ) -> str:
     """The purpose of the request a local root closes: ``declared`` is its ``overspend.purpose``
-    attribute (``None`` if absent), ``of_resource`` what :func:`resource_purpose` gave."""
+    attribute (``None`` if absent), ``of_resource`` what :func:`resource_purpose` gave,
+    ``server`` whether it is a server span, ``remote_parent`` whether its parent is remote."""
     if declared is not None:
         if declared in _VALID:
             return str(declared)

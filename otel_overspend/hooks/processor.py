@@ -65,6 +65,7 @@ MAX_OPEN_STEPS = 100_000
 MAX_ANNOTATIONS = 100_000
 #: Resources whose purpose is remembered (a process has one per tracer provider).
 MAX_RESOURCES = 16
+_SERVER = SpanKind.SERVER
 
 
 class CountingProcessor(SpanProcessor):
@@ -328,9 +329,9 @@ class CountingProcessor(SpanProcessor):
         return root_purpose(
             attrs.get(PURPOSE_KEY) if attrs else None,
             known[1],
-            server=root.kind is SpanKind.SERVER,
-            remote_parent=parent is not None and parent.is_remote,
-            invalid=self._drop,
+            root.kind is _SERVER,
+            parent is not None and parent.is_remote,
+            self._drop,
         )
 
     def _ended_record(self, span: ReadableSpan) -> Ended | None:
