@@ -18,11 +18,13 @@ call's units repriced at frontier tier.
 **Provisional cases.** So that the counts do not depend on the order requests close in, the
 cases of a step not yet known as a cascade (all resolved cheap: none escalated) are
 *provisional*: they are told ``on_provisional``. By default they are held, summed per step (at
-most :data:`MAX_CASCADE_STEPS` steps; the cases of further steps are counted in
-``unheld_cases``), and told ``on_cascade`` when the step becomes a cascade step, just before the
-cases of the request that made it one: a step learned late misses none of its earlier
-requests. The report sets ``on_provisional`` instead and keeps them by time, so that a step
+most :data:`MAX_CASCADE_STEPS` steps), and told ``on_cascade`` when the step becomes a cascade
+step, just before the cases of the request that made it one: a step learned late misses none
+of its earlier requests. The report sets ``on_provisional`` instead and keeps them by time, so that a step
 known in any part of its input (``--jobs``, several aggregates) counts every part's cases.
+Beyond :data:`MAX_CASCADE_STEPS` steps known (or held), a further step's cases are not
+followed: they are counted in ``overflowed_cases`` (exported as the label overflow
+``cascade_steps``).
 
 Calls are added and requests closed by one thread at a time (the processor counts under
 its queue's lock; the report is single-threaded), so that path takes no lock; only the
@@ -261,11 +263,9 @@ def _cases(
     for step, state in (entry.cascade or {}).items():
         escalated = state[_ESCALATED]
         if step not in known:
-            if len(known) >= MAX_CASCADE_STEPS:
-                continue  # it can no longer become one
-            if escalated or state[_MARKED]:
+            if (escalated or state[_MARKED]) and len(known) < MAX_CASCADE_STEPS:
                 known[step] = None
-            elif len(state) == _PENDING:
+            elif len(state) == _PENDING and not escalated:
                 continue  # frontier calls alone: no case
         cost, expensive = state[_COST], state[_EXPENSIVE]
         for cheap in state[_PENDING:]:  # resolved cheap
@@ -302,9 +302,9 @@ class OpenRequests:
         "max_open",
         "on_cascade",
         "on_provisional",
+        "overflowed_cases",
         "reprice",
         "timeout_s",
-        "unheld_cases",
     )
 
     def __init__(
@@ -329,7 +329,8 @@ class OpenRequests:
         self._cascade_steps: dict[str, None] = {}
         #: step -> [cases, cost, expensive cost] of the provisional cases held.
         self._held: dict[str, list[float]] = {}
-        self.unheld_cases = 0
+        #: Cases of the steps beyond MAX_CASCADE_STEPS, not followed.
+        self.overflowed_cases = 0
         self.max_open = max_open
         self.timeout_s = timeout_s
         self._clock = clock
@@ -391,7 +392,9 @@ class OpenRequests:
         for cases in _cases(entry, known, self.reprice):
             step = cases.step
             if step not in known:
-                if self.on_provisional is not None:
+                if cases.escalated or len(known) >= MAX_CASCADE_STEPS:
+                    self.overflowed_cases += cases.cases  # it can no longer become one
+                elif self.on_provisional is not None:
                     self.on_provisional(cases)
                 else:
                     self._hold(cases)
@@ -408,7 +411,7 @@ class OpenRequests:
         sums = self._held.get(cases.step)
         if sums is None:
             if len(self._held) >= MAX_CASCADE_STEPS:
-                self.unheld_cases += cases.cases
+                self.overflowed_cases += cases.cases
                 return
             sums = self._held[cases.step] = [0.0, 0.0, 0.0]
         sums[_CASES] += cases.cases
@@ -446,6 +449,6 @@ class OpenRequests:
         self._open = {}
         self._cascade_steps = {}
         self._held = {}
-        self.unheld_cases = 0
+        self.overflowed_cases = 0
         self.evicted_capacity = 0
         self.evicted_timeout = 0

@@ -24,8 +24,8 @@ DROP_REASONS: Final = (
 #: Every ``what`` of ``overspend_usage_inferred_total``.
 INFERRED_USAGE: Final = ("net_input_inferred", "net_output_inferred")
 #: Every ``label`` of ``overspend_label_overflow_total``: the capped labels, then the tables
-#: of calls waiting for a step and of open spans' steps.
-OVERFLOW_LABELS: Final = ("step", "model", "provider", "step_wait", "span_steps")
+#: of calls waiting for a step, of open spans' steps and of cascade steps (its cases).
+OVERFLOW_LABELS: Final = ("step", "model", "provider", "step_wait", "span_steps", "cascade_steps")
 #: Every ``reason`` of ``overspend_open_requests_evicted_total``.
 EVICTION_REASONS: Final = ("capacity", "timeout")
 

@@ -429,7 +429,9 @@ class CountingProcessor(SpanProcessor):
         return snap, Status(
             dropped=dropped,
             usage_inferred=inferred,
-            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps} | overflowed,
+            label_overflow={cap.name: cap.overflowed for cap in self._parts.caps}
+            | overflowed
+            | {"cascade_steps": self._requests.overflowed_cases},
             requests_evicted={
                 "capacity": self._requests.evicted_capacity,
                 "timeout": self._requests.evicted_timeout,

@@ -366,7 +366,9 @@ class _Run:
             reorder=_nonzero(closed_early=stats.closed_early, out_of_order=stats.out_of_order),
             requests_evicted=_nonzero(capacity=requests.evicted_capacity, timeout=requests.evicted_timeout),
             label_overflow=_nonzero(
-                **{cap.name: cap.overflowed for cap in self.parts.caps}, **self.overflowed
+                **{cap.name: cap.overflowed for cap in self.parts.caps},
+                **self.overflowed,
+                cascade_steps=requests.overflowed_cases,
             ),
             calls_without_usage=dict(self.without_usage),
             usage_inferred=dict(self.inferred),

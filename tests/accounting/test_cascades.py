@@ -209,12 +209,36 @@ def test_provisional_cases_are_held_within_the_bound(monkeypatch: pytest.MonkeyP
     table.add(1, _call("a", "mini", 0.5), 0)
     table.add(1, _call("b", "mini", 0.25), 0)
     table.close(1, 0)
-    assert (told, table.unheld_cases) == ([], 1)
+    assert (told, table.overflowed_cases) == ([], 1)
     # "a" escalates: its held case (0.5 spent, 1.0 at the frontier), then this request's.
     table.add(2, _call("a", "mini", 0.5), 0)
     table.add(2, _call("a", "frontier", 2.0), 0)
     table.close(2, 0)
     assert told == [CascadeCases("a", 1, 0, 0.5, 1.0), CascadeCases("a", 1, 1, 2.5, 2.0)]
+    # "a" fills the known steps: "c" escalating (2 cases: one escalated, one resolved cheap)
+    # can no longer become a cascade, and its cases are counted, not followed.
+    table.add(3, _call("c", "mini", 0.5), 0)
+    table.add(3, _call("c", "frontier", 2.0), 0)
+    table.add(3, _call("c", "mini", 0.5), 0)
+    table.close(3, 0)
+    assert len(told) == 2
+    assert table.overflowed_cases == 1 + 2
+
+
+def test_cascade_steps_beyond_the_bound_are_counted_in_the_metrics(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(requests, "MAX_CASCADE_STEPS", 1)
+    for k, name in enumerate(("route", "check")):  # route is known; check escalates beyond
+        r = run.root(100 * k)
+        run.call(r, name, MINI, ROUTE, 100 * k + 10)
+        run.call(r, name, FRONTIER, ROUTE, 100 * k + 20)
+        r.end(end_time=T0_NS + (100 * k + 50) * MS)
+    assert set(run.cascades()) == {"route"}
+    assert (
+        run.processor.registry.get_sample_value("overspend_label_overflow_total", {"label": "cascade_steps"})
+        == 1
+    )
 
 
 def test_a_marked_stage_wins_over_the_tier(run: Run) -> None:
