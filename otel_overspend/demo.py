@@ -38,7 +38,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_overspend.accounting.observations import record_oracle_check, record_step_time
-from otel_overspend.accounting.purposes import EVAL, PURPOSE_KEY
+from otel_overspend.accounting.purposes import EVAL, PURPOSE_KEY, REQUEST_PATH
 from otel_overspend.config.settings import ConfigError, Settings
 from otel_overspend.processor import OverspendProcessor
 from otel_overspend.steps import mark_cascade_stage, step
@@ -394,6 +394,10 @@ def format_report(label: str, d: Diagnosis, elapsed_s: float) -> str:
             f"   next step to specialize: {d.next_step_to_specialize}"
             f" (would have saved ${_num(d.next_step_savings_usd, ',.4f')} in this window)"
         )
+    purposes = d.purpose_cost_usd
+    if any(usd for purpose, usd in purposes.items() if purpose != REQUEST_PATH):
+        split = " | ".join(f"{purpose} ${usd:,.4f}" for purpose, usd in purposes.items())
+        nxt += f"\n   spend by purpose: {split} | eval / the rest {_num(d.eval_share, '.3f')}"
     return "\n".join([*lines, fraction, headroom, nxt])
 
 
