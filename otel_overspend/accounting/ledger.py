@@ -8,8 +8,9 @@ the pending tick the bucket is folded into the totals and into one ring of bucke
 window, whose running sums are kept up to date, so a snapshot costs time in the number of
 series (and at most one batch of queued calls), never in the number of spans.
 
-Windows are by span end time. A window of length W is kept as ``buckets_per_window``
-buckets of W/``buckets_per_window``; it covers the last W, give or take one bucket.
+Windows are by span end time. A window of length W is kept as about ``buckets_per_window``
+buckets of W/``buckets_per_window`` (whole seconds, at least one tick: more buckets for a
+short window); it covers the last W, give or take one bucket.
 """
 
 from __future__ import annotations
@@ -336,8 +337,9 @@ class Ledger:
         self._window_seconds = tuple(sorted(window_seconds))
         self._tick = max(1, self._window_seconds[0] // buckets_per_window)
         self._rings = tuple(
-            _Ring(max(self._tick, (w // buckets_per_window) // self._tick * self._tick), buckets_per_window)
+            _Ring(width, -(-w // width))  # as many buckets as cover w: more when w is short
             for w in self._window_seconds
+            for width in (max(self._tick, (w // buckets_per_window) // self._tick * self._tick),)
         )
         self._horizon_s = self._window_seconds[-1]
         self._lock = threading.Lock()

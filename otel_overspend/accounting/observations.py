@@ -196,7 +196,9 @@ class Observations:
         self._settle = settle_seconds
         self._window_seconds = tuple(sorted(window_seconds))
         self._rings = tuple(
-            _Ring(max(1, w // buckets_per_window), buckets_per_window) for w in self._window_seconds
+            _Ring(width, -(-w // width))  # as many buckets as cover w: more when w is short
+            for w in self._window_seconds
+            for width in (max(1, w // buckets_per_window),)
         )
         self.reset()
 

@@ -194,3 +194,24 @@ def test_expired_spend_leaves_no_residue_behind_an_unpriced_call() -> None:
     # The 5m window has no priced spend left: no cost-based signal, like any unpriced window.
     assert window_sample(p, "overspend_specialist_eligible_fraction", "5m") is None
     assert window_sample(p, "overspend_projected_cost_reduction_ratio", "5m") is None
+
+
+def test_a_short_window_or_one_not_a_whole_minute_covers_its_own_length() -> None:
+    # 10 s and 90 s: buckets of one second, as many as cover each window (60 of them made
+    # the 10 s window hold a minute and the 90 s one drop calls after a minute).
+    clock = FakeClock(T0)
+    p = pipeline(clock, windows="10s,90s")
+    request(p.tracer, [GENERATE], start_s=T0 - 1, end_s=T0)
+
+    def calls_by_window() -> dict[int, float]:
+        snap = p.processor.snapshot()
+        return {view.seconds: sum(s[CALLS] for s in view.calls.values()) for view in snap.windows}
+
+    clock.advance(9)
+    assert calls_by_window() == {10: 1, 90: 1}
+    clock.advance(6)  # 15 s old
+    assert calls_by_window() == {10: 0, 90: 1}
+    clock.advance(70)  # 85 s old
+    assert calls_by_window() == {10: 0, 90: 1}
+    clock.advance(10)  # 95 s old
+    assert calls_by_window() == {10: 0, 90: 0}

@@ -126,6 +126,17 @@ def test_windows_forget_old_checks_and_totals_keep_them() -> None:
     assert snap.agreements["rerank"] == (2.0, 1.0)
 
 
+def test_a_short_window_or_one_not_a_whole_minute_covers_its_own_length() -> None:
+    clock = FakeClock(T0)
+    o = Observations(clock=clock, window_seconds=(10, 90))
+    o.oracle_check("rerank", agreed=False)
+    clock.advance(15)  # past the 10 s window (it held a minute with 60 one-second buckets)
+    o.oracle_check("rerank", agreed=True)
+    assert [w.agreements["rerank"] for w in o.snapshot().windows] == [(1.0, 1.0), (2.0, 1.0)]
+    clock.advance(70)  # the first check 85 s old: inside 90 s (it was dropped after a minute)
+    assert [w.agreements.get("rerank") for w in o.snapshot().windows] == [None, (2.0, 1.0)]
+
+
 def test_step_labels_are_bounded() -> None:
     o = Observations(clock=FakeClock(T0))
     for i in range(obs.MAX_STEPS + 5):
