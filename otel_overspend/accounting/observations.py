@@ -118,10 +118,15 @@ class _Ring:
         self.oracle: list[dict[str, list[float]]] = [{} for _ in range(n)]
         self.cascade: list[dict[str, list[float]]] = [{} for _ in range(n)]
 
-    def slot(self, t_s: float) -> int:
+    def slot(self, t_s: float) -> int | None:
+        """The slot of the bucket holding ``t_s`` (cleared if it held an older one); ``None``
+        for a time older than the window."""
         epoch = int(t_s // self.width)
         slot = epoch % self.n
-        if self.epochs[slot] != epoch:
+        current = self.epochs[slot]
+        if current > epoch:
+            return None
+        if current != epoch:
             self.epochs[slot] = epoch
             self.times[slot] = {}
             self.oracle[slot] = {}
@@ -221,7 +226,7 @@ class Observations:
         ``ended`` (seconds since the epoch)."""
         with self._lock:
             if trace_id == 0:
-                self._observe(step, max(0.0, ended - started), max(0.0, ended - started))
+                self._observe(step, max(0.0, ended - started), max(0.0, ended - started), ended)
                 return
             request = self._open.get(trace_id)
             if request is None:
@@ -250,7 +255,9 @@ class Observations:
             vector = [1.0, 1.0 if agreed else 0.0]
             _add(self._oracle, label, vector)
             for ring in self._rings:
-                _add(ring.oracle[ring.slot(now)], label, vector)
+                slot = ring.slot(now)
+                if slot is not None:
+                    _add(ring.oracle[slot], label, vector)
             self._last_checks[label] = max(now, self._last_checks.get(label, now))
 
     def cascade(self, cases: CascadeCases) -> None:
@@ -261,7 +268,9 @@ class Observations:
             label = self._label(cases.step, self._cascades)
             _add(self._cascades, label, vector)
             for ring in self._rings:
-                _add(ring.cascade[ring.slot(now)], label, vector)
+                slot = ring.slot(now)
+                if slot is not None:
+                    _add(ring.cascade[slot], label, vector)
 
     def _label(self, step: str, seen: dict[str, list[float]]) -> str:
         if step in seen or len(seen) < MAX_STEPS:
@@ -273,15 +282,21 @@ class Observations:
         request = self._open.pop(trace_id)
         request_s = request.last - request.first
         for step, (start, end, before) in request.steps.items():
-            self._observe(step, max(0.0, before + end - start), max(0.0, request_s))
+            self._observe(step, max(0.0, before + end - start), max(0.0, request_s), end)
 
-    def _observe(self, step: str, added_s: float, request_s: float) -> None:
+    def _observe(self, step: str, added_s: float, request_s: float, ended: float) -> None:
+        """One request's time of ``step``, in the windows by the end of the step's last block in
+        it, ``ended`` (on the clock of the blocks' times), as the ledger's are by the end of the
+        step's spans: a request is observed once it has settled, seconds after, not timed then."""
         label = self._label(step, self._times)
         bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
         _add_time(self._times, label, added_s, request_s, bucket)
         now = self._clock()
+        at_s = now - max(0.0, self._perf() - ended)
         for ring in self._rings:
-            _add_time(ring.times[ring.slot(now)], label, added_s, request_s, bucket)
+            slot = ring.slot(at_s)
+            if slot is not None:
+                _add_time(ring.times[slot], label, added_s, request_s, bucket)
 
     # -- reading -------------------------------------------------------------------------
     def settle(self, *, everything: bool = False) -> None:

@@ -17,8 +17,11 @@ The rules, first match wins (the others that also hold are listed in ``Verdict.a
    spend concentrated on one frontier model (at least ``spread_concentration``).
 3. ``model_selection``: the same fraction, but concentration below ``spread_concentration``
    (spend already spread across models and tiers).
-4. ``reranker_on_request_path``: a specialist-served step whose p95 added time per request
-   exceeds ``step_latency_p95_seconds``.
+4. ``reranker_on_request_path``: a step served only by a specialist in the window (every LLM
+   call of it at specialist tier, or configured so and without LLM calls) whose p95 added
+   time per request exceeds ``step_latency_p95_seconds``. Only: a step's time has no tier,
+   so in the window after a step moved to a specialist its time still holds the frontier
+   model's latencies, which must not read as the specialist's.
 5. ``distillation_drift``: a step's teacher agreement below ``agreement_min``, or a
    specialist-served step with oracle checks whose last one is older than
    ``oracle_stale_seconds``.
@@ -90,6 +93,9 @@ class StepFigures:
     step: str
     #: Served by a specialist: most of its LLM calls are at specialist tier, or configured so.
     specialist_served: bool = False
+    #: Served by a specialist alone: every LLM call at specialist tier, or configured so and
+    #: without LLM calls.
+    specialist_only: bool = False
     #: p95 of the wall time the step adds to a request, in seconds.
     latency_p95_seconds: float | None = None
     #: The step's added time / the requests' time.
@@ -222,7 +228,9 @@ def figures(
     for name in names:
         tiers = step_tiers.get(name, {})
         n_calls = sum(tiers.values())
-        specialist = name in specialist_steps or (n_calls > 0 and tiers.get(SPECIALIST, 0.0) * 2 > n_calls)
+        at_specialist = tiers.get(SPECIALIST, 0.0)
+        configured = name in specialist_steps
+        specialist = configured or (n_calls > 0 and at_specialist * 2 > n_calls)
         p95 = share = None
         if name in step_times:
             counts, added_s, request_s = step_times[name]
@@ -236,6 +244,8 @@ def figures(
             StepFigures(
                 step=name,
                 specialist_served=specialist,
+                # A configured step counts when it made no LLM call (a reranker over HTTP).
+                specialist_only=at_specialist == n_calls if n_calls > 0 else configured,
                 latency_p95_seconds=p95,
                 request_time_share=share,
                 agreement_ratio=agreed / checks if checks > 0 else None,
@@ -272,7 +282,7 @@ def _slow_step(f: PatternFigures, t: PatternThresholds) -> tuple[StepFigures, di
     slow = [
         s
         for s in f.steps
-        if s.specialist_served
+        if s.specialist_only
         and s.latency_p95_seconds is not None
         and s.latency_p95_seconds > t.step_latency_p95_seconds
     ]

@@ -21,6 +21,7 @@ from otel_overspend.accounting.patterns import (
     RERANKER_ON_REQUEST_PATH,
 )
 from otel_overspend.accounting.purposes import EVAL
+from otel_overspend.base.durations import duration_ms
 from otel_overspend.calls.catalog import SPECIALIST
 
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 __all__ = ("PATTERN_ALERTS", "PatternAlert", "pattern_anchor", "pattern_recording_rules")
 
 _CALLS: Final = "overspend_llm_calls_total"
+#: How much further back than its window a step's calls at other tiers keep it from being served
+#: by a specialist alone: a request's step time is counted once it has settled (2 s of quiet),
+#: then scraped; its calls were counted at their end.
+STEP_TIME_MARGIN_S: Final = 15
 _COST: Final = "overspend_llm_cost_usd_total"
 _SPECIALIST: Final = f'tier="{SPECIALIST}"'
 
@@ -50,6 +55,8 @@ def pattern_recording_rules(w: str, *, others: Sequence[str] = ()) -> list[dict[
     escalation = f"overspend:cascade_escalation:ratio_rate{w}"
     savings = f"overspend:cascade_savings:ratio_rate{w}"
     specialist = f"overspend:specialist_steps:rate{w}"
+    specialist_only = f"overspend:specialist_only_steps:rate{w}"
+    margin = f"{duration_ms(w) // 1000 + STEP_TIME_MARGIN_S}s"
     by_purpose = f"overspend:purpose_cost_usd:rate{w}"
     unpriced_steps = f"overspend:llm_calls_by_unpriced_step:rate{w}"
 
@@ -69,13 +76,28 @@ def pattern_recording_rules(w: str, *, others: Sequence[str] = ()) -> list[dict[
                 " or on (step) max by (step) (overspend_specialist_step_info) * 0 + 1"
             ),
         },
+        # Steps served by a specialist alone: no call at another tier in the window (a step's
+        # time has no tier: just after a step moves to a specialist, its time still holds the
+        # frontier model's latencies), or configured. Value 1. The other tiers' calls are looked
+        # for a margin further back: a request's step time is counted once it has settled,
+        # seconds after its calls.
+        {
+            "record": specialist_only,
+            "expr": (
+                f"sum by (step) ({calls}) * 0 + 1"
+                f' unless on (step) (sum by (step) (rate({_CALLS}{{tier!="{SPECIALIST}"}}[{margin}])) > 0)'
+                # A configured step (a reranker over HTTP): one without LLM calls.
+                " or on (step) (max by (step) (overspend_specialist_step_info) * 0 + 1"
+                f" unless on (step) (sum by (step) (rate({_CALLS}[{margin}])) > 0))"
+            ),
+        },
         {
             "record": f"overspend:step_request_seconds:p95_rate{w}",
             "expr": f"histogram_quantile(0.95, {rate('overspend_step_request_seconds_bucket', 'le, step')})",
         },
         {
             "record": f"overspend:specialist_step_request_seconds:p95_rate{w}",
-            "expr": f"overspend:step_request_seconds:p95_rate{w} and on (step) {specialist}",
+            "expr": f"overspend:step_request_seconds:p95_rate{w} and on (step) {specialist_only}",
         },
         {
             "record": f"overspend:step_request_time_share:ratio_rate{w}",

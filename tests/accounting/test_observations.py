@@ -153,3 +153,21 @@ def test_open_requests_are_bounded() -> None:
         o.step_done("rerank", trace_id, 100.0, 100.1)
     # The ten oldest were observed early to make room.
     assert o.snapshot().step_times["rerank"][COUNT] == 10
+
+
+def test_a_request_counts_in_the_windows_by_its_end_not_by_when_it_settled() -> None:
+    # A 10 s window of 1 s buckets. rerank's block ends at T0 + 1, the request at T0 + 3; the
+    # clock is at T0 + 8 when it settles (2 s of quiet), so rerank's time is in the window until
+    # T0 + 11 and gone after, as its spans' calls are in the ledger's: by the end of the step,
+    # not by when the request ended or settled.
+    clock = FakeClock(T0)
+    o = Observations(window_seconds=(10,), buckets_per_window=10, clock=clock, perf_clock=clock)
+    o.step_done("rerank", 7, T0, T0 + 1.0)
+    o.step_done("generate", 7, T0 + 1.0, T0 + 3.0)
+    clock.advance(8.0)
+    o.settle()
+    assert o.snapshot().windows[0].step_times["rerank"][1] == pytest.approx(1.0)
+    assert o.snapshot().windows[0].step_times["rerank"][2] == pytest.approx(3.0)  # the request's time
+    clock.advance(3.5)  # T0 + 11.5: the window covers T0 + 2 onwards
+    assert set(o.snapshot().windows[0].step_times) == {"generate"}
+    assert o.snapshot().step_times["rerank"][ADDED] == pytest.approx(1.0)  # the totals keep it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,11 @@ def test_oracle_and_step_time_on_metrics() -> None:
         # Two checks of the faithfulness student, one agreeing: 0.5 in every window.
         record_oracle_check("faithfulness", student=0.9, teacher=0.85)
         record_oracle_check("faithfulness", student=0.9, teacher=0.2)
-        # One request: rerank 0.0-0.4, generate 0.4-0.5: rerank adds 0.4 s of 0.5 s (0.8).
-        p.processor.observations.step_done("rerank", 5, 10.0, 10.4)
-        p.processor.observations.step_done("generate", 5, 10.4, 10.5)
+        # One request a second ago: rerank 0.0-0.4, generate 0.4-0.5: rerank adds 0.4 s of 0.5 s
+        # (0.8). Its time is in the windows by its end, as calls are.
+        t = time.time() - 1.0
+        p.processor.observations.step_done("rerank", 5, t, t + 0.4)
+        p.processor.observations.step_done("generate", 5, t + 0.4, t + 0.5)
         p.processor.observations.settle(everything=True)
         assert p.sample("overspend_oracle_checks_total", {"step": "faithfulness"}) == 2
         assert p.sample("overspend_oracle_agreements_total", {"step": "faithfulness"}) == 1

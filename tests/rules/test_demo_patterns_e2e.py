@@ -54,13 +54,11 @@ escalation; eval 13,500.
   the fraction's warning fires again: the look-alike of overspend that the eval alert's pattern
   annotation tells apart.
 
-Observed, not asserted: from about 5 s after rerank moves to zerank-2 (specialist calls the
-majority of the window's: rerank counts as specialist-served) until about 11 s after (the frontier
-model's 1.5 s latencies still over 5 % of the window's observations), the rerank p95 reads above
-0.3 s: OverspendStepLatencyHigh fires for a few seconds and reaches the webhook, and the demo names
-reranker_on_request_path between single_llm_overspend and healthy. (With the default 1h window the
-same overlap lasts from 30 to about 57 minutes after the switch, longer than its for: 15m.) The
-latency alert asserted here is the one that starts after the slow-reranker switch.
+After rerank moves to zerank-2, the window holds both models' calls of rerank for a while
+(specialist calls the majority from about 5 s, the frontier model's 1.5 s latencies in its time
+until about 11 s): rerank is served mostly, not only, by the specialist, and its time has no
+tier, so neither the alert nor the info gauge reads the frontier model's latency as the
+specialist's. The latency alert stays quiet from the start until the slow-reranker switch.
 
 The info gauge's timeline is read back from Prometheus (every scrape of it), the alerts' from the
 ``ALERTS`` series and the webhook.
@@ -484,18 +482,19 @@ def check_alerts_timeline(stack: Stack, end: float) -> None:
             if stack.at(start_s) <= ts <= stack.at(end_s) and any(a[0] == alertname for a in alerts)
         ]
 
-    # Each look-alike alert is quiet until its switch (the latency alert: once the rerank switch's
-    # window has turned over, see the module docstring).
+    # Each look-alike alert is quiet until its switch (the latency alert too, through the
+    # window that holds both models' calls of rerank: see the module docstring).
     quiet_until = {
         "OverspendCascadeEscalationOutOfBand": (0.0, SATURATE_S),
         "OverspendCascadeSavingsDrop": (0.0, SATURATE_S),
         "OverspendTeacherAgreementLow": (0.0, DRIFT_S),
-        "OverspendStepLatencyHigh": (SPECIALIZE_S + 20, SLOW_S),
+        "OverspendStepLatencyHigh": (0.0, SLOW_S),
         "OverspendEvalSpendHigh": (0.0, EVAL_S),
     }
     for alertname, (start_s, end_s) in quiet_until.items():
-        assert firing(alertname, start_s, end_s) == [], (alertname, collapsed(line, stack.t0))
-    assert firing("OverspendStepLatencyHigh", 0.0, SPECIALIZE_S) == []
+        assert firing(alertname, start_s, end_s) == [], [
+            (t, [a for a in alerts if a[0] == alertname]) for t, alerts in collapsed(line, stack.t0)
+        ]
     # The fraction alert stays resolved through the look-alikes until the eval job's spend
     # (an eval step, not generate) lifts the fraction to 0.49: the warning fires again.
     assert firing(FRACTION_ALERT, SPECIALIZE_S + 15, EVAL_S) == []
@@ -524,7 +523,8 @@ def check_figures(stack: Stack, end: float) -> None:
     assert at(escalation, SATURATE_S - 1) == pytest.approx(0.1, abs=0.02)
     assert at(drift, SATURATE_S - 1) < 0.03
     assert at(agreement, SATURATE_S - 1) == pytest.approx(1.0)
-    assert at(p95, SATURATE_S - 1) < 0.05
+    # rerank is served by zerank-2 alone once the frontier calls are 10 s + the 15 s margin old.
+    assert at(p95, DRIFT_S - 1) < 0.05
     assert at(escalation, DRIFT_S - 1) == pytest.approx(0.4, abs=0.03)
     # 0.4 against (22 x 0.1 + 15 x 0.4) / 37 = 0.222.
     assert at(drift, DRIFT_S - 1) == pytest.approx(0.4 - 8.2 / 37, abs=0.04)
