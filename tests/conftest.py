@@ -17,7 +17,9 @@ from otel_overspend import OverspendProcessor, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
+    from e2e_support.fleet import Processes, WebhookReceiver
     from opentelemetry.trace import Tracer
 
 
@@ -106,3 +108,27 @@ def require_binary(name: str, package: str) -> str:
     if path is None:
         unavailable(f"{name} not found on PATH (Debian/Ubuntu: apt-get install {package})")
     return path
+
+
+# -- the end-to-end tests' processes and webhook ---------------------------------------------
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Processes an end-to-end test starts, all stopped at its end."""
+    from e2e_support.fleet import Processes
+
+    group = Processes(tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """An HTTP receiver of Alertmanager's webhook posts."""
+    from e2e_support.fleet import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        yield receiver

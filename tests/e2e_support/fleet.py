@@ -15,17 +15,23 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from otel_overspend.rules.alerting import alertmanager_inhibit_rules
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from pathlib import Path
     from types import TracebackType
 
     from typing_extensions import Self
+
+#: The Alertmanager configuration the deploy kit ships.
+ALERTMANAGER_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
 
 T = TypeVar("T")
 HTTP_TIMEOUT_S = 5.0
@@ -272,3 +278,20 @@ class WebhookReceiver(PostSink):
             for alert in payload.get("alerts", [])
             if alert["labels"].get("alertname") == alertname and (status is None or alert["status"] == status)
         ]
+
+
+def write_alertmanager_config(tmp_path: Path, webhook_url: str) -> Path:
+    """The shipped Alertmanager configuration (its inhibition the rule generator's) with
+    one-second group timings and ``webhook_url`` on its overspend receiver."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    route = config["route"]
+    route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    for child in route.get("routes", []):
+        for key in ("group_wait", "group_interval", "repeat_interval"):
+            child.pop(key, None)
+    assert config["inhibit_rules"] == alertmanager_inhibit_rules()["inhibit_rules"]
+    receivers = {r["name"]: r for r in config["receivers"]}
+    receivers["overspend"]["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path

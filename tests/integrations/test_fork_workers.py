@@ -339,7 +339,7 @@ def test_a_forked_child_starts_from_zero_and_serves_only_when_told(tmp_path: Pat
     assert child["after_fork"] == {
         "calls": 0,
         "dropped": {},
-        "overflow": {"step": 0, "model": 0, "provider": 0},
+        "overflow": {"step": 0, "model": 0, "provider": 0, "cascade_steps": 0},
         "evicted": {"capacity": 0, "timeout": 0},
         "serving": False,
     }

@@ -74,7 +74,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
@@ -87,6 +87,7 @@ from e2e_support.fleet import (
     is_ready,
     scrape,
     wait_until,
+    write_alertmanager_config,
 )
 
 from otel_overspend.accounting.patterns import (
@@ -97,12 +98,9 @@ from otel_overspend.accounting.patterns import (
     RERANKER_ON_REQUEST_PATH,
     SINGLE_LLM_OVERSPEND,
 )
-from otel_overspend.rules.alerting import DEFAULT_RUNBOOK_BASE_URL, alertmanager_inhibit_rules
+from otel_overspend.rules.alerting import DEFAULT_RUNBOOK_BASE_URL
 
 from conftest import require_binary
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_binary, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,21 +142,6 @@ PHASES = (
 
 
 # --------------------------------------------------------------------------- the stack
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    group = Processes(tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
 
 
 @dataclass
@@ -213,23 +196,6 @@ def write_prometheus_config(tmp_path: Path, target: str, alertmanager_port: int)
         "scrape_configs": [{"job_name": "demo", "static_configs": [{"targets": [target]}]}],
     }
     path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def write_alertmanager_config(tmp_path: Path, webhook_url: str) -> Path:
-    """The shipped configuration with one-second group timings and the webhook on its
-    overspend receiver."""
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    route = config["route"]
-    route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
-    for child in route.get("routes", []):
-        for key in ("group_wait", "group_interval", "repeat_interval"):
-            child.pop(key, None)
-    assert config["inhibit_rules"] == alertmanager_inhibit_rules()["inhibit_rules"]
-    receivers = {r["name"]: r for r in config["receivers"]}
-    receivers["overspend"]["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 

@@ -60,20 +60,20 @@ from e2e_support.fleet import (
     is_ready,
     scrape,
     wait_until,
+    write_alertmanager_config,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_overspend.demo import LLM_STEPS
 from otel_overspend.rules.alerting import (
     DEFAULT_RUNBOOK_BASE_URL,
-    alertmanager_inhibit_rules,
     runbook_anchors,
 )
 
 from conftest import require_binary
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_binary, pytest.mark.slow]
@@ -147,21 +147,6 @@ def test_hand_numbers() -> None:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    group = Processes(tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
 
 
 @dataclass
@@ -346,24 +331,6 @@ def write_prometheus_config(tmp_path: Path, replicas: list[Replica], alertmanage
         ],
     }
     path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def write_alertmanager_config(tmp_path: Path, webhook_url: str) -> Path:
-    """The shipped configuration (its inhibition is the generator's) with short group timings and
-    the webhook on its overspend receiver.
-    """
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    route = config["route"]
-    route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
-    for child in route.get("routes", []):
-        for key in ("group_wait", "group_interval", "repeat_interval"):
-            child.pop(key, None)
-    assert config["inhibit_rules"] == alertmanager_inhibit_rules()["inhibit_rules"]
-    receivers = {r["name"]: r for r in config["receivers"]}
-    receivers["overspend"]["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
-    path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
