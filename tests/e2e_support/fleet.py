@@ -295,3 +295,38 @@ def write_alertmanager_config(tmp_path: Path, webhook_url: str) -> Path:
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def start_alertmanager(processes: Processes, binary: str, tmp_path: Path, webhook_url: str) -> int:
+    """Start Alertmanager on a free port with :func:`write_alertmanager_config`; its port."""
+    port = free_port()
+    (tmp_path / "am-data").mkdir()
+    processes.start(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={write_alertmanager_config(tmp_path, webhook_url)}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+    )
+    return port
+
+
+def start_prometheus(processes: Processes, binary: str, tmp_path: Path, config: Path) -> int:
+    """Start Prometheus on a free port with ``config`` (alerts resent every second); its port."""
+    port = free_port()
+    processes.start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--rules.alert.resend-delay=1s",
+            "--log.level=warn",
+        ],
+    )
+    return port

@@ -83,11 +83,11 @@ from e2e_support.fleet import (
     Processes,
     PrometheusAPI,
     WebhookReceiver,
-    free_port,
     is_ready,
     scrape,
+    start_alertmanager,
+    start_prometheus,
     wait_until,
-    write_alertmanager_config,
 )
 
 from otel_overspend.accounting.patterns import (
@@ -228,19 +228,7 @@ def demo_argv() -> list[str]:
 def start_stack(processes: Processes, webhook: WebhookReceiver, tmp_path: Path) -> Stack:
     prometheus_bin = require_binary("prometheus", "prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    am_port = free_port()
-    (tmp_path / "am-data").mkdir()
-    processes.start(
-        "alertmanager",
-        [
-            alertmanager_bin,
-            f"--config.file={write_alertmanager_config(tmp_path, webhook.url)}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{am_port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-    )
+    am_port = start_alertmanager(processes, alertmanager_bin, tmp_path, webhook.url)
     wait_until(
         lambda: is_ready(f"http://127.0.0.1:{am_port}"),
         timeout_s=30,
@@ -261,18 +249,9 @@ def start_stack(processes: Processes, webhook: WebhookReceiver, tmp_path: Path) 
     )
     t0 = time.time()
 
-    prom_port = free_port()
     target = demo_url.removeprefix("http://").removesuffix("/metrics")
-    processes.start(
-        "prometheus",
-        [
-            prometheus_bin,
-            f"--config.file={write_prometheus_config(tmp_path, target, am_port)}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--rules.alert.resend-delay=1s",
-            "--log.level=warn",
-        ],
+    prom_port = start_prometheus(
+        processes, prometheus_bin, tmp_path, write_prometheus_config(tmp_path, target, am_port)
     )
     stack = Stack(processes, webhook, PrometheusAPI(f"http://127.0.0.1:{prom_port}"), demo, demo_url, t0)
     wait_until(

@@ -56,11 +56,11 @@ from e2e_support.fleet import (
     PrometheusAPI,
     Sample,
     WebhookReceiver,
-    free_port,
     is_ready,
     scrape,
+    start_alertmanager,
+    start_prometheus,
     wait_until,
-    write_alertmanager_config,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -451,31 +451,10 @@ class Fleet:
 def start_fleet(processes: Processes, webhook: WebhookReceiver, tmp_path: Path) -> Fleet:
     prometheus_bin = require_binary("prometheus", "prometheus")
     alertmanager_bin = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    am_port = free_port()
-    (tmp_path / "am-data").mkdir()
-    processes.start(
-        "alertmanager",
-        [
-            alertmanager_bin,
-            f"--config.file={write_alertmanager_config(tmp_path, webhook.url)}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{am_port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-    )
+    am_port = start_alertmanager(processes, alertmanager_bin, tmp_path, webhook.url)
     replicas = start_replicas(processes, tmp_path, RATES, PHASE1)
-    prom_port = free_port()
-    processes.start(
-        "prometheus",
-        [
-            prometheus_bin,
-            f"--config.file={write_prometheus_config(tmp_path, replicas, am_port)}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--rules.alert.resend-delay=1s",
-            "--log.level=warn",
-        ],
+    prom_port = start_prometheus(
+        processes, prometheus_bin, tmp_path, write_prometheus_config(tmp_path, replicas, am_port)
     )
     fleet = Fleet(processes, webhook, replicas, PrometheusAPI(f"http://127.0.0.1:{prom_port}"))
     explain = processes.explain
