@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
-from otel_overspend.accounting.observations import oracle_verdict
+from otel_overspend.accounting.observations import ORACLE_AGREED_KEY, oracle_verdict
 from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder, mark
 from otel_overspend.accounting.requests import OpenRequests
 from otel_overspend.accounting.status import Status
 from otel_overspend.base.forks import reset_in_forked_child
 from otel_overspend.calls.attribution import Call as _CallType
-from otel_overspend.calls.conventions import LLM_MARKER_KEYS, may_be_llm_call
+from otel_overspend.calls.conventions import LLM_MARKER_KEYS, USAGE_KEYS, may_be_llm_call
 from otel_overspend.config.components import Components
 from otel_overspend.config.settings import Settings
 from otel_overspend.hooks.baggage import BAGGAGE_CONTEXT_KEY as _BAGGAGE_IN_CONTEXT
@@ -56,7 +56,7 @@ __all__ = ("CountingProcessor",)
 
 _log = logging.getLogger("otel_overspend")
 _current_frame = CURRENT_STEP.get
-_no_usage_keys = LLM_MARKER_KEYS.isdisjoint
+_no_marker_keys = LLM_MARKER_KEYS.isdisjoint
 
 #: Steps of open spans held in the table (spans the SDK's fields are not read on); beyond
 #: it a span's step is not held, counted as the label overflow ``span_steps``.
@@ -123,7 +123,6 @@ class CountingProcessor(SpanProcessor):
         )
         self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count, background=count_in_background)
         self._items = self._queue.items  # read on every span: one attribute, not two
-        self._max_queued = self._queue.max_queued
         self._dropped: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
         self._overflowed: dict[str, int] = {}
@@ -143,10 +142,11 @@ class CountingProcessor(SpanProcessor):
                 outside=self._step_outside,
                 start_other=self._start_other,
                 end_other=self._end_other,
-                no_usage_keys=_no_usage_keys,
+                no_marker_keys=_no_marker_keys,
+                no_usage_keys=USAGE_KEYS.isdisjoint,
                 may_be_llm_call=may_be_llm_call,
                 marks=self._marks,
-                queue=self._queue_ended,
+                queue=self._queue,
                 fail=self._fail,
                 stamp=_stamp if self.settings.stamp_spans else None,
             )
@@ -200,7 +200,7 @@ class CountingProcessor(SpanProcessor):
         if ctx is None:
             return
         attrs = span.attributes
-        no_call = not attrs or _no_usage_keys(attrs) or not may_be_llm_call(attrs)
+        no_call = not attrs or _no_marker_keys(attrs) or not may_be_llm_call(attrs)
         if no_call and ctx.span_id not in self._marks:
             self._steps.pop(ctx.span_id, None)
             return
@@ -214,7 +214,7 @@ class CountingProcessor(SpanProcessor):
             mark(self._marks, local_parent_id)
         items = self._items
         items.append(span)
-        if len(items) >= self._max_queued:
+        if len(items) >= self._queue.max_queued:
             self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
 
     def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
@@ -304,8 +304,14 @@ class CountingProcessor(SpanProcessor):
                 result = self._recorder.record(*fields, self._purpose(span, fields[4]))
             else:
                 result = self._recorder.record(*fields)
-            if self.on_oracle is not None and type(result) is _CallType:
-                agreed = oracle_verdict(fields[4])
+            attrs = fields[4]
+            if (
+                self.on_oracle is not None
+                and type(result) is _CallType
+                and attrs
+                and ORACLE_AGREED_KEY in attrs
+            ):
+                agreed = oracle_verdict(attrs)
                 if agreed is not None:  # a shadow call to the step's teacher
                     self.on_oracle(result.step, agreed)
             if self._annotations is not None and result is not None:

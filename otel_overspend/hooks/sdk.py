@@ -37,10 +37,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, StatusCode
 
+from otel_overspend.accounting.recorder import MAX_MARKED_SPANS, STRONG
+from otel_overspend.base.bounded import make_room
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from opentelemetry.context import Context
+
+    from otel_overspend.hooks.queue import SpanQueue
 
 __all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe")
 
@@ -128,15 +133,19 @@ class FastHooks:
         outside: Callable[[Span, Context | None], str | None],
         start_other: Callable[[Span, Context | None], None],
         end_other: Callable[[ReadableSpan], None],
+        no_marker_keys: Callable[[Mapping[str, Any]], bool],
         no_usage_keys: Callable[[Mapping[str, Any]], bool],
         may_be_llm_call: Callable[[Mapping[str, Any]], bool],
-        marks: Mapping[int, object],
-        queue: Callable[[ReadableSpan, int | None], None],
+        marks: dict[int, bool | None],
+        queue: SpanQueue[ReadableSpan],
         fail: Callable[[str], None],
         stamp: Callable[[Span, str], None] | None,
     ) -> None:
         live = spans.live
         ended = spans.ended
+        items = queue.items
+        drain_chunk = queue.drain_chunk
+        max_marks = MAX_MARKED_SPANS
 
         def on_start(span: Span, parent_context: Context | None = None) -> None:
             # The step is held on the span's attributes object, which the ended span shares;
@@ -165,12 +174,19 @@ class FastHooks:
                 except AttributeError:  # built by hand, with a plain dict of attributes
                     end_other(span)
                     return
-                if (no_usage_keys(attrs) or not may_be_llm_call(attrs)) and (
-                    not marks or span._context[1] not in marks  # type: ignore[index]  # noqa: SLF001
-                ):
+                no_call = no_marker_keys(attrs) or (no_usage_keys(attrs) and not may_be_llm_call(attrs))
+                if no_call and (not marks or span._context[1] not in marks):  # type: ignore[index]  # noqa: SLF001
                     return
+                # Its local parent is marked (``recorder.mark``, inlined: once per LLM span),
+                # and it is queued; a thread that finds the queue full counts a chunk itself.
                 parent = span._parent  # noqa: SLF001
-                queue(span, None if parent is None or parent[2] else parent[1])
+                if parent is not None and not parent[2]:
+                    if len(marks) >= max_marks:
+                        make_room(marks, max_marks)
+                    marks[parent[1]] = STRONG
+                items.append(span)
+                if len(items) >= queue.max_queued:
+                    drain_chunk()
             except Exception:
                 fail("on_end")
 

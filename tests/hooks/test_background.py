@@ -72,7 +72,7 @@ def test_spans_never_ended_leave_nothing_behind_in_the_processor() -> None:
 def test_a_full_queue_is_drained_by_the_thread_that_ends_a_span() -> None:
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), count_in_background=False)
     queue = p.processor._queue
-    p.processor._max_queued = 3  # an LLM span queues itself at its end
+    queue.max_queued = 3  # an LLM span queues itself at its end
     for expected_left in (1, 2, 0):  # the third span's end fills the queue: its thread drains it
         with p.tracer.start_as_current_span("chat", attributes=USAGE):
             pass
@@ -87,7 +87,7 @@ def test_the_span_that_finds_the_queue_full_counts_one_chunk_not_the_whole_queue
     monkeypatch.setattr(background_module, "CHUNK", 4)
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), count_in_background=False)
     queue = p.processor._queue
-    p.processor._max_queued = 10
+    queue.max_queued = 10
     left = []
     with step("rerank"):  # an LLM span in a step queues one item, at its end
         for _ in range(15):
