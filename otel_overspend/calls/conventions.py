@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from otel_overspend.base.bounded import make_room
 from otel_overspend.steps import BAGGAGE_KEY, CASCADE_STAGE_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = (
     "MAX_TOKENS_PER_CALL",
@@ -262,26 +263,42 @@ _FIELD_KEYS: Final = (
     ERROR_KEYS,
     (CASCADE_STAGE_KEY,),
 )
+#: The index of the cost among :data:`_FIELD_KEYS`.
+COST_FIELD: Final = 6
 #: Every attribute :func:`read_usage` may read (the offline readers keep these).
 READ_KEYS: Final = frozenset(key for names in _FIELD_KEYS for key in names)
-#: Stands for a field the span does not carry: no attribute has an empty name.
-_ABSENT: Final = ""
-#: The keys a span carries, in their order -> the key to read for each field (``_ABSENT``
-#: when none), or ``None`` for a span that is no LLM call. Instrumentations emit the same
-#: few key sequences over and over, so the choice is made once per sequence.
-_PLANS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
-#: What :data:`_PLANS` answers for a key sequence not seen yet (one lookup, not two).
-_UNPLANNED: Final = ("",)
+#: The keys a span carries, in their order -> how to read its fields (:class:`_Plan`), or
+#: ``None`` for a span that is no LLM call. Instrumentations emit the same few key
+#: sequences over and over, so the choice is made once per sequence.
+_PLANS: dict[tuple[str, ...], _Plan | None] = {}
 _MAX_PLANS: Final = 4_096
 
 
-def _plan(keys: tuple[str, ...]) -> tuple[str, ...] | None:
-    present = frozenset(keys)
-    plan = (
-        None
-        if LLM_MARKER_KEYS.isdisjoint(present)
-        else tuple(next((key for key in names if key in present), _ABSENT) for names in _FIELD_KEYS)
-    )
+class _Plan(NamedTuple):
+    """How to read the fields of a span carrying one sequence of keys: ``present`` takes the
+    values of the keys it has (one C call), and ``fields`` spreads them, ``None`` appended,
+    over :data:`_FIELD_KEYS` (one more: ``None`` for each field it does not carry)."""
+
+    present: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    fields: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    #: The key its cost is read from (``""``: none).
+    cost_key: str
+
+
+#: What :data:`_PLANS` answers for a key sequence not seen yet (one lookup, not two).
+_UNPLANNED: Final = _Plan(tuple, tuple, "")
+
+
+def _plan(keys: tuple[str, ...]) -> _Plan | None:
+    present_keys = frozenset(keys)
+    plan = None
+    if not LLM_MARKER_KEYS.isdisjoint(present_keys):
+        chosen = [next((key for key in names if key in present_keys), None) for names in _FIELD_KEYS]
+        read = [key for key in chosen if key is not None]
+        # Twice the last key: itemgetter of one key would return the value, not a tuple.
+        present = itemgetter(*read, read[-1])
+        spread = itemgetter(*(read.index(key) if key is not None else len(read) + 1 for key in chosen))
+        plan = _Plan(present, spread, chosen[COST_FIELD] or "")
     if len(_PLANS) >= _MAX_PLANS:
         make_room(_PLANS, _MAX_PLANS)
     _PLANS[keys] = plan
@@ -408,7 +425,6 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
         plan = _plan(keys)
     if plan is None:
         return None
-    get = found.get
     (
         model,
         provider,
@@ -428,7 +444,7 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
         kind,
         error,
         stage,
-    ) = map(get, plan)
+    ) = plan.fields((*plan.present(found), None))
     try:
         if not (type(input_tokens) is int and 0 <= input_tokens <= MAX_TOKENS_PER_CALL):
             input_tokens = _tokens(input_tokens)
@@ -453,7 +469,7 @@ def read_usage(attrs: Mapping[str, Any], scope: str = "") -> Usage | str | None:
     if not searches and (operation == RERANK or kind == RERANKER_KIND):
         searches = 1  # a rerank call is one search unless its span counts them
     billed = bool(input_tokens or output_tokens or searches or cache_read or cache_write or reasoning)
-    span_cost, notes = (None, ()) if cost is None else _span_cost(cost, plan[6], sdk)
+    span_cost, notes = (None, ()) if cost is None else _span_cost(cost, plan.cost_key, sdk)
     failed = error is not None and error not in _NOT_ERRORS
     if not billed and span_cost is None and (failed or not _operation_is_llm(operation, kind)):
         return None  # no usage: a failed call, or a span that is no call
