@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from operator import add as _add
@@ -152,12 +153,8 @@ class Histogram:
             self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        # The first bucket whose bound is at least the value (le), else +Inf: the last.
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
 

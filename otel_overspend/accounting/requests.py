@@ -173,7 +173,7 @@ class _Open:
         self.cascade: dict[str, list[Any]] | None = None
 
 
-def _follow_cascade(entry: _Open, call: Call, *, expensive: bool, marked: bool) -> None:
+def _follow_cascade(entry: _Open, call: Call, expensive: bool, marked: bool) -> None:
     """Pair an expensive call with the step's oldest cheap call not yet escalated."""
     steps = entry.cascade
     if steps is None:
@@ -212,9 +212,14 @@ def _add_to(  # noqa: PLR0917 - once per call: positional arguments are cheaper
     if tier == FRONTIER:
         entry.frontier_calls += 1
     if stage is not None and stage in CASCADE_STAGES:
-        _follow_cascade(entry, call, expensive=stage == EXPENSIVE_STAGE, marked=True)
-    elif tier == FRONTIER or tier in _CHEAP_TIERS:
-        _follow_cascade(entry, call, expensive=tier == FRONTIER, marked=False)
+        _follow_cascade(entry, call, stage == EXPENSIVE_STAGE, True)  # noqa: FBT003 - positional: once per call
+    elif tier == FRONTIER:
+        # Only a frontier call after a cheap one of its step is a case: with no cheap call
+        # of the step yet (most calls of most apps), there is nothing to follow.
+        if entry.cascade is not None and call.step in entry.cascade:
+            _follow_cascade(entry, call, True, False)  # noqa: FBT003 - positional: once per call
+    elif tier in _CHEAP_TIERS:
+        _follow_cascade(entry, call, False, False)  # noqa: FBT003 - positional: once per call
     entry.tokens += call.input_tokens + call.output_tokens
     cost = call.cost_usd
     if cost is not None:
