@@ -121,7 +121,7 @@ class CountingProcessor(SpanProcessor):
             overflow=self._count_overflow,
             fail=partial(self._fail, "count"),
         )
-        self._queue: SpanQueue[ReadableSpan] = SpanQueue(self._count, background=count_in_background)
+        self._queue: SpanQueue[Ended] = SpanQueue(self._count, background=count_in_background)
         self._items = self._queue.items  # read on every span: one attribute, not two
         self._dropped: dict[str, int] = {}
         self._inferred: dict[str, int] = {}
@@ -204,16 +204,14 @@ class CountingProcessor(SpanProcessor):
         if no_call and ctx.span_id not in self._marks:
             self._steps.pop(ctx.span_id, None)
             return
-        parent = span.parent
-        self._queue_ended(span, None if parent is None or parent.is_remote else parent.span_id)
-
-    def _queue_ended(self, span: ReadableSpan, local_parent_id: int | None) -> None:
-        """Queue an ended span with an LLM call in or below it; the mark climbs to a local
-        parent, which is then queued too when it ends."""
-        if local_parent_id is not None:
-            mark(self._marks, local_parent_id)
+        record = self._ended_record(span)
+        if record is None:
+            return
+        # The mark climbs to a local parent, which is then queued too when it ends.
+        if record[2] is not None:
+            mark(self._marks, record[2])
         items = self._items
-        items.append(span)
+        items.append(record)
         if len(items) >= self._queue.max_queued:
             self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
 
@@ -286,25 +284,35 @@ class CountingProcessor(SpanProcessor):
             return sdk.held_step(span)
         return self._steps.pop(span_id, None) if forget else self._steps.get(span_id)
 
-    def _count(self, span: ReadableSpan) -> None:
+    def _count(self, record: Ended) -> None:
         """Count one ended span with an LLM call in or below it, in the order they ended (in
         the queue's drain: never raises). The recorder decides, as the offline report's
         does, whether it is a call, a duplicate of one below it, or neither."""
         try:
-            sdk = self._sdk
-            if sdk is not None and type(span) is sdk.ended:
-                fields = sdk.ended_record(span)
-            else:
-                fields = self._ended_record(span)
-            if fields is None:
-                return
-            span_id = fields[1]
+            (
+                trace_id,
+                span_id,
+                parent_id,
+                name,
+                attrs,
+                start_ns,
+                end_ns,
+                step,
+                scope,
+                failed,
+                resource,
+                served,
+            ) = record
             self._marks.pop(span_id, None)  # it only had this span queued
-            if fields[2] is None:  # a local root: it closes its request, made for a purpose
-                result = self._recorder.record(*fields, self._purpose(span, fields[4]))
+            if parent_id is None:  # a local root: it closes its request, made for a purpose
+                purpose = self._purpose(resource, attrs, served)
+                result = self._recorder.record(
+                    trace_id, span_id, None, name, attrs, start_ns, end_ns, step, scope, failed, purpose
+                )
             else:
-                result = self._recorder.record(*fields)
-            attrs = fields[4]
+                result = self._recorder.record(
+                    trace_id, span_id, parent_id, name, attrs, start_ns, end_ns, step, scope, failed
+                )
             if (
                 self.on_oracle is not None
                 and type(result) is _CallType
@@ -322,23 +330,19 @@ class CountingProcessor(SpanProcessor):
         except Exception:
             self._fail("count")
 
-    def _purpose(self, root: ReadableSpan, attrs: Mapping[str, object] | None) -> str:
-        """The purpose of the request a local root closes (see ``accounting.purposes``)."""
-        resource = root.resource
+    def _purpose(self, resource: object, attrs: Mapping[str, object] | None, served: bool) -> str:
+        """The purpose of the request a local root closes (see ``accounting.purposes``);
+        ``served``: the root is a server span or has a remote parent."""
         known = self._resource_purposes.get(id(resource))
         if known is None or known[0] is not resource:
             if len(self._resource_purposes) >= MAX_RESOURCES:
                 self._resource_purposes.clear()
-            known = (resource, resource_purpose(resource.attributes, self._eval_services, self._drop))
+            declared = getattr(resource, "attributes", None)
+            stated = resource_purpose(declared, self._eval_services, self._drop) if declared else None
+            known = (resource, stated)
             self._resource_purposes[id(resource)] = known
-        parent = root.parent
-        return root_purpose(
-            attrs.get(PURPOSE_KEY) if attrs else None,
-            known[1],
-            root.kind is _SERVER,
-            parent is not None and parent.is_remote,
-            self._drop,
-        )
+        declared = attrs.get(PURPOSE_KEY) if attrs else None
+        return root_purpose(declared, known[1], served, False, self._drop)  # noqa: FBT003 - served: server or remote
 
     def _ended_record(self, span: ReadableSpan) -> Ended | None:
         """:meth:`SdkSpans.ended_record` through the public API."""
@@ -360,6 +364,8 @@ class CountingProcessor(SpanProcessor):
             self._held_step(span, ctx.span_id, forget=True),
             "" if scope is None else scope.name,
             status is not None and status.status_code is StatusCode.ERROR,
+            span.resource,
+            span.kind is _SERVER or (parent is not None and parent.is_remote),
         )
 
     # -- attribution for exported spans (see otel_overspend.exporters.spans) -------------------------

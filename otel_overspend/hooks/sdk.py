@@ -35,7 +35,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanContext, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from otel_overspend.accounting.recorder import MAX_MARKED_SPANS, STRONG
 from otel_overspend.base.bounded import make_room
@@ -51,8 +51,13 @@ __all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe")
 
 #: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
 STEP_FIELD: Final = "_overspend_step"
-#: An ended span as the recorder reads it (see :meth:`SdkSpans.ended_record`).
-Ended = tuple[int, int, "int | None", str, "Mapping[str, Any] | None", int, int, "str | None", str, bool]
+#: An ended span as the recorder reads it (see :meth:`SdkSpans.ended_record`), then its
+#: resource and whether it serves a request from elsewhere (a server span, a remote parent),
+#: which tell a local root's purpose.
+Ended = tuple[
+    int, int, "int | None", str, "Mapping[str, Any] | None", int, int, "str | None", str, bool, object, bool
+]
+_SERVER: Final = SpanKind.SERVER
 #: What :meth:`SdkSpans.parent_step` returns for a span this processor holds no step on.
 NOT_HELD: Final = object()
 
@@ -77,8 +82,9 @@ class SdkSpans:
     def ended_record(self, span: ReadableSpan) -> Ended | None:
         """What the recorder reads off an ended SDK span (``None`` without a context): trace
         id, span id, local parent id (``None`` for a root or a remote parent), name,
-        attributes, start and end (ns), the step held on it, its scope's name, and whether
-        its status is an error."""
+        attributes, start and end (ns), the step held on it, its scope's name, whether its
+        status is an error; then its resource, and whether it is a server span or has a
+        remote parent. Taken at the span's end, so that the span is not kept alive."""
         ctx = span._context  # noqa: SLF001
         if ctx is None:
             return None
@@ -100,6 +106,8 @@ class SdkSpans:
             step if type(step) is str else None,
             "" if scope is None else scope.name,
             status is not None and status.status_code is StatusCode.ERROR,
+            span._resource,  # noqa: SLF001
+            span._kind is _SERVER or (parent is not None and parent[2]),  # noqa: SLF001
         )
 
     def parent_step(self, parent: Span) -> object:
@@ -137,12 +145,13 @@ class FastHooks:
         no_usage_keys: Callable[[Mapping[str, Any]], bool],
         may_be_llm_call: Callable[[Mapping[str, Any]], bool],
         marks: dict[int, bool | None],
-        queue: SpanQueue[ReadableSpan],
+        queue: SpanQueue[Ended],
         fail: Callable[[str], None],
         stamp: Callable[[Span, str], None] | None,
     ) -> None:
         live = spans.live
         ended = spans.ended
+        ended_record = spans.ended_record
         items = queue.items
         drain_chunk = queue.drain_chunk
         max_marks = MAX_MARKED_SPANS
@@ -184,7 +193,9 @@ class FastHooks:
                     if len(marks) >= max_marks:
                         make_room(marks, max_marks)
                     marks[parent[1]] = STRONG
-                items.append(span)
+                record = ended_record(span)
+                if record is not None:
+                    items.append(record)
                 if len(items) >= queue.max_queued:
                     drain_chunk()
             except Exception:
