@@ -6,8 +6,9 @@ the counts itself (a test, an embedding) can use :class:`CountingProcessor` alon
 ``on_start`` decides the span's step (the innermost ``step()`` in context, else W3C
 baggage, else the parent span's step, else a rule on the span's name and attributes) and
 holds it: on the SDK's own spans through their fields (:mod:`otel_overspend.hooks.sdk`),
-on any other span in a bounded table of open spans. ``on_end`` queues a span with an LLM
-call in or below it, to be read, priced and recorded off the app's thread. Neither hook
+on any other span in a bounded table of open spans. ``on_end`` queues the record of a span
+with an LLM call in or below it (its fields, read at its end: the span itself is not kept),
+to be priced and recorded off the app's thread. Neither hook
 ever raises into the app: failures are counted by reason and logged once.
 """
 
@@ -345,7 +346,7 @@ class CountingProcessor(SpanProcessor):
         return root_purpose(declared, known[1], served, False, self._drop)  # noqa: FBT003 - served: server or remote
 
     def _ended_record(self, span: ReadableSpan) -> Ended | None:
-        """:meth:`SdkSpans.ended_record` through the public API."""
+        """The record of an ended span (``hooks.sdk.Ended``), read through the public API."""
         ctx = span.context
         if ctx is None:
             return None

@@ -1,6 +1,6 @@
 """Ended LLM spans, queued for a background thread to count off the request path.
 
-A span hook only appends the span to a queue (atomic, no lock). A daemon thread counts
+A span hook only appends the span's record to a queue (atomic, no lock). A daemon thread counts
 what is queued every ``interval_s``; anyone who needs the counts up to date (a scrape, a
 flush, an exporter asking for a span's attribution) drains the queue itself first.
 Draining is serialised by one lock, so spans are counted one at a time, in the order they

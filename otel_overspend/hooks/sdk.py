@@ -12,10 +12,11 @@ first time a processor asks (never at import), for the SDK installed:
    the objects its ``context``, ``parent`` and ``name`` return, and whose ``_attributes``
    is a ``BoundedAttributes`` keeping the attributes in its ``_dict``.
 2. The span handed to ``on_end`` (a ``ReadableSpan`` copy in SDK 1.45) has the same
-   fields, with ``_start_time``, ``_end_time``, ``_instrumentation_scope`` and ``_status``
-   beside them, and shares the started span's ``_attributes`` object: a Python attribute set on
-   that object at the start (:data:`STEP_FIELD`) is there at the end. So the step a span
-   started in goes with the span, and the processor keeps no table of open spans.
+   fields, with ``_start_time``, ``_end_time``, ``_instrumentation_scope``, ``_status``,
+   ``_resource`` and ``_kind`` beside them, and shares the started span's ``_attributes``
+   object: a Python attribute set on that object at the start (:data:`STEP_FIELD`) is
+   there at the end. So the step a span started in goes with the span, and the processor
+   keeps no table of open spans.
 3. ``SpanContext`` is a tuple whose items 1 and 2 are ``span_id`` and ``is_remote``.
 
 Nothing is written but that Python attribute, which is not one of the span's attributes:
@@ -51,13 +52,16 @@ __all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe")
 
 #: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
 STEP_FIELD: Final = "_overspend_step"
-#: An ended span as the recorder reads it (see :meth:`SdkSpans.ended_record`), then its
-#: resource and whether it serves a request from elsewhere (a server span, a remote parent),
-#: which tell a local root's purpose.
+#: An ended span as the recorder reads it, taken at its end so that the span is not kept
+#: alive: trace id, span id, local parent id (``None`` for a root or a remote parent), name,
+#: attributes, start and end (ns), the step held on it, its scope's name, whether its status
+#: is an error; then its resource, and whether it serves a request from elsewhere (a server
+#: span, a remote parent), which tell a local root's purpose.
 Ended = tuple[
     int, int, "int | None", str, "Mapping[str, Any] | None", int, int, "str | None", str, bool, object, bool
 ]
 _SERVER: Final = SpanKind.SERVER
+_ERROR: Final = StatusCode.ERROR
 #: What :meth:`SdkSpans.parent_step` returns for a span this processor holds no step on.
 NOT_HELD: Final = object()
 
@@ -78,37 +82,6 @@ class SdkSpans:
             return None
         found = getattr(span._attributes, STEP_FIELD, None)  # type: ignore[attr-defined]  # noqa: SLF001
         return found if type(found) is str else None
-
-    def ended_record(self, span: ReadableSpan) -> Ended | None:
-        """What the recorder reads off an ended SDK span (``None`` without a context): trace
-        id, span id, local parent id (``None`` for a root or a remote parent), name,
-        attributes, start and end (ns), the step held on it, its scope's name, whether its
-        status is an error; then its resource, and whether it is a server span or has a
-        remote parent. Taken at the span's end, so that the span is not kept alive."""
-        ctx = span._context  # noqa: SLF001
-        if ctx is None:
-            return None
-        parent = span._parent  # noqa: SLF001
-        held = span._attributes  # noqa: SLF001
-        attrs = held._dict if type(held) is BoundedAttributes else held  # noqa: SLF001
-        step = getattr(held, STEP_FIELD, None)
-        end = span._end_time or 0  # noqa: SLF001
-        scope = span._instrumentation_scope  # noqa: SLF001
-        status = span._status  # noqa: SLF001
-        return (
-            ctx[0],
-            ctx[1],
-            None if parent is None or parent[2] else parent[1],
-            span._name,  # noqa: SLF001
-            attrs,
-            span._start_time or end,  # noqa: SLF001
-            end,
-            step if type(step) is str else None,
-            "" if scope is None else scope.name,
-            status is not None and status.status_code is StatusCode.ERROR,
-            span._resource,  # noqa: SLF001
-            span._kind is _SERVER or (parent is not None and parent[2]),  # noqa: SLF001
-        )
 
     def parent_step(self, parent: Span) -> object:
         """The step held on a started SDK span, or :data:`NOT_HELD` if this processor has not
@@ -151,7 +124,6 @@ class FastHooks:
     ) -> None:
         live = spans.live
         ended = spans.ended
-        ended_record = spans.ended_record
         items = queue.items
         drain_chunk = queue.drain_chunk
         max_marks = MAX_MARKED_SPANS
@@ -172,8 +144,8 @@ class FastHooks:
                 fail("on_start")
 
         def on_end(span: ReadableSpan) -> None:
-            # Only a span with an LLM call in or below it is queued: the app's other spans
-            # are not kept alive for the counting.
+            # Only a span with an LLM call in or below it is queued, as the record the
+            # counting reads: no ended span is kept alive for the counting.
             try:
                 if type(span) is not ended:
                     end_other(span)
@@ -187,15 +159,35 @@ class FastHooks:
                 if no_call and (not marks or span._context[1] not in marks):  # type: ignore[index]  # noqa: SLF001
                     return
                 # Its local parent is marked (``recorder.mark``, inlined: once per LLM span),
-                # and it is queued; a thread that finds the queue full counts a chunk itself.
+                # and its record (``Ended``) is queued; a thread that finds the queue full
+                # counts a chunk itself.
                 parent = span._parent  # noqa: SLF001
-                if parent is not None and not parent[2]:
+                local_parent = None if parent is None or parent[2] else parent[1]
+                if local_parent is not None:
                     if len(marks) >= max_marks:
                         make_room(marks, max_marks)
-                    marks[parent[1]] = STRONG
-                record = ended_record(span)
-                if record is not None:
-                    items.append(record)
+                    marks[local_parent] = STRONG
+                ctx = span._context  # noqa: SLF001
+                step = getattr(span._attributes, STEP_FIELD, None)  # noqa: SLF001
+                end = span._end_time or 0  # noqa: SLF001
+                scope = span._instrumentation_scope  # noqa: SLF001
+                status = span._status  # noqa: SLF001
+                items.append(
+                    (
+                        ctx[0],  # type: ignore[index]
+                        ctx[1],  # type: ignore[index]
+                        local_parent,
+                        span._name,  # noqa: SLF001
+                        attrs,
+                        span._start_time or end,  # noqa: SLF001
+                        end,
+                        step if type(step) is str else None,
+                        "" if scope is None else scope.name,
+                        status is not None and status.status_code is _ERROR,
+                        span._resource,  # noqa: SLF001
+                        span._kind is _SERVER or (local_parent is None and parent is not None),  # noqa: SLF001
+                    )
+                )
                 if len(items) >= queue.max_queued:
                     drain_chunk()
             except Exception:
@@ -272,6 +264,8 @@ def _check() -> SdkSpans | str:
         and getattr(ended, "_end_time", None) == ended.end_time
         and getattr(ended, "_instrumentation_scope", None) is ended.instrumentation_scope
         and getattr(ended, "_status", None) is ended.status
+        and getattr(ended, "_resource", None) is ended.resource
+        and getattr(ended, "_kind", None) is ended.kind
     ):
         return f"the ended span ({type(ended).__qualname__}) does not keep its fields as expected"
     if shared is not span._attributes or getattr(shared, STEP_FIELD, None) != "probe":  # noqa: SLF001
