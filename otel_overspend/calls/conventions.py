@@ -292,9 +292,10 @@ _UNPLANNED: Final = _Plan(tuple, tuple, "")
 def _plan(keys: tuple[str, ...]) -> _Plan | None:
     present_keys = frozenset(keys)
     plan = None
-    if not LLM_MARKER_KEYS.isdisjoint(present_keys):
-        chosen = [next((key for key in names if key in present_keys), None) for names in _FIELD_KEYS]
-        read = [key for key in chosen if key is not None]
+    chosen = [next((key for key in names if key in present_keys), None) for names in _FIELD_KEYS]
+    read = [key for key in chosen if key is not None]
+    # A span with none of the fields (LiteLLM's raw usage alone, say) reads as no call.
+    if read and not LLM_MARKER_KEYS.isdisjoint(present_keys):
         # Twice the last key: itemgetter of one key would return the value, not a tuple.
         present = itemgetter(*read, read[-1])
         spread = itemgetter(*(read.index(key) if key is not None else len(read) + 1 for key in chosen))

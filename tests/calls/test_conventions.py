@@ -201,6 +201,8 @@ def test_input_net_of_cache_reads_is_made_gross(p: Pipeline) -> None:
     [
         {},
         {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 0, "gen_ai.usage.output_tokens": 0},
+        # LiteLLM's raw response alone (its usage is read off the call's own span).
+        {"llm.openai.usage": '{"prompt_tokens": 10, "completion_tokens": 2}'},
     ],
 )
 def test_a_span_without_usage_is_not_a_call(p: Pipeline, attributes: dict[str, AttributeValue]) -> None:
