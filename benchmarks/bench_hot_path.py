@@ -193,7 +193,7 @@ def measure(rounds: int = 30) -> list[Row]:
     # emit spans stayed 8-11 % cheaper than the others through a whole run (two copies of
     # the SDK pipeline measured +8 to +11 % apart, whatever the order they were built in or
     # took turns in), which favoured whichever was first. With this one first, the copies
-    # agree within 2 %; on 1.35 and 1.45 it changes nothing.
+    # agree within 3 % on each SDK of the matrix.
     first = pipeline(with_processor=False)
     emit(first[1], LLM_ATTRS, 400)
     pipelines = {
