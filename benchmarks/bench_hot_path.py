@@ -195,7 +195,9 @@ def measure(rounds: int = 30) -> list[Row]:
     # took turns in), which favoured whichever was first. With this one first, the copies
     # agree within 3 % on each SDK of the matrix.
     first = pipeline(with_processor=False)
-    emit(first[1], LLM_ATTRS, 400)
+    for attrs in (LLM_ATTRS, INSTRUMENTED_START, PLAIN_ATTRS):
+        for in_step in (True, False):
+            emit(first[1], attrs, 400, in_step=in_step)
     pipelines = {
         "sdk": pipeline(with_processor=False),
         # The same SDK pipeline again: its figure against the first is the noise of the run.
