@@ -160,16 +160,17 @@ class Replayer:
         max_traces: int = 50_000,
         window_s: float = 300.0,
         stamped: bool = False,
-        step_span: Callable[[int, str, int, int], None] | None = None,
+        step_span: Callable[[str, int, float, float], None] | None = None,
         oracle: Callable[[str, bool], None] | None = None,
         purpose: Callable[[int, Mapping[str, Any] | None, bool], str] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
-        processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
-        start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
-        (the step time of the look-alike patterns); ``oracle(step, agreed)`` of every counted
-        LLM span carrying ``overspend.oracle.agreed``, as the live processor is; ``purpose(trace
-        key, attributes, remote parent)`` gives the purpose of a local root's request."""
+        processor's ``stamp_spans``); see the module docstring. ``step_span(step, trace key,
+        start_s, end_s)`` is told of every span with a step, in the order they are recorded
+        (the step time of the look-alike patterns: ``Observations.step_done``); ``oracle(step,
+        agreed)`` of every counted LLM span carrying ``overspend.oracle.agreed``, as the live
+        processor is; ``purpose(trace key, attributes, remote parent)`` gives the purpose of a
+        local root's request."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -534,6 +535,7 @@ class Replayer:
         next_scrape_ns = self._next_scrape_ns
         record = self._recorder.record
         purpose = self._purpose
+        step_span = self._step_span
         for i in range(first, stop):
             _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
             if end_ns >= next_scrape_ns:
@@ -545,8 +547,8 @@ class Replayer:
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
             step = steps[i]
-            if step is not None and self._step_span is not None:
-                self._step_span(trace_key, step, start_ns, end_ns)
+            if step is not None and step_span is not None:
+                step_span(step, trace_key, start_ns / 1e9, end_ns / 1e9)
             if local_root:
                 # A local root with a parent has a remote one, or one never seen: taken as
                 # remote (the request came from elsewhere). A failed span's status is in its

@@ -56,8 +56,6 @@ PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
 ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].value
 #: Traces covering less than this are not scaled to a week: the figure would be noise.
 MIN_WEEKLY_SCALE_S: Final = 3_600.0
-#: The one window of the report's step time: all of the traces.
-_ALL_TIME_S: Final = 10 * 365 * 86_400
 #: The process index in a trace key (see ``otlp_json.SpanRecord``).
 _PROCESS_MASK: Final = 0xFFFF
 
@@ -215,16 +213,15 @@ class _Run:
             without_usage=self.count_without_usage,
             overflow=self.count_overflow,
         )
-        #: Step time from the spans with a step, as the live processor has it from step().
-        self.observations = Observations(
-            window_seconds=(_ALL_TIME_S,), clock=self.clock, perf_clock=self.clock
-        )
+        #: Step time from the spans with a step, as the live processor has it from step(). The
+        #: report reads the totals over all of the traces: no rolling window is kept.
+        self.observations = Observations(window_seconds=(), clock=self.clock, perf_clock=self.clock)
         #: Cascade cases by the data's clock when their request closed (its latest span end).
         self.cascades = CascadeSink()
         self.requests.on_cascade = self.cascade
         self.requests.on_provisional = self.provisional_cascade
         self.replayer = Replayer(
-            step_span=self.step_span,
+            step_span=self.observations.step_done,
             oracle=self.oracle_span,
             purpose=self.root_purpose,
             recorder=recorder,
@@ -274,9 +271,6 @@ class _Run:
 
     def oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
-
-    def step_span(self, trace_key: int, step: str, start_ns: int, end_ns: int) -> None:
-        self.observations.step_done(step, trace_key, start_ns / 1e9, end_ns / 1e9)
 
     def count_overflow(self, label: str) -> None:
         self.overflowed[label] = self.overflowed.get(label, 0) + 1
