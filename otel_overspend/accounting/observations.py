@@ -224,39 +224,44 @@ class Observations:
     def step_done(self, step: str, trace_id: int, started: float, ended: float) -> None:
         """A ``step()`` block of ``trace_id`` (0: outside a span) ran from ``started`` to
         ``ended`` (seconds since the epoch)."""
-        # Once per block live and once per span with a step in the report: comparisons
-        # rather than min() and max() calls, which cost several times more (same results).
         with self._lock:
-            if trace_id == 0:
-                self._observe(step, max(0.0, ended - started), max(0.0, ended - started), ended)
-                return
-            open_requests = self._open
-            request = open_requests.get(trace_id)
-            if request is None:
-                if len(open_requests) >= MAX_OPEN_REQUESTS:
-                    self._finish(next(iter(open_requests)))
-                request = open_requests[trace_id] = _Request(started, ended)
+            self.step_done_unlocked(step, trace_id, started, ended)
+
+    def step_done_unlocked(self, step: str, trace_id: int, started: float, ended: float) -> None:
+        """:meth:`step_done` for the one thread that uses this store (the offline report's
+        replay, once per span with a step): a ``with`` on the lock costs more than the step."""
+        # Comparisons rather than min() and max() calls, which cost several times more
+        # (same results).
+        if trace_id == 0:
+            self._observe(step, max(0.0, ended - started), max(0.0, ended - started), ended)
+            return
+        open_requests = self._open
+        request = open_requests.get(trace_id)
+        if request is None:
+            if len(open_requests) >= MAX_OPEN_REQUESTS:
+                self._finish(next(iter(open_requests)))
+            request = open_requests[trace_id] = _Request(started, ended)
+            request.steps[step] = [started, ended, 0.0]
+        else:
+            if started < request.first:  # noqa: PLR1730 - see above
+                request.first = started
+            if ended > request.last:  # noqa: PLR1730 - see above
+                request.last = ended
+            stretch = request.steps.get(step)
+            if stretch is None:
                 request.steps[step] = [started, ended, 0.0]
+            elif started <= stretch[1]:  # overlaps the latest stretch: counted once
+                if started < stretch[0]:  # noqa: PLR1730 - see above
+                    stretch[0] = started
+                if ended > stretch[1]:  # noqa: PLR1730 - see above
+                    stretch[1] = ended
             else:
-                if started < request.first:  # noqa: PLR1730 - see above
-                    request.first = started
-                if ended > request.last:  # noqa: PLR1730 - see above
-                    request.last = ended
-                stretch = request.steps.get(step)
-                if stretch is None:
-                    request.steps[step] = [started, ended, 0.0]
-                elif started <= stretch[1]:  # overlaps the latest stretch: counted once
-                    if started < stretch[0]:  # noqa: PLR1730 - see above
-                        stretch[0] = started
-                    if ended > stretch[1]:  # noqa: PLR1730 - see above
-                        stretch[1] = ended
-                else:
-                    stretch[2] += stretch[1] - stretch[0]
-                    stretch[0], stretch[1] = started, ended
-            for oldest, first in open_requests.items():  # the first only: the oldest open
-                if first.last < ended - self._settle:
-                    self._finish(oldest)
-                break
+                stretch[2] += stretch[1] - stretch[0]
+                stretch[0], stretch[1] = started, ended
+        for oldest, first in open_requests.items():  # the first only: the oldest open
+            if first.last < ended - self._settle:
+                self._finish(oldest)
+            break
 
     def oracle_check(self, step: str, *, agreed: bool) -> None:
         now = self._clock()
@@ -290,9 +295,14 @@ class Observations:
 
     def _finish(self, trace_id: int) -> None:
         request = self._open.pop(trace_id)
-        request_s = max(0.0, request.last - request.first)
+        # max(0.0, x) as a comparison: once per step of every request.
+        request_s = request.last - request.first
+        if not request_s > 0.0:
+            request_s = 0.0
+        observe = self._observe
         for step, (start, end, before) in request.steps.items():
-            self._observe(step, max(0.0, before + end - start), request_s, end)
+            added_s = before + end - start
+            observe(step, added_s if added_s > 0.0 else 0.0, request_s, end)  # noqa: FURB136 - as above
 
     def _observe(self, step: str, added_s: float, request_s: float, ended: float) -> None:
         """One request's time of ``step``, in the windows by the end of the step's last block in
@@ -301,7 +311,13 @@ class Observations:
         times = self._times
         label = step if step in times or len(times) < MAX_STEPS else self._label(step, times)
         bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
-        _add_time(times, label, added_s, request_s, bucket)
+        acc = times.get(label)  # _add_time(), inlined: once per step of every request
+        if acc is None:
+            acc = times[label] = [0.0] * _N_TIME
+        acc[COUNT] += 1.0
+        acc[ADDED] += added_s
+        acc[REQUEST] += request_s
+        acc[bucket] += 1.0
         if not self._rings:  # the clocks are read for the windows alone
             return
         now = self._clock()

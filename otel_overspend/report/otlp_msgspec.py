@@ -45,6 +45,8 @@ DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError
 _NULL: Final = msgspec.Raw(b"null")
 _new = tuple.__new__
+#: A set: most spans' code is 0, which a tuple would compare with a string too.
+_ERROR_CODE_SET: Final = frozenset(_ERROR_CODES)
 
 
 class AnyValue(msgspec.Struct, gc=False):
@@ -269,7 +271,7 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
                                     if found is None:
                                         raise _NotScalarError(key)
                         attrs[key] = found
-                if sp.status.code in _ERROR_CODES:
+                if sp.status.code in _ERROR_CODE_SET:
                     attrs[STATUS_KEY] = STATUS_ERROR
                 if sp.kind in SERVER_KINDS:
                     attrs[SPAN_KIND_KEY] = SERVER

@@ -221,7 +221,7 @@ class _Run:
         self.requests.on_cascade = self.cascade
         self.requests.on_provisional = self.provisional_cascade
         self.replayer = Replayer(
-            step_span=self.observations.step_done,
+            step_span=self.observations.step_done_unlocked,
             oracle=self.oracle_span,
             purpose=self.root_purpose,
             recorder=recorder,

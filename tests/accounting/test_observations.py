@@ -173,8 +173,9 @@ def test_a_request_counts_in_the_windows_by_its_end_not_by_when_it_settled() -> 
     assert o.snapshot().step_times["rerank"][ADDED] == pytest.approx(1.0)  # the totals keep it
 
 
-def test_without_windows_the_totals_are_the_same() -> None:
-    # The offline report keeps no rolling window: its totals are those kept beside windows.
+def test_without_windows_or_the_lock_the_totals_are_the_same() -> None:
+    # The offline report keeps no rolling window and takes no lock (one thread): its totals
+    # are those kept beside windows.
     blocks = [
         ("rerank", 7, T0, T0 + 0.2),
         ("rerank", 7, T0 + 0.1, T0 + 0.4),
@@ -184,11 +185,12 @@ def test_without_windows_the_totals_are_the_same() -> None:
         ("generate", 0, T0 + 5.1, T0 + 5.2),
     ]
     snapshots = []
-    for windows in ((300, 3600), ()):
+    for windows, unlocked in (((300, 3600), False), ((), True)):
         clock = FakeClock(T0 + 6.0)
         o = Observations(window_seconds=windows, clock=clock, perf_clock=clock)
+        done = o.step_done_unlocked if unlocked else o.step_done
         for block in blocks:
-            o.step_done(*block)
+            done(*block)
         o.settle(everything=True)
         snapshots.append(o.snapshot())
     with_windows, without = snapshots
