@@ -232,8 +232,8 @@ class Observations:
         replay, once per span with a step): a ``with`` on the lock costs more than the step."""
         # Comparisons rather than min() and max() calls, which cost several times more
         # (same results).
-        if trace_id == 0:
-            self._observe(step, max(0.0, ended - started), max(0.0, ended - started), ended)
+        if trace_id == 0:  # a request of its own, observed at once
+            self._observe({step: [started, ended, 0.0]}, ended - started)
             return
         open_requests = self._open
         request = open_requests.get(trace_id)
@@ -258,10 +258,9 @@ class Observations:
             else:
                 stretch[2] += stretch[1] - stretch[0]
                 stretch[0], stretch[1] = started, ended
-        for oldest, first in open_requests.items():  # the first only: the oldest open
-            if first.last < ended - self._settle:
-                self._finish(oldest)
-            break
+        oldest = next(iter(open_requests))
+        if open_requests[oldest].last < ended - self._settle:
+            self._finish(oldest)
 
     def oracle_check(self, step: str, *, agreed: bool) -> None:
         now = self._clock()
@@ -295,37 +294,37 @@ class Observations:
 
     def _finish(self, trace_id: int) -> None:
         request = self._open.pop(trace_id)
-        # max(0.0, x) as a comparison: once per step of every request.
-        request_s = request.last - request.first
+        self._observe(request.steps, request.last - request.first)
+
+    def _observe(self, steps: dict[str, list[float]], request_s: float) -> None:
+        """One request's time of each of its ``steps`` (step -> its latest stretch's start and
+        end, seconds of the stretches before it), in the windows by the end of the step's last
+        block in it (on the clock of the blocks' times), as the ledger's are by the end of the
+        step's spans: a request is observed once it has settled, seconds after, not timed then."""
+        # Once per step of every request: max(0.0, x) as a comparison (the same result), the
+        # four numbers a step's time changes added here rather than by _add_time().
         if not request_s > 0.0:
             request_s = 0.0
-        observe = self._observe
-        for step, (start, end, before) in request.steps.items():
-            added_s = before + end - start
-            observe(step, added_s if added_s > 0.0 else 0.0, request_s, end)  # noqa: FURB136 - as above
-
-    def _observe(self, step: str, added_s: float, request_s: float, ended: float) -> None:
-        """One request's time of ``step``, in the windows by the end of the step's last block in
-        it, ``ended`` (on the clock of the blocks' times), as the ledger's are by the end of the
-        step's spans: a request is observed once it has settled, seconds after, not timed then."""
         times = self._times
-        label = step if step in times or len(times) < MAX_STEPS else self._label(step, times)
-        bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
-        acc = times.get(label)  # _add_time(), inlined: once per step of every request
-        if acc is None:
-            acc = times[label] = [0.0] * _N_TIME
-        acc[COUNT] += 1.0
-        acc[ADDED] += added_s
-        acc[REQUEST] += request_s
-        acc[bucket] += 1.0
-        if not self._rings:  # the clocks are read for the windows alone
-            return
-        now = self._clock()
-        at_s = now - max(0.0, self._perf() - ended)
-        for ring in self._rings:
-            slot = ring.slot(at_s)
-            if slot is not None:
-                _add_time(ring.times[slot], label, added_s, request_s, bucket)
+        for step, (start, end, before) in steps.items():
+            added_s = before + end - start
+            if not added_s > 0.0:
+                added_s = 0.0
+            label = step if step in times or len(times) < MAX_STEPS else self._label(step, times)
+            bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
+            acc = times.get(label)
+            if acc is None:
+                acc = times[label] = [0.0] * _N_TIME
+            acc[COUNT] += 1.0
+            acc[ADDED] += added_s
+            acc[REQUEST] += request_s
+            acc[bucket] += 1.0
+            if self._rings:  # the clocks are read for the windows alone
+                at_s = self._clock() - max(0.0, self._perf() - end)
+                for ring in self._rings:
+                    slot = ring.slot(at_s)
+                    if slot is not None:
+                        _add_time(ring.times[slot], label, added_s, request_s, bucket)
 
     # -- reading -------------------------------------------------------------------------
     def settle(self, *, everything: bool = False) -> None:
