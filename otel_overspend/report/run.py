@@ -291,11 +291,11 @@ class _Run:
             if progress is not None:
                 progress(self.bytes_read, self.spans)
 
+        name = str(path)
         try:
             for record in read_records(path, position=position):
                 self.records += 1
-                where = f"{path}:{record.number}" if record.is_json else f"{path}: record {record.number}"
-                decoded = self.decode(record, where)
+                decoded = self.decode(record, name)
                 if decoded:
                     self.spans += len(decoded)
                     self.replayer.add(decoded)
@@ -304,12 +304,16 @@ class _Run:
         except OSError as exc:
             self.problems.add("unreadable_file", str(path), exc.strerror or str(exc))
 
-    def decode(self, record: Record, where: str) -> list[SpanRecord] | None:
-        """The spans of one record, with what is wrong with it reported at ``where``."""
+    def decode(self, record: Record, path: str) -> list[SpanRecord] | None:
+        """The spans of one record of the file at ``path``, with what is wrong with it reported
+        at its line (or record) there."""
         problems = self.problems
 
+        def where() -> str:  # only for a problem: most records have none
+            return f"{path}:{record.number}" if record.is_json else f"{path}: record {record.number}"
+
         def bad_span(detail: str) -> None:
-            problems.add("invalid_span", where, detail)
+            problems.add("invalid_span", where(), detail)
 
         if not record.is_json:
             from otel_overspend.report.otlp_proto import decode_proto  # noqa: PLC0415 - protobuf files only
@@ -317,20 +321,20 @@ class _Run:
             try:
                 return decode_proto(record.data, self.keys, self.processes, bad_span)
             except Exception as exc:  # DecodeError, or a message of another type
-                problems.add("invalid_record", where, f"not an OTLP protobuf TracesData: {exc}")
+                problems.add("invalid_record", where(), f"not an OTLP protobuf TracesData: {exc}")
                 return None
         try:
             spans = self.decode_json(record.data, bad_span)
         except ValueError as exc:
             if record.unterminated:
                 problems.add(
-                    "truncated_line", where, "the last line is cut short (no newline, not valid JSON)"
+                    "truncated_line", where(), "the last line is cut short (no newline, not valid JSON)"
                 )
             else:
-                problems.add("invalid_json", where, str(exc))
+                problems.add("invalid_json", where(), str(exc))
             return None
         if spans is None:
-            problems.add("not_trace_data", where, f"no resourceSpans in {record.data[:40]!r}")
+            problems.add("not_trace_data", where(), f"no resourceSpans in {record.data[:40]!r}")
         return spans
 
     def aggregate(self) -> Aggregate:
