@@ -245,12 +245,12 @@ def _replay_part(
         last_end: int | None = None
         read_to = [0]
         replayer_add = run.replayer.add
+        name = str(path)
         try:
             for record in _records(part, position=lambda at: read_to.__setitem__(0, at)):
                 run.records += 1
-                number = problems.line = record.number
-                where = f"{path}:{number}" if record.is_json else f"{path}: record {number}"
-                spans = run.decode(record, where)
+                problems.line = record.number
+                spans = run.decode(record, name)
                 if not spans:
                     continue
                 run.spans += len(spans)

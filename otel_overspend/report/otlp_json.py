@@ -133,13 +133,16 @@ class Processes:
     """Resource -> small int, so that requests are told apart per process as live. Processes
     count from 1: 0 stands for spans whose resource does not say which process they came from."""
 
-    __slots__ = ("_index", "encoded")
+    __slots__ = ("_index", "encoded", "last_encoded")
 
     def __init__(self) -> None:
         self._index: dict[tuple[Any, ...], int] = {}
         #: A decoder's cache: a resource as written (it repeats on each line of its process)
         #: -> its index. At most :data:`MAX_ENCODED_RESOURCES` entries.
         self.encoded: dict[bytes, int] = {}
+        #: A decoder's last resource as it read it (its own type) and its index: a file's lines
+        #: mostly come from one process, and comparing is cheaper than copying and hashing.
+        self.last_encoded: tuple[Any, int] | None = None
 
     def resource_attributes(self, index: int) -> dict[str, str]:
         """The :data:`PROCESS_KEYS` attributes of process ``index`` (none for 0 or unknown)."""

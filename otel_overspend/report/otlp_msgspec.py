@@ -45,6 +45,8 @@ DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError
 _NULL: Final = msgspec.Raw(b"null")
 _new = tuple.__new__
+#: A set: most spans' code is 0, which a tuple would compare with a string too.
+_ERROR_CODE_SET: Final = frozenset(_ERROR_CODES)
 
 
 class AnyValue(msgspec.Struct, gc=False):
@@ -162,6 +164,9 @@ def _value(raw: AnyValue) -> Any:
 
 def _process(encoded: msgspec.Raw, processes: Processes) -> int:
     """The process index of a resource; raises :data:`ValidationError` if it is no resource."""
+    last = processes.last_encoded
+    if last is not None and last[0] == encoded:
+        return last[1]
     text = bytes(encoded)
     cache = processes.encoded
     found = cache.get(text)
@@ -174,6 +179,7 @@ def _process(encoded: msgspec.Raw, processes: Processes) -> int:
         )
         if len(cache) < MAX_ENCODED_RESOURCES:
             cache[text] = found
+    processes.last_encoded = (msgspec.Raw(text), found)  # a copy: the line's buffer is freed
     return found
 
 
@@ -194,9 +200,12 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
 ) -> list[SpanRecord] | None:
     """The spans of one line; ``None`` if it holds no traces. Raises
     :data:`DecodeError` (not JSON) or :data:`ValidationError` (not of the expected shape)."""
-    listed = _resource_spans(_decoder.decode(data))
+    doc = _decoder.decode(data)
+    listed = doc.resourceSpans  # the collector's, and the usual
     if listed is None:
-        return None
+        listed = _resource_spans(doc)
+        if listed is None:
+            return None
     # Every resource first: one that is not raises before a span is reported.
     resources = [
         (_process(rs.resource, processes), rs.scopeSpans or rs.instrumentationLibrarySpans) for rs in listed
@@ -269,7 +278,7 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
                                     if found is None:
                                         raise _NotScalarError(key)
                         attrs[key] = found
-                if sp.status.code in _ERROR_CODES:
+                if sp.status.code in _ERROR_CODE_SET:
                     attrs[STATUS_KEY] = STATUS_ERROR
                 if sp.kind in SERVER_KINDS:
                     attrs[SPAN_KIND_KEY] = SERVER

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from otel_overspend.accounting.observations import oracle_verdict
+from otel_overspend.accounting.observations import ORACLE_AGREED_KEY, oracle_verdict
 from otel_overspend.accounting.recorder import HOLD_NS
 from otel_overspend.calls.attribution import Call as CallType
 from otel_overspend.report.sums import DAY_S, HOUR_S, RECENT_HOURS, WEEK_S, PeriodSink, period_start_s
@@ -82,6 +82,8 @@ __all__ = (
 
 #: Traces whose local root was replayed, remembered for children exported after it.
 MAX_ROOTED_TRACES: Final = 20_000
+#: Valid step names remembered, so that a span's own step is checked without a call.
+_MAX_STEP_NAMES: Final = 1_024
 _START_NS: Final = attrgetter("start_ns")
 _END_NS: Final = attrgetter("end_ns")
 
@@ -160,16 +162,17 @@ class Replayer:
         max_traces: int = 50_000,
         window_s: float = 300.0,
         stamped: bool = False,
-        step_span: Callable[[int, str, int, int], None] | None = None,
+        step_span: Callable[[str, int, float, float], None] | None = None,
         oracle: Callable[[str, bool], None] | None = None,
         purpose: Callable[[int, Mapping[str, Any] | None, bool], str] | None = None,
     ) -> None:
         """``stamped``: the spans carry the step each started in as ``overspend.step`` (the
-        processor's ``stamp_spans``); see the module docstring. ``step_span(trace key, step,
-        start_ns, end_ns)`` is told of every span with a step, in the order they are recorded
-        (the step time of the look-alike patterns); ``oracle(step, agreed)`` of every counted
-        LLM span carrying ``overspend.oracle.agreed``, as the live processor is; ``purpose(trace
-        key, attributes, remote parent)`` gives the purpose of a local root's request."""
+        processor's ``stamp_spans``); see the module docstring. ``step_span(step, trace key,
+        start_s, end_s)`` is told of every span with a step, in the order they are recorded
+        (the step time of the look-alike patterns: ``Observations.step_done_unlocked``); ``oracle(step,
+        agreed)`` of every counted LLM span carrying ``overspend.oracle.agreed``, as the live
+        processor is; ``purpose(trace key, attributes, remote parent)`` gives the purpose of a
+        local root's request."""
         if max_spans < 1 or max_traces < 1 or not window_s >= 0:
             raise ValueError(
                 f"max_spans and max_traces must be positive and window_s not negative, got "
@@ -204,6 +207,8 @@ class Replayer:
         #: Traces whose local root was replayed (keys only: holding spans would cost more).
         self._rooted: OrderedDict[int, None] = OrderedDict()
         self._clock = clock
+        #: Step names found valid (spans repeat a few): at most _MAX_STEP_NAMES.
+        self._step_names: set[str] = set()
         self._scrape_every_ns = int(requests.timeout_s * 1e9) // 4
         self._next_scrape_ns = 0
         self.stats = ReplayStats()
@@ -356,6 +361,14 @@ class Replayer:
         own = attrs.get(BAGGAGE_KEY)
         return own if is_step_name(own) else None
 
+    def _checked_step(self, own: object) -> str | None:
+        """``own`` if it is a valid step name (then remembered as one), else ``None``."""
+        if not is_step_name(own):
+            return None
+        if len(self._step_names) < _MAX_STEP_NAMES:
+            self._step_names.add(own)
+        return own
+
     def _top_spans(self, trace_key: int, spans: list[SpanRecord]) -> set[int]:
         """Spans whose parent is not among ``spans``, unless the trace's root was replayed
         already (they are then children that ended after it)."""
@@ -426,13 +439,14 @@ class Replayer:
         steps: list[str | None] = []
         last_end = 0
         match = self._rules.match
+        known = self._step_names
         for _, _, parent_id, remote_parent, name, attrs, _, end_ns, _ in spans:
             if end_ns < last_end:
                 return None
             last_end = end_ns
             own = attrs.get(BAGGAGE_KEY)
-            if own is not None and not is_step_name(own):
-                own = None
+            if own is not None and (type(own) is not str or own not in known):
+                own = self._checked_step(own)
             if own is None and not self._stamped:
                 if parent_id and not remote_parent:
                     return None
@@ -534,6 +548,8 @@ class Replayer:
         next_scrape_ns = self._next_scrape_ns
         record = self._recorder.record
         purpose = self._purpose
+        step_span = self._step_span
+        oracle = self._oracle
         for i in range(first, stop):
             _, span_id, parent_id, remote_parent, name, attrs, start_ns, end_ns, scope = spans[i]
             if end_ns >= next_scrape_ns:
@@ -545,8 +561,8 @@ class Replayer:
             # or (see above) one whose parent was never seen.
             local_root = not parent_id or remote_parent or span_id in tops
             step = steps[i]
-            if step is not None and self._step_span is not None:
-                self._step_span(trace_key, step, start_ns, end_ns)
+            if step is not None and step_span is not None:
+                step_span(step, trace_key, start_ns / 1e9, end_ns / 1e9)
             if local_root:
                 # A local root with a parent has a remote one, or one never seen: taken as
                 # remote (the request came from elsewhere). A failed span's status is in its
@@ -559,16 +575,17 @@ class Replayer:
                     attrs or None,
                     start_ns,
                     end_ns,
-                    steps[i],
+                    step,
                     scope,
                     False,  # noqa: FBT003 - positional, as below
                     None if purpose is None else purpose(trace_key, attrs, parent_id != 0),
                 )
             else:
                 result = record(
-                    trace_key, span_id, parent_id, name, attrs or None, start_ns, end_ns, steps[i], scope
+                    trace_key, span_id, parent_id, name, attrs or None, start_ns, end_ns, step, scope
                 )
-            if self._oracle is not None and type(result) is CallType:
+            # Only a span carrying a verdict has one (most have none: no call to find out).
+            if oracle is not None and ORACLE_AGREED_KEY in attrs and type(result) is CallType:
                 agreed = oracle_verdict(attrs)
                 if agreed is not None:
-                    self._oracle(result.step, agreed)
+                    oracle(result.step, agreed)

@@ -56,8 +56,6 @@ PERIODS: Final = {"day": DAY_S, "week": WEEK_S}
 ALARM_FRACTION: Final = ALERTS["OverspendSpecialistEligibleFractionHigh"][0].value
 #: Traces covering less than this are not scaled to a week: the figure would be noise.
 MIN_WEEKLY_SCALE_S: Final = 3_600.0
-#: The one window of the report's step time: all of the traces.
-_ALL_TIME_S: Final = 10 * 365 * 86_400
 #: The process index in a trace key (see ``otlp_json.SpanRecord``).
 _PROCESS_MASK: Final = 0xFFFF
 
@@ -215,16 +213,15 @@ class _Run:
             without_usage=self.count_without_usage,
             overflow=self.count_overflow,
         )
-        #: Step time from the spans with a step, as the live processor has it from step().
-        self.observations = Observations(
-            window_seconds=(_ALL_TIME_S,), clock=self.clock, perf_clock=self.clock
-        )
+        #: Step time from the spans with a step, as the live processor has it from step(). The
+        #: report reads the totals over all of the traces: no rolling window is kept.
+        self.observations = Observations(window_seconds=(), clock=self.clock, perf_clock=self.clock)
         #: Cascade cases by the data's clock when their request closed (its latest span end).
         self.cascades = CascadeSink()
         self.requests.on_cascade = self.cascade
         self.requests.on_provisional = self.provisional_cascade
         self.replayer = Replayer(
-            step_span=self.step_span,
+            step_span=self.observations.step_done_unlocked,
             oracle=self.oracle_span,
             purpose=self.root_purpose,
             recorder=recorder,
@@ -275,9 +272,6 @@ class _Run:
     def oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
 
-    def step_span(self, trace_key: int, step: str, start_ns: int, end_ns: int) -> None:
-        self.observations.step_done(step, trace_key, start_ns / 1e9, end_ns / 1e9)
-
     def count_overflow(self, label: str) -> None:
         self.overflowed[label] = self.overflowed.get(label, 0) + 1
 
@@ -297,11 +291,11 @@ class _Run:
             if progress is not None:
                 progress(self.bytes_read, self.spans)
 
+        name = str(path)
         try:
             for record in read_records(path, position=position):
                 self.records += 1
-                where = f"{path}:{record.number}" if record.is_json else f"{path}: record {record.number}"
-                decoded = self.decode(record, where)
+                decoded = self.decode(record, name)
                 if decoded:
                     self.spans += len(decoded)
                     self.replayer.add(decoded)
@@ -310,12 +304,16 @@ class _Run:
         except OSError as exc:
             self.problems.add("unreadable_file", str(path), exc.strerror or str(exc))
 
-    def decode(self, record: Record, where: str) -> list[SpanRecord] | None:
-        """The spans of one record, with what is wrong with it reported at ``where``."""
+    def decode(self, record: Record, path: str) -> list[SpanRecord] | None:
+        """The spans of one record of the file at ``path``, with what is wrong with it reported
+        at its line (or record) there."""
         problems = self.problems
 
+        def where() -> str:  # only for a problem: most records have none
+            return f"{path}:{record.number}" if record.is_json else f"{path}: record {record.number}"
+
         def bad_span(detail: str) -> None:
-            problems.add("invalid_span", where, detail)
+            problems.add("invalid_span", where(), detail)
 
         if not record.is_json:
             from otel_overspend.report.otlp_proto import decode_proto  # noqa: PLC0415 - protobuf files only
@@ -323,20 +321,20 @@ class _Run:
             try:
                 return decode_proto(record.data, self.keys, self.processes, bad_span)
             except Exception as exc:  # DecodeError, or a message of another type
-                problems.add("invalid_record", where, f"not an OTLP protobuf TracesData: {exc}")
+                problems.add("invalid_record", where(), f"not an OTLP protobuf TracesData: {exc}")
                 return None
         try:
             spans = self.decode_json(record.data, bad_span)
         except ValueError as exc:
             if record.unterminated:
                 problems.add(
-                    "truncated_line", where, "the last line is cut short (no newline, not valid JSON)"
+                    "truncated_line", where(), "the last line is cut short (no newline, not valid JSON)"
                 )
             else:
-                problems.add("invalid_json", where, str(exc))
+                problems.add("invalid_json", where(), str(exc))
             return None
         if spans is None:
-            problems.add("not_trace_data", where, f"no resourceSpans in {record.data[:40]!r}")
+            problems.add("not_trace_data", where(), f"no resourceSpans in {record.data[:40]!r}")
         return spans
 
     def aggregate(self) -> Aggregate:

@@ -171,3 +171,30 @@ def test_a_request_counts_in_the_windows_by_its_end_not_by_when_it_settled() -> 
     clock.advance(3.5)  # T0 + 11.5: the window covers T0 + 2 onwards
     assert set(o.snapshot().windows[0].step_times) == {"generate"}
     assert o.snapshot().step_times["rerank"][ADDED] == pytest.approx(1.0)  # the totals keep it
+
+
+def test_without_windows_or_the_lock_the_totals_are_the_same() -> None:
+    # The offline report keeps no rolling window and takes no lock (one thread): its totals
+    # are those kept beside windows.
+    blocks = [
+        ("rerank", 7, T0, T0 + 0.2),
+        ("rerank", 7, T0 + 0.1, T0 + 0.4),
+        ("generate", 8, T0 + 0.3, T0 + 0.9),
+        ("rerank", 7, T0 + 0.5, T0 + 0.6),
+        ("generate", 9, T0 + 5.0, T0 + 5.5),  # settles traces 7 and 8
+        ("generate", 0, T0 + 5.1, T0 + 5.2),
+    ]
+    snapshots = []
+    for windows, unlocked in (((300, 3600), False), ((), True)):
+        clock = FakeClock(T0 + 6.0)
+        o = Observations(window_seconds=windows, clock=clock, perf_clock=clock)
+        done = o.step_done_unlocked if unlocked else o.step_done
+        for block in blocks:
+            done(*block)
+        o.settle(everything=True)
+        snapshots.append(o.snapshot())
+    with_windows, without = snapshots
+    assert without.windows == ()
+    assert without.step_times == with_windows.step_times
+    assert without.step_times["rerank"][COUNT] == 1
+    assert without.step_times["generate"][COUNT] == 3
