@@ -301,8 +301,7 @@ class Observations:
         end, seconds of the stretches before it), in the windows by the end of the step's last
         block in it (on the clock of the blocks' times), as the ledger's are by the end of the
         step's spans: a request is observed once it has settled, seconds after, not timed then."""
-        # Once per step of every request: max(0.0, x) as a comparison (the same result), the
-        # four numbers a step's time changes added here rather than by _add_time().
+        # Once per step of every request: max(0.0, x) as a comparison (the same result).
         if not request_s > 0.0:
             request_s = 0.0
         times = self._times
@@ -312,13 +311,7 @@ class Observations:
                 added_s = 0.0
             label = step if step in times or len(times) < MAX_STEPS else self._label(step, times)
             bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
-            acc = times.get(label)
-            if acc is None:
-                acc = times[label] = [0.0] * _N_TIME
-            acc[COUNT] += 1.0
-            acc[ADDED] += added_s
-            acc[REQUEST] += request_s
-            acc[bucket] += 1.0
+            _add_time(times, label, added_s, request_s, bucket)
             if self._rings:  # the clocks are read for the windows alone
                 at_s = self._clock() - max(0.0, self._perf() - end)
                 for ring in self._rings:
