@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
+from otel_overspend.accounting import recorder as recorder_module
 from otel_overspend.accounting.observations import ORACLE_AGREED_KEY, oracle_verdict
 from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder, mark
@@ -148,6 +149,7 @@ class CountingProcessor(SpanProcessor):
                 may_be_llm_call=may_be_llm_call,
                 marks=self._marks,
                 queue=self._queue,
+                max_marks=recorder_module.MAX_MARKED_SPANS,  # read now: a test may lower it
                 fail=self._fail,
                 stamp=_stamp if self.settings.stamp_spans else None,
             )

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from otel_overspend.accounting.recorder import MAX_MARKED_SPANS, STRONG
+from otel_overspend.accounting.recorder import STRONG
 from otel_overspend.base.bounded import make_room
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ class FastHooks:
         may_be_llm_call: Callable[[Mapping[str, Any]], bool],
         marks: dict[int, bool | None],
         queue: SpanQueue[Ended],
+        max_marks: int,
         fail: Callable[[str], None],
         stamp: Callable[[Span, str], None] | None,
     ) -> None:
@@ -126,7 +127,6 @@ class FastHooks:
         ended = spans.ended
         items = queue.items
         drain_chunk = queue.drain_chunk
-        max_marks = MAX_MARKED_SPANS
 
         def on_start(span: Span, parent_context: Context | None = None) -> None:
             # The step is held on the span's attributes object, which the ended span shares;
