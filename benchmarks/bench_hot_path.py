@@ -149,20 +149,19 @@ def _instrumented_requests(tracer: Tracer, n: int) -> None:
                     span.set_attribute("gen_ai.response.id", f"chatcmpl-{next(_RESPONSE_IDS)}")
 
 
-def _cpu_chunk(
-    tracer: Tracer, attrs: Attrs, processor: OverspendProcessor | None, *, in_step: bool
-) -> tuple[float, float]:
+def _cpu_chunk(provider: TracerProvider, tracer: Tracer, attrs: Attrs, *, in_step: bool) -> tuple[float, float]:
     """(request thread, all threads) CPU seconds of one chunk of spans.
 
-    The request thread's CPU is what the app's own thread pays while ending spans; all
-    threads' CPU adds the background counting (flushed inside the chunk) and the
-    BatchSpanProcessor's thread, for both pipelines alike.
+    The request thread's CPU is what the app's own thread pays while ending spans. All
+    threads' CPU adds the work the chunk leaves to other threads: every pipeline is flushed
+    inside the timing (the BatchSpanProcessor exports, and the background counting counts,
+    in the flushing thread), so no chunk's work lands in another pipeline's chunk and each
+    chunk's ratio to the SDK's beside it is a fair sample.
     """
     process0, thread0 = time.process_time(), time.thread_time()
     emit(tracer, attrs, CHUNK_SPANS, in_step=in_step)
     thread1 = time.thread_time()
-    if processor is not None:
-        processor.force_flush()
+    provider.force_flush()
     return thread1 - thread0, time.process_time() - process0
 
 
@@ -170,18 +169,6 @@ def _added(ours: list[float], sdk: list[float]) -> float:
     """Added cost: the median over rows of each chunk's ratio to the SDK chunk beside it
     (a drift of the machine's speed between rows cancels within one)."""
     return statistics.median(o / s for o, s in zip(ours, sdk, strict=True)) - 1
-
-
-def _added_by_round(ours: list[float], sdk: list[float]) -> float:
-    """Added cost of all threads: the median over rounds of the ratio of each round's sums.
-    Another thread's work (the BatchSpanProcessor's export, the counting between flushes)
-    lands in whichever chunk it interrupts, so a chunk's ratio is noise; a round's sum
-    takes in every thread's work for its chunks."""
-    per_round = CHUNKS_PER_ROUND
-    ratios = [
-        sum(ours[i : i + per_round]) / sum(sdk[i : i + per_round]) for i in range(0, len(ours), per_round)
-    ]
-    return statistics.median(ratios) - 1
 
 
 def _per_span_us(chunks: list[float]) -> float:
@@ -223,11 +210,11 @@ def measure(rounds: int = 30) -> list[Row]:
             for j in range(CHUNKS_PER_ROUND):  # one row: each pipeline in turn, order rotating
                 order = names[j % len(names) :] + names[: j % len(names)]
                 for name in order if (i + j) % 2 else order[::-1]:
-                    _, tracer, processor = pipelines[name]
-                    samples[name].append(_cpu_chunk(tracer, attrs, processor, in_step=in_step))
+                    provider, tracer, _ = pipelines[name]
+                    samples[name].append(_cpu_chunk(provider, tracer, attrs, in_step=in_step))
         thread = {name: [s[0] for s in values] for name, values in samples.items()}
         every = {name: [s[1] for s in values] for name, values in samples.items()}
-        added = _added_by_round(every["ours"], every["sdk"])
+        added = _added(every["ours"], every["sdk"])
         sdk_us, our_us = _per_span_us(every["sdk"]), _per_span_us(every["ours"])
         rows.append(
             Row(
@@ -249,7 +236,7 @@ def measure(rounds: int = 30) -> list[Row]:
         rows.append(
             Row(
                 "  ... the SDK against itself, all threads",
-                f"{_added_by_round(every['sdk again'], every['sdk']):+.1%}",
+                f"{_added(every['sdk again'], every['sdk']):+.1%}",
                 "(the run's noise)",
                 ok=True,
             )
@@ -257,7 +244,7 @@ def measure(rounds: int = 30) -> list[Row]:
         rows.append(
             Row(
                 "  ... an empty 2nd processor, all threads",
-                f"{_added_by_round(every['empty'], every['sdk']):+.1%}",
+                f"{_added(every['empty'], every['sdk']):+.1%}",
                 "(the SDK's floor)",
                 ok=True,
             )
