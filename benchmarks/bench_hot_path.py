@@ -149,7 +149,9 @@ def _instrumented_requests(tracer: Tracer, n: int) -> None:
                     span.set_attribute("gen_ai.response.id", f"chatcmpl-{next(_RESPONSE_IDS)}")
 
 
-def _cpu_chunk(provider: TracerProvider, tracer: Tracer, attrs: Attrs, *, in_step: bool) -> tuple[float, float]:
+def _cpu_chunk(
+    provider: TracerProvider, tracer: Tracer, attrs: Attrs, *, in_step: bool
+) -> tuple[float, float]:
     """(request thread, all threads) CPU seconds of one chunk of spans.
 
     The request thread's CPU is what the app's own thread pays while ending spans. All

@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode, get_current_span
+from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_overspend.accounting import recorder as recorder_module
 from otel_overspend.accounting.observations import ORACLE_AGREED_KEY, oracle_verdict
@@ -35,12 +35,9 @@ from otel_overspend.calls.attribution import Call as _CallType
 from otel_overspend.calls.conventions import LLM_MARKER_KEYS, USAGE_KEYS, may_be_llm_call
 from otel_overspend.config.components import Components
 from otel_overspend.config.settings import Settings
-from otel_overspend.hooks.baggage import BAGGAGE_CONTEXT_KEY as _BAGGAGE_IN_CONTEXT
-from otel_overspend.hooks.baggage import SPAN_CONTEXT_KEY as _SPAN_KEY
 from otel_overspend.hooks.baggage import baggage_value as _baggage_value
-from otel_overspend.hooks.baggage import current_context
 from otel_overspend.hooks.queue import SpanQueue
-from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, probe
+from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, probe, step_outside
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:
@@ -93,9 +90,6 @@ class CountingProcessor(SpanProcessor):
         parts = Components.from_settings(self.settings, clock=clock)
         self._parts = parts
         self._rules = parts.rules
-        # A span outside a step() is matched against the rules only if it may match one.
-        self._rules_on_names = parts.rules.on_names
-        self._no_rule_keys = parts.rules.keys.isdisjoint
         self._ledger = parts.ledger
         self._clock = clock
         self._requests = OpenRequests(
@@ -134,6 +128,12 @@ class CountingProcessor(SpanProcessor):
         self._steps: dict[int, str] = {}
         found = probe() if sdk_fields else "sdk_fields=False"
         self._sdk: SdkSpans | None = found if isinstance(found, SdkSpans) else None
+        #: The step of a span started outside any step(): the baggage's, else its parent's
+        #: (held on the parent or in the table, else its ``overspend.step`` attribute), else
+        #: a rule's on the span's name and start attributes, else none (most spans of most apps).
+        self._step_outside = step_outside(
+            self._sdk, carried=self._carried_step, other_parent=self._parent_step, rules=self._rules
+        )
         #: How spans are read: ``sdk_fields`` (the SDK's own spans by their fields, any
         #: other through the public API) or ``public_api`` (every span), and why.
         self.span_reading = ("sdk_fields", "") if self._sdk is not None else ("public_api", str(found))
@@ -218,31 +218,10 @@ class CountingProcessor(SpanProcessor):
         if len(items) >= self._queue.max_queued:
             self._queue.drain_chunk()  # the queue's thread is far behind: count a chunk here
 
-    def _step_outside(self, span: Span, parent_context: Context | None) -> str | None:
-        """The step of a span started outside any step(): the baggage's, else its parent's
-        (held on the parent or in the table, else its ``overspend.step`` attribute), else a
-        rule's on the span's name and start attributes, else none (most spans of most apps)."""
-        context = parent_context if parent_context is not None else current_context()
-        if _BAGGAGE_IN_CONTEXT is None or context.get(_BAGGAGE_IN_CONTEXT) is not None:  # any baggage
-            raw = _baggage_value(BAGGAGE_KEY, context)
-            if raw is not None:
-                carried = self._valid_step(raw)
-                if carried is not None:
-                    return carried
-        parent = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
-        if parent is not None:
-            inherited = self._parent_step(parent)
-            if inherited is not None:
-                return inherited
-        sdk = self._sdk
-        if sdk is not None and type(span) is sdk.live:
-            name, attrs = sdk.start_fields(span)
-        else:
-            name = span.name
-            attrs = span.attributes  # type: ignore[assignment]
-        if not self._rules_on_names and (not attrs or self._no_rule_keys(attrs)):
-            return None
-        return self._rules.match(name, attrs)
+    def _carried_step(self, context: Context) -> str | None:
+        """The step W3C baggage carries in ``context``, if any (an invalid one is counted)."""
+        raw = _baggage_value(BAGGAGE_KEY, context)
+        return None if raw is None else self._valid_step(raw)
 
     def _parent_step(self, parent: object) -> str | None:
         """The step of a span's parent: held on it, or in the table, else written on it as

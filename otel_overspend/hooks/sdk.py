@@ -36,19 +36,21 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, get_current_span
 
 from otel_overspend.accounting.recorder import STRONG
 from otel_overspend.base.bounded import make_room
+from otel_overspend.hooks.baggage import BAGGAGE_CONTEXT_KEY, SPAN_CONTEXT_KEY, current_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from opentelemetry.context import Context
 
+    from otel_overspend.calls.step_rules import StepRules
     from otel_overspend.hooks.queue import SpanQueue
 
-__all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe")
+__all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "probe", "step_outside")
 
 #: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
 STEP_FIELD: Final = "_overspend_step"
@@ -94,6 +96,55 @@ class SdkSpans:
     def start_fields(self, span: Span) -> tuple[str, Mapping[str, Any]]:
         """A started SDK span's name and attributes as it starts."""
         return span._name, span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+
+
+def step_outside(
+    spans: SdkSpans | None,
+    *,
+    carried: Callable[[Context], str | None],
+    other_parent: Callable[[object], str | None],
+    rules: StepRules,
+) -> Callable[[Span, Context | None], str | None]:
+    """The step of a span started outside any ``step()``: ``carried`` by the context's
+    baggage, else its parent's, else a rule's on its name and start attributes, else none.
+
+    Most spans of most apps take this path, so the SDK's own spans are read by their fields
+    here, in one call: a parent of the SDK's class gives the step held on it; any other
+    parent (a proxy, another provider's span, one the processor did not see start) goes to
+    ``other_parent``.
+    """
+    live = spans.live if spans is not None else None
+    baggage_key = BAGGAGE_CONTEXT_KEY
+    span_key = SPAN_CONTEXT_KEY
+    on_names = rules.on_names
+    no_rule_keys = rules.keys.isdisjoint
+
+    def step(span: Span, parent_context: Context | None) -> str | None:
+        context = parent_context if parent_context is not None else current_context()
+        if baggage_key is None or context.get(baggage_key) is not None:  # any baggage
+            found = carried(context)
+            if found is not None:
+                return found
+        parent = context.get(span_key) if span_key is not None else get_current_span(context)
+        if parent is not None:
+            if type(parent) is live:
+                try:
+                    found = parent._attributes._overspend_step  # type: ignore[attr-defined]  # noqa: SLF001
+                except AttributeError:  # started before the processor was added
+                    found = other_parent(parent)
+            else:
+                found = other_parent(parent)
+            if found is not None:
+                return found
+        if type(span) is live:
+            name, attrs = span._name, span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+        else:
+            name, attrs = span.name, span.attributes
+        if not on_names and (not attrs or no_rule_keys(attrs)):  # it cannot match a rule
+            return None
+        return rules.match(name, attrs)
+
+    return step
 
 
 class FastHooks:
