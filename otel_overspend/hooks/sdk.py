@@ -93,10 +93,6 @@ class SdkSpans:
         except AttributeError:
             return NOT_HELD
 
-    def start_fields(self, span: Span) -> tuple[str, Mapping[str, Any]]:
-        """A started SDK span's name and attributes as it starts."""
-        return span._name, span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-
 
 def step_outside(
     spans: SdkSpans | None,
