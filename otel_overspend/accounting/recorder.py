@@ -35,6 +35,7 @@ at once (as ``overspend_label_overflow_total{label="step_wait"}``).
 
 from __future__ import annotations
 
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
@@ -148,6 +149,7 @@ class Recorder:
         "_recent_scopes",
         "_requests",
         "_rules",
+        "_unindexed",
         "_waiting",
         "_waiting_n",
         "_without_usage",
@@ -196,6 +198,10 @@ class Recorder:
         #: signature) of those without an id; the scopes seen among them.
         self._recent_ids: Recent[object, int] = Recent(MAX_RECENT_CALLS)
         self._recent: Recent[tuple[int, str], list[tuple[int, Signature]]] = Recent(MAX_RECENT_CALLS)
+        #: Counted calls not yet in ``_recent``, newest last: it is read only once a second
+        #: instrumentation is seen, so until then a call is only appended here (``None``:
+        #: every call goes straight into ``_recent``).
+        self._unindexed: deque[tuple[int, Signature]] | None = deque(maxlen=MAX_RECENT_CALLS)
         self._recent_scopes: set[str] = set()
         self._absorbed: dict[tuple[Signature, str], None] = {}
 
@@ -493,6 +499,19 @@ class Recorder:
         response_id = sig.response_id
         if response_id is not None:
             self._recent_ids.put(response_id, trace_id)
+        unindexed = self._unindexed
+        if unindexed is not None:
+            unindexed.append((trace_id, sig))
+        else:
+            self._index(trace_id, sig)
+        scopes = self._recent_scopes
+        if sig.scope not in scopes:
+            if len(scopes) >= _MAX_RECENT_SCOPES:
+                scopes.clear()
+            scopes.add(sig.scope)
+
+    def _index(self, trace_id: int, sig: Signature) -> None:
+        """Put a counted call in ``_recent``, under (input tokens, scope)."""
         recent = self._recent
         key = (sig.input_tokens, sig.scope)
         seen = recent.get(key)
@@ -502,11 +521,6 @@ class Recorder:
             if len(seen) >= _MAX_RECENT_PER_SIZE:
                 del seen[0]
             seen.append((trace_id, sig))
-        scopes = self._recent_scopes
-        if sig.scope not in scopes:
-            if len(scopes) >= _MAX_RECENT_SCOPES:
-                scopes.clear()
-            scopes.add(sig.scope)
 
     def _counted_elsewhere(self, trace_id: int, sig: Signature) -> bool:
         """Whether a call counted in another trace is the call ``sig`` (see
@@ -520,6 +534,11 @@ class Recorder:
         scopes = self._recent_scopes
         if len(scopes) < 2 and sig.scope in scopes:  # one instrumentation: nothing to match
             return False
+        unindexed = self._unindexed
+        if unindexed is not None:  # a second instrumentation: the calls before it, indexed
+            self._unindexed = None
+            for counted in unindexed:
+                self._index(*counted)
         recent, tokens, own = self._recent, sig.input_tokens, sig.scope
         for scope in scopes:
             if scope != own:

@@ -67,3 +67,18 @@ def test_siblings_that_do_not_overlap_in_time_are_two_calls() -> None:
         _call(a, T0, T0 + 1_000)
         _call(b, T0 + 2_000, T0 + 3_000)
     assert p.sample("overspend_llm_calls_total", LABELS) == 2
+
+
+def test_a_second_instrumentation_finds_its_twin_in_another_trace_among_earlier_calls() -> None:
+    # No app span: each span is a trace of its own. The first instrumentation's calls are
+    # only indexed for a twin once a second instrumentation appears; the second's span of
+    # the first call must still be found among them.
+    p = make_pipeline(SETTINGS)
+    client, native = p.provider.get_tracer("client-instr"), p.provider.get_tracer("sdk-own-tracing")
+    with step("rerank"):
+        for i in range(10):
+            _call(client, T0 + i * 10_000, T0 + i * 10_000 + 900)
+        _call(native, T0 + 10, T0 + 1_000, tokens_out=101)  # the first call, seen by the other
+        _call(native, T0 + 500_000, T0 + 501_000)  # a call of its own
+    assert p.sample("overspend_llm_calls_total", LABELS) == 11
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1
