@@ -150,6 +150,7 @@ class Recorder:
         "_requests",
         "_rules",
         "_unindexed",
+        "_unindexed_traces",
         "_waiting",
         "_waiting_n",
         "_without_usage",
@@ -201,7 +202,8 @@ class Recorder:
         #: Counted calls not yet in ``_recent``, newest last: it is read only once a second
         #: instrumentation is seen, so until then a call is only appended here (``None``:
         #: every call goes straight into ``_recent``).
-        self._unindexed: deque[tuple[int, Signature]] | None = deque(maxlen=MAX_RECENT_CALLS)
+        self._unindexed: deque[Signature] | None = deque(maxlen=MAX_RECENT_CALLS)
+        self._unindexed_traces: deque[int] = deque(maxlen=MAX_RECENT_CALLS)  # their traces
         self._recent_scopes: set[str] = set()
         self._absorbed: dict[tuple[Signature, str], None] = {}
 
@@ -494,24 +496,23 @@ class Recorder:
                         del self._held[held_trace]
                     return
 
-    def _remember(self, trace_id: int, sig: Signature) -> None:
-        """Note a counted call: by its response id, and by (input tokens, scope)."""
-        response_id = sig.response_id
-        if response_id is not None:
-            self._recent_ids.put(response_id, trace_id)
-        unindexed = self._unindexed
-        if unindexed is not None:
-            unindexed.append((trace_id, sig))
-        else:
-            self._index(trace_id, sig)
-        scopes = self._recent_scopes
-        if sig.scope not in scopes:
-            if len(scopes) >= _MAX_RECENT_SCOPES:
-                scopes.clear()
-            scopes.add(sig.scope)
-
-    def _index(self, trace_id: int, sig: Signature) -> None:
-        """Put a counted call in ``_recent``, under (input tokens, scope)."""
+    def _remember(self, trace_id: int, sig: Signature, *, noted: bool = False) -> None:
+        """Note a counted call: by its response id, and by (input tokens, scope) once a second
+        instrumentation is seen (``noted``: a call noted already, indexed now)."""
+        if not noted:
+            scopes = self._recent_scopes
+            if sig.scope not in scopes:
+                if len(scopes) >= _MAX_RECENT_SCOPES:
+                    scopes.clear()
+                scopes.add(sig.scope)
+            response_id = sig.response_id
+            if response_id is not None:
+                self._recent_ids.put(response_id, trace_id)
+            unindexed = self._unindexed
+            if unindexed is not None:
+                unindexed.append(sig)
+                self._unindexed_traces.append(trace_id)
+                return
         recent = self._recent
         key = (sig.input_tokens, sig.scope)
         seen = recent.get(key)
@@ -537,8 +538,8 @@ class Recorder:
         unindexed = self._unindexed
         if unindexed is not None:  # a second instrumentation: the calls before it, indexed
             self._unindexed = None
-            for counted in unindexed:
-                self._index(*counted)
+            for counted_trace, counted in zip(self._unindexed_traces, unindexed, strict=True):
+                self._remember(counted_trace, counted, noted=True)
         recent, tokens, own = self._recent, sig.input_tokens, sig.scope
         for scope in scopes:
             if scope != own:
