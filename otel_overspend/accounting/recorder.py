@@ -533,8 +533,8 @@ class Recorder:
             if other is not None:
                 return other != trace_id
         scopes = self._recent_scopes
-        if len(scopes) < 2 and sig.scope in scopes:  # one instrumentation: nothing to match
-            return False
+        if len(scopes) < 2 and (not scopes or sig.scope in scopes):
+            return False  # no call of another instrumentation counted: nothing to match
         unindexed = self._unindexed
         if unindexed is not None:  # a second instrumentation: the calls before it, indexed
             self._unindexed = None
