@@ -69,6 +69,7 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 LLM_SHAPES: dict[str, Callable[[Any], Any]] = {
     "llm-minimal": lambda hot: hot.LLM_ATTRS,
     "llm-instrumented": lambda hot: hot.INSTRUMENTED_START,
+    "llm-one-outside": lambda hot: hot.ONE_OUTSIDE,
 }
 
 

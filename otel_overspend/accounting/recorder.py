@@ -138,7 +138,9 @@ class Recorder:
         "_drop",
         "_fail",
         "_held",
+        "_held_by",
         "_held_n",
+        "_held_scopes",
         "_ledger",
         "_litellm_writes",
         "_marked",
@@ -195,6 +197,12 @@ class Recorder:
         #: purpose), oldest first.
         self._held: dict[int, tuple[int, list[_Waiting], str]] = {}
         self._held_n = 0
+        #: The traces of the held calls by each call's response id and by its (input
+        #: tokens, scope), in the order the calls were held; the held calls by scope. A call
+        #: counted with a step looks for its held twin (:meth:`_unhold_twin`) among those
+        #: that can be one, not among every held call.
+        self._held_by: dict[object, list[int]] = {}
+        self._held_scopes: dict[str, int] = {}
         #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
         #: signature) of those without an id; the scopes seen among them.
         self._recent_ids: Recent[object, int] = Recent(MAX_RECENT_CALLS)
@@ -285,8 +293,14 @@ class Recorder:
             for _ in range(self._litellm_writes.pop(span_id, 1) - 1):
                 self._drop("litellm_usage_overwritten")
         # Held calls are released by the ends of the spans the live processor sees (the
-        # report records every span), so that both release them at the same span.
-        if self._held and (found is not False or _queued_live(attrs)):
+        # report records every span), so that both release them at the same span; only
+        # once the oldest is due (``flush``'s own test, first: it is the cheaper one).
+        held = self._held
+        if (
+            held
+            and held[next(iter(held))][1][-1].end_ns < end_ns - HOLD_NS
+            and (found is not False or _queued_live(attrs))
+        ):
             self.flush(end_ns - HOLD_NS)
         return result
 
@@ -385,7 +399,13 @@ class Recorder:
         if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
             return "duplicate_llm_span"
         if self._held and step != UNATTRIBUTED:
-            self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
+            held_scopes = self._held_scopes  # a twin of another instrumentation, or by its id
+            if (
+                len(held_scopes) > 1
+                or sig.scope not in held_scopes
+                or (sig.response_id is not None and sig.response_id in self._held_by)
+            ):
+                self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
         scopes = self._recent_scopes  # another instrumentation seen, or an id to match
         if (
             sig.response_id is not None or len(scopes) > 1 or (scopes and sig.scope not in scopes)
@@ -445,6 +465,17 @@ class Recorder:
         else:
             entry[1].extend(calls)
         self._held_n += len(calls)
+        held_by, scopes = self._held_by, self._held_scopes
+        for call in calls:
+            sig = call.sig
+            scopes[sig.scope] = scopes.get(sig.scope, 0) + 1
+            for key in (sig.response_id, (sig.input_tokens, sig.scope)):
+                if key is not None:
+                    traces = held_by.get(key)
+                    if traces is None:
+                        held_by[key] = [trace_id]
+                    else:
+                        traces.append(trace_id)
         while self._held_n > MAX_HELD_CALLS:
             oldest = next(iter(self._held))
             self._overflow(STEP_WAIT)
@@ -454,12 +485,14 @@ class Recorder:
         """Count a held trace's calls as unattributed and close its request."""
         wall_ns, calls, purpose = self._held.pop(trace_id)
         self._held_n -= len(calls)
+        for waiting in calls:
+            self._forget_held(trace_id, waiting.sig)
         end_ns = 0
         counted: list[tuple[Call, int]] = []
         # The root kept the request open for these calls, if it had others.
         joined = self._requests.is_open(trace_id)
         for i, waiting in enumerate(calls):
-            if not joined and any(same_call(earlier.sig, waiting.sig) for earlier in calls[:i]):
+            if not joined and i and any(same_call(earlier.sig, waiting.sig) for earlier in calls[:i]):
                 self._drop("duplicate_llm_span")  # two spans of one call, both held
                 continue
             try:
@@ -482,18 +515,48 @@ class Recorder:
         if sample is not None:
             self._ledger.add_request(sample, end_ns / _NS_PER_S)
 
+    def _forget_held(self, trace_id: int, sig: Signature) -> None:
+        """Take a held call of ``trace_id`` out of :attr:`_held_by`."""
+        held_by, scopes = self._held_by, self._held_scopes
+        left = scopes[sig.scope] - 1
+        if left:
+            scopes[sig.scope] = left
+        else:
+            del scopes[sig.scope]
+        for key in (sig.response_id, (sig.input_tokens, sig.scope)):
+            traces = held_by.get(key) if key is not None else None
+            if traces is not None:
+                traces.remove(trace_id)
+                if not traces:
+                    del held_by[key]
+
     def _unhold_twin(self, trace_id: int, sig: Signature) -> None:
-        """Forget a held call of another trace that is the call ``sig`` (counted now)."""
-        for held_trace, (_, calls, _) in list(self._held.items()):
+        """Forget a held call of another trace that is the call ``sig`` (counted now): by
+        :func:`same_call`, one with its response id, or one of another instrumentation with
+        its input tokens."""
+        held_by = self._held_by
+        candidates: list[int] = []
+        if sig.response_id is not None:
+            candidates += held_by.get(sig.response_id, ())
+        tokens, own = sig.input_tokens, sig.scope
+        for scope in self._held_scopes:
+            if scope != own:
+                candidates += held_by.get((tokens, scope), ())
+        if not candidates:
+            return
+        held = self._held
+        for held_trace in dict.fromkeys(candidates):  # each trace once
             if held_trace == trace_id:
                 continue
+            calls = held[held_trace][1]
             for i, call in enumerate(calls):
                 if same_call(call.sig, sig):
                     del calls[i]
+                    self._forget_held(held_trace, call.sig)
                     self._held_n -= 1
                     self._drop("duplicate_llm_span")
                     if not calls:
-                        del self._held[held_trace]
+                        del held[held_trace]
                     return
 
     def _remember(self, trace_id: int, sig: Signature, *, noted: bool = False) -> None:

@@ -62,7 +62,7 @@ DEFAULT_RULES: Final = (
 class StepRules:
     """An ordered rule list; the first match names the step."""
 
-    __slots__ = ("_rules", "framework", "keys", "on_names")
+    __slots__ = ("_equals", "_rules", "framework", "keys", "on_names")
 
     def __init__(self, rules: Iterable[Rule], *, framework: FrameworkSteps | None = None) -> None:
         self._rules = tuple(rules)
@@ -73,12 +73,36 @@ class StepRules:
         self.keys = frozenset(r.attribute for r in self._rules if r.attribute is not None)
         #: Whether a rule may match on the span's name alone.
         self.on_names = any(r.attribute is None for r in self._rules)
+        #: Attribute -> the values its rules match, for an attribute every rule of which
+        #: only compares its value (as the built-in rules do): a span whose value is none
+        #: of them is matched by none of those rules, without trying each.
+        by_attribute: dict[str, set[str] | None] = {}
+        for r in self._rules:
+            if r.attribute is not None:
+                exact = r.equals is not None and r.span_name is None and r.matches is None
+                known = by_attribute.setdefault(r.attribute, set())
+                if known is not None and exact:
+                    known.add(r.equals)  # type: ignore[arg-type]
+                else:
+                    by_attribute[r.attribute] = None
+        self._equals = {key: frozenset(values) for key, values in by_attribute.items() if values is not None}
 
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
         if not self.on_names and (not attrs or self.keys.isdisjoint(attrs)):
             return None
         present = self.keys.intersection(attrs) if attrs else frozenset()
         values: Mapping[str, Any] = attrs or {}
+        if not self.on_names:
+            equals = self._equals
+            for key in present:
+                allowed = equals.get(key)
+                if allowed is None:
+                    break  # a rule reads more than this attribute's value: try the rules
+                value = values[key]
+                if (value if type(value) is str else str(value)) in allowed:
+                    break
+            else:
+                return None  # no rule can match any attribute present
         for rule in self._rules:
             if rule.attribute is not None and rule.attribute not in present:
                 continue

@@ -17,11 +17,17 @@ T0 = 1_900_000_000_000_000_000
 
 
 def _call(
-    tracer: Tracer, start: int, end: int, tokens_out: int = 100, response_id: str | None = None
+    tracer: Tracer,
+    start: int,
+    end: int,
+    *,
+    tokens_out: int = 100,
+    response_id: str | None = None,
+    tokens_in: int = 1_000,
 ) -> None:
     attrs: dict[str, str | int] = {
         "gen_ai.request.model": "acme-frontier",
-        "gen_ai.usage.input_tokens": 1_000,
+        "gen_ai.usage.input_tokens": tokens_in,
         "gen_ai.usage.output_tokens": tokens_out,
     }
     if response_id is not None:
@@ -81,4 +87,25 @@ def test_a_second_instrumentation_finds_its_twin_in_another_trace_among_earlier_
         _call(native, T0 + 10, T0 + 1_000, tokens_out=101)  # the first call, seen by the other
         _call(native, T0 + 500_000, T0 + 501_000)  # a call of its own
     assert p.sample("overspend_llm_calls_total", LABELS) == 11
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1
+
+
+def test_a_held_call_gives_way_to_its_twin_counted_later_with_a_step() -> None:
+    # No app span: a framework's span of each call is a trace of its own, with no step, so
+    # each is held a moment after it ends (HOLD_NS of span time), for a twin from another
+    # trace. The client's span of the third call, in a step, is that twin: the call is
+    # counted once, in its step, even when more calls than the recorder remembers across
+    # traces are counted before the held ones are released (they are all within the hold).
+    p = make_pipeline(SETTINGS)
+    framework, client = p.provider.get_tracer("framework"), p.provider.get_tracer("client-instr")
+    for i in range(5):
+        _call(framework, T0 + i * 10, T0 + 1_000 + i * 10, tokens_in=1_000 + i)
+    with step("rerank"):
+        _call(client, T0 + 25, T0 + 1_015, tokens_in=1_002)
+        for i in range(9_000):  # calls of their own, other token counts
+            _call(client, T0 + 2_000 + i, T0 + 3_000 + i, tokens_in=2_000 + i)
+    p.processor.force_flush()
+    assert p.sample("overspend_llm_calls_total", LABELS) == 9_001
+    # The other held calls have no twin: counted unattributed when released.
+    assert p.sample("overspend_llm_calls_total", {**LABELS, "step": "unattributed"}) == 4
     assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1
