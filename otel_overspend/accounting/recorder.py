@@ -200,8 +200,10 @@ class Recorder:
         #: The traces of the held calls by each call's response id and by its (input
         #: tokens, scope), in the order the calls were held; the held calls by scope. A call
         #: counted with a step looks for its held twin (:meth:`_unhold_twin`) among those
-        #: that can be one, not among every held call.
-        self._held_by: dict[object, list[int]] = {}
+        #: that can be one, not among every held call. Built when a call with a step is
+        #: first counted while calls are held (``None`` until then: an app that names no
+        #: step holds every call and never looks).
+        self._held_by: dict[object, list[int]] | None = None
         self._held_scopes: dict[str, int] = {}
         #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
         #: signature) of those without an id; the scopes seen among them.
@@ -399,13 +401,16 @@ class Recorder:
         if requests.is_duplicate(trace_id, sig):  # sibling spans of one call
             return "duplicate_llm_span"
         if self._held and step != UNATTRIBUTED:
+            held_by = self._held_by
+            if held_by is None:
+                held_by = self._index_held()
             held_scopes = self._held_scopes  # a twin of another instrumentation, or by its id
             if (
                 len(held_scopes) > 1
                 or sig.scope not in held_scopes
-                or (sig.response_id is not None and sig.response_id in self._held_by)
+                or (sig.response_id is not None and sig.response_id in held_by)
             ):
-                self._unhold_twin(trace_id, sig)  # the same call, held undecided in another trace
+                self._unhold_twin(trace_id, sig, held_by)  # the same call, held undecided in another trace
         scopes = self._recent_scopes  # another instrumentation seen, or an id to match
         if (
             sig.response_id is not None or len(scopes) > 1 or (scopes and sig.scope not in scopes)
@@ -465,17 +470,8 @@ class Recorder:
         else:
             entry[1].extend(calls)
         self._held_n += len(calls)
-        held_by, scopes = self._held_by, self._held_scopes
-        for call in calls:
-            sig = call.sig
-            scopes[sig.scope] = scopes.get(sig.scope, 0) + 1
-            for key in (sig.response_id, (sig.input_tokens, sig.scope)):
-                if key is not None:
-                    traces = held_by.get(key)
-                    if traces is None:
-                        held_by[key] = [trace_id]
-                    else:
-                        traces.append(trace_id)
+        if self._held_by is not None:
+            self._index_calls(self._held_by, trace_id, calls)
         while self._held_n > MAX_HELD_CALLS:
             oldest = next(iter(self._held))
             self._overflow(STEP_WAIT)
@@ -485,16 +481,31 @@ class Recorder:
         """Count a held trace's calls as unattributed and close its request."""
         wall_ns, calls, purpose = self._held.pop(trace_id)
         self._held_n -= len(calls)
-        for waiting in calls:
-            self._forget_held(trace_id, waiting.sig)
+        held_by = self._held_by
+        if held_by is not None:
+            if self._held:
+                for waiting in calls:
+                    self._forget_held(held_by, trace_id, waiting.sig)
+            else:  # nothing held: the index is built again when it is needed
+                self._held_by = None
+                self._held_scopes = {}
         end_ns = 0
         counted: list[tuple[Call, int]] = []
         # The root kept the request open for these calls, if it had others.
         joined = self._requests.is_open(trace_id)
-        for i, waiting in enumerate(calls):
-            if not joined and i and any(same_call(earlier.sig, waiting.sig) for earlier in calls[:i]):
-                self._drop("duplicate_llm_span")  # two spans of one call, both held
-                continue
+        # Two spans of one call, both held: the calls before each, by response id and by
+        # input tokens (the only ones it can be: :func:`same_call`).
+        earlier: dict[object, list[Signature]] | None = None if joined or len(calls) < 2 else {}
+        for waiting in calls:
+            if earlier is not None:
+                sig = waiting.sig
+                keys = (sig.input_tokens,) if sig.response_id is None else (sig.response_id, sig.input_tokens)
+                twin = any(same_call(seen, sig) for key in keys for seen in earlier.get(key, ()))
+                for key in keys:
+                    earlier.setdefault(key, []).append(sig)
+                if twin:
+                    self._drop("duplicate_llm_span")
+                    continue
             try:
                 result = self._settle(*waiting, UNATTRIBUTED, not joined)
             except Exception:
@@ -515,9 +526,31 @@ class Recorder:
         if sample is not None:
             self._ledger.add_request(sample, end_ns / _NS_PER_S)
 
-    def _forget_held(self, trace_id: int, sig: Signature) -> None:
+    def _index_held(self) -> dict[object, list[int]]:
+        """Build :attr:`_held_by` from the calls held now."""
+        held_by: dict[object, list[int]] = {}
+        self._held_by = held_by
+        self._held_scopes = {}
+        for trace_id, (_, calls, _) in self._held.items():
+            self._index_calls(held_by, trace_id, calls)
+        return held_by
+
+    def _index_calls(self, held_by: dict[object, list[int]], trace_id: int, calls: list[_Waiting]) -> None:
+        scopes = self._held_scopes
+        for call in calls:
+            sig = call.sig
+            scopes[sig.scope] = scopes.get(sig.scope, 0) + 1
+            for key in (sig.response_id, (sig.input_tokens, sig.scope)):
+                if key is not None:
+                    traces = held_by.get(key)
+                    if traces is None:
+                        held_by[key] = [trace_id]
+                    else:
+                        traces.append(trace_id)
+
+    def _forget_held(self, held_by: dict[object, list[int]], trace_id: int, sig: Signature) -> None:
         """Take a held call of ``trace_id`` out of :attr:`_held_by`."""
-        held_by, scopes = self._held_by, self._held_scopes
+        scopes = self._held_scopes
         left = scopes[sig.scope] - 1
         if left:
             scopes[sig.scope] = left
@@ -530,11 +563,10 @@ class Recorder:
                 if not traces:
                     del held_by[key]
 
-    def _unhold_twin(self, trace_id: int, sig: Signature) -> None:
+    def _unhold_twin(self, trace_id: int, sig: Signature, held_by: dict[object, list[int]]) -> None:
         """Forget a held call of another trace that is the call ``sig`` (counted now): by
         :func:`same_call`, one with its response id, or one of another instrumentation with
         its input tokens."""
-        held_by = self._held_by
         candidates: list[int] = []
         if sig.response_id is not None:
             candidates += held_by.get(sig.response_id, ())
@@ -552,11 +584,14 @@ class Recorder:
             for i, call in enumerate(calls):
                 if same_call(call.sig, sig):
                     del calls[i]
-                    self._forget_held(held_trace, call.sig)
+                    self._forget_held(held_by, held_trace, call.sig)
                     self._held_n -= 1
                     self._drop("duplicate_llm_span")
                     if not calls:
                         del held[held_trace]
+                        if not held:
+                            self._held_by = None
+                            self._held_scopes = {}
                     return
 
     def _remember(self, trace_id: int, sig: Signature, *, noted: bool = False) -> None:

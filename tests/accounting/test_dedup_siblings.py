@@ -109,3 +109,22 @@ def test_a_held_call_gives_way_to_its_twin_counted_later_with_a_step() -> None:
     # The other held calls have no twin: counted unattributed when released.
     assert p.sample("overspend_llm_calls_total", {**LABELS, "step": "unattributed"}) == 4
     assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 1
+
+
+def test_siblings_held_without_a_step_count_once() -> None:
+    # No step anywhere: both spans of each call wait for the request's root, are held when
+    # it ends, and are told apart when released (by likeness, and by response id).
+    p = make_pipeline(SETTINGS)
+    client, native = p.provider.get_tracer("client-instr"), p.provider.get_tracer("sdk-own-tracing")
+    with p.tracer.start_as_current_span("request"):
+        _call(client, T0, T0 + 900)
+        _call(native, T0 + 10, T0 + 1_000, tokens_out=101)  # the same call
+        _call(client, T0 + 2_000, T0 + 3_000, tokens_in=500, response_id="resp-1")
+        _call(native, T0 + 2_000, T0 + 3_000, tokens_in=520, response_id="resp-1")  # the same
+        _call(client, T0 + 5_000, T0 + 6_000)  # alike the first, but later: a call of its own
+    p.processor.force_flush()
+    unattributed = {**LABELS, "step": "unattributed"}
+    assert p.sample("overspend_llm_calls_total", unattributed) == 3
+    assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 2
+    # 1,000 x $3/M + 100 x $15/M twice, and 500 x $3/M + 100 x $15/M: $0.0120.
+    assert p.sample("overspend_llm_cost_usd_total", unattributed) == 0.012
