@@ -435,7 +435,11 @@ class Recorder:
                     self._drop(result)
             return None
         self._waiting_n += len(calls)
-        self._waiting.setdefault(parent_id, []).extend(calls)
+        found = self._waiting.get(parent_id)
+        if found is None:
+            self._waiting[parent_id] = calls  # the caller's list, handed over
+        else:
+            found.extend(calls)
         return WAITING
 
     def _decide(  # noqa: PLR0917 - the ended span's fields, as record() has them
@@ -495,7 +499,11 @@ class Recorder:
         joined = self._requests.is_open(trace_id)
         # Two spans of one call, both held: the calls before each, by response id and by
         # input tokens (the only ones it can be: :func:`same_call`).
-        earlier: dict[object, list[Signature]] | None = None if joined or len(calls) < 2 else {}
+        earlier: dict[object, list[Signature]] | None = None
+        if not joined and len(calls) > 1:
+            first = calls[0].sig.scope  # one instrumentation's spans are one call only by ids
+            if any(w.sig.response_id is not None or w.sig.scope != first for w in calls):
+                earlier = {}
         for waiting in calls:
             if earlier is not None:
                 sig = waiting.sig

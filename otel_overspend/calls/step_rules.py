@@ -62,7 +62,7 @@ DEFAULT_RULES: Final = (
 class StepRules:
     """An ordered rule list; the first match names the step."""
 
-    __slots__ = ("_equals", "_rules", "framework", "keys", "on_names")
+    __slots__ = ("_equals", "_only_equals", "_rules", "framework", "keys", "on_names")
 
     def __init__(self, rules: Iterable[Rule], *, framework: FrameworkSteps | None = None) -> None:
         self._rules = tuple(rules)
@@ -86,10 +86,25 @@ class StepRules:
                 else:
                     by_attribute[r.attribute] = None
         self._equals = {key: frozenset(values) for key, values in by_attribute.items() if values is not None}
+        #: Every rule only compares a value (the built-in rules): the attributes' values
+        #: alone tell whether one can match, read without building the set present.
+        self._only_equals = tuple(self._equals.items()) if len(self._equals) == len(self.keys) else None
 
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
-        if not self.on_names and (not attrs or self.keys.isdisjoint(attrs)):
-            return None
+        if not self.on_names:
+            if not attrs:
+                return None
+            only_equals = self._only_equals
+            if only_equals is not None:
+                get = attrs.get
+                for key, allowed in only_equals:
+                    value = get(key)
+                    if value is not None and (value if type(value) is str else str(value)) in allowed:
+                        break  # a rule may match: try them in order
+                else:
+                    return None
+            elif self.keys.isdisjoint(attrs):
+                return None
         present = self.keys.intersection(attrs) if attrs else frozenset()
         values: Mapping[str, Any] = attrs or {}
         if not self.on_names:
