@@ -16,10 +16,11 @@ empty second processor is measured alongside: what the SDK charges for calling a
 processor at all; and the SDK pipeline against a second copy of itself: the noise of the
 run, the margin to read every other figure with.
 
-LLM spans are measured in two shapes: six GenAI attributes given at the span's start (the
-least an LLM span carries), and the span the official OpenAI instrumentation writes for a
-chat call (request attributes at the start, the response's and the usage set one by one
-after the call, a response id of its own).
+LLM spans are measured in three shapes: six GenAI attributes given at the span's start (the
+least an LLM span carries), in a step and with no step at all (an app that added the one
+line and nothing else); the span the official OpenAI instrumentation writes for a chat call
+(request attributes at the start, the response's and the usage set one by one after the
+call, a response id of its own); and requests whose last call runs outside any step().
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ def measure(rounds: int = 30) -> list[Row]:
     for label, attrs, budget, in_step in (
         ("LLM span, 6 attributes at its start", LLM_ATTRS, 0.40, True),
         ("LLM span as openai-v2 writes it", INSTRUMENTED_START, 0.40, True),
+        ("LLM span, no step()", LLM_ATTRS, 0.40, False),
         ("LLM span, one call a request outside any step()", ONE_OUTSIDE, 0.40, True),
         ("non-LLM span", PLAIN_ATTRS, 0.03, True),
         ("non-LLM span, no step()", PLAIN_ATTRS, 0.05, False),
