@@ -36,10 +36,15 @@ class Rule:
             return False
         if self.equals is None and self.matches is None:
             return True
-        text = value if type(value) is str else str(value)
+        text = _text(value)
         if self.equals is not None and text != self.equals:
             return False
         return self.matches is None or self.matches.search(text) is not None
+
+
+def _text(value: object) -> str:
+    """An attribute's value as the rules compare it."""
+    return value if type(value) is str else str(value)
 
 
 def _attr(attribute: str, equals: str, step: str) -> Rule:
@@ -62,7 +67,7 @@ DEFAULT_RULES: Final = (
 class StepRules:
     """An ordered rule list; the first match names the step."""
 
-    __slots__ = ("_equals", "_only_equals", "_rules", "framework", "keys", "on_names")
+    __slots__ = ("_only_equals", "_rules", "framework", "keys", "on_names")
 
     def __init__(self, rules: Iterable[Rule], *, framework: FrameworkSteps | None = None) -> None:
         self._rules = tuple(rules)
@@ -73,22 +78,19 @@ class StepRules:
         self.keys = frozenset(r.attribute for r in self._rules if r.attribute is not None)
         #: Whether a rule may match on the span's name alone.
         self.on_names = any(r.attribute is None for r in self._rules)
-        #: Attribute -> the values its rules match, for an attribute every rule of which
-        #: only compares its value (as the built-in rules do): a span whose value is none
-        #: of them is matched by none of those rules, without trying each.
-        by_attribute: dict[str, set[str] | None] = {}
-        for r in self._rules:
-            if r.attribute is not None:
-                exact = r.equals is not None and r.span_name is None and r.matches is None
-                known = by_attribute.setdefault(r.attribute, set())
-                if known is not None and exact:
-                    known.add(r.equals)  # type: ignore[arg-type]
-                else:
-                    by_attribute[r.attribute] = None
-        self._equals = {key: frozenset(values) for key, values in by_attribute.items() if values is not None}
-        #: Every rule only compares a value (the built-in rules): the attributes' values
-        #: alone tell whether one can match, read without building the set present.
-        self._only_equals = tuple(self._equals.items()) if len(self._equals) == len(self.keys) else None
+        #: When every rule only compares an attribute's value (as the built-in rules do):
+        #: each attribute read, with the values its rules match. A span whose values are
+        #: none of them is matched by no rule, without trying each (most LLM spans carry
+        #: ``gen_ai.operation.name``, a key the built-in rules read, as ``chat``).
+        self._only_equals: tuple[tuple[str, frozenset[str]], ...] | None = None
+        if all(
+            r.attribute is not None and r.equals is not None and r.span_name is None and r.matches is None
+            for r in self._rules
+        ):
+            values: dict[str, set[str]] = {}
+            for r in self._rules:
+                values.setdefault(r.attribute, set()).add(r.equals)  # type: ignore[arg-type]
+            self._only_equals = tuple((key, frozenset(found)) for key, found in values.items())
 
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
         if not self.on_names:
@@ -99,7 +101,7 @@ class StepRules:
                 get = attrs.get
                 for key, allowed in only_equals:
                     value = get(key)
-                    if value is not None and (value if type(value) is str else str(value)) in allowed:
+                    if value is not None and _text(value) in allowed:
                         break  # a rule may match: try them in order
                 else:
                     return None
@@ -107,17 +109,6 @@ class StepRules:
                 return None
         present = self.keys.intersection(attrs) if attrs else frozenset()
         values: Mapping[str, Any] = attrs or {}
-        if not self.on_names:
-            equals = self._equals
-            for key in present:
-                allowed = equals.get(key)
-                if allowed is None:
-                    break  # a rule reads more than this attribute's value: try the rules
-                value = values[key]
-                if (value if type(value) is str else str(value)) in allowed:
-                    break
-            else:
-                return None  # no rule can match any attribute present
         for rule in self._rules:
             if rule.attribute is not None and rule.attribute not in present:
                 continue
