@@ -709,7 +709,7 @@ def own_step(
         return explicit
     if step is not None:
         return step
-    return rules.framework.of(name, attrs) or rules.match(name, attrs)
+    return rules.at_end(name, attrs)
 
 
 def usage_step(
@@ -730,4 +730,4 @@ def ancestor_step(
         return explicit
     if step is not None:
         return step
-    return rules.framework.of(name, attrs) or rules.match(name, attrs)
+    return rules.at_end(name, attrs)

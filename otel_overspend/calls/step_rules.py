@@ -92,6 +92,11 @@ class StepRules:
                 values.setdefault(r.attribute, set()).add(r.equals)  # type: ignore[arg-type]
             self._only_equals = tuple((key, frozenset(found)) for key, found in values.items())
 
+    def at_end(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
+        """The step an ended span's final name and attributes give: a framework's name for
+        it, else the first rule that matches."""
+        return self.framework.of(name, attrs) or self.match(name, attrs)
+
     def match(self, name: str, attrs: Mapping[str, Any] | None) -> str | None:
         if not self.on_names:
             if not attrs:
