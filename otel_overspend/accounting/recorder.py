@@ -202,7 +202,7 @@ class Recorder:
         #: counted with a step looks for its held twin (:meth:`_unhold_twin`) among those
         #: that can be one, not among every held call. Built when a call with a step is
         #: first counted while calls are held (``None`` until then: an app that names no
-        #: step holds every call and never looks).
+        #: step holds every call and never looks), then kept with them.
         self._held_by: dict[object, list[int]] | None = None
         self._held_scopes: dict[str, int] = {}
         #: Recent counted calls: response id -> trace; (input tokens, scope) -> (trace,
@@ -487,12 +487,8 @@ class Recorder:
         self._held_n -= len(calls)
         held_by = self._held_by
         if held_by is not None:
-            if self._held:
-                for waiting in calls:
-                    self._forget_held(held_by, trace_id, waiting.sig)
-            else:  # nothing held: the index is built again when it is needed
-                self._held_by = None
-                self._held_scopes = {}
+            for waiting in calls:
+                self._forget_held(held_by, trace_id, waiting.sig)
         end_ns = 0
         counted: list[tuple[Call, int]] = []
         # The root kept the request open for these calls, if it had others.
@@ -548,7 +544,7 @@ class Recorder:
         for call in calls:
             sig = call.sig
             scopes[sig.scope] = scopes.get(sig.scope, 0) + 1
-            for key in (sig.response_id, (sig.input_tokens, sig.scope)):
+            for key in _held_keys(sig):
                 if key is not None:
                     traces = held_by.get(key)
                     if traces is None:
@@ -564,7 +560,7 @@ class Recorder:
             scopes[sig.scope] = left
         else:
             del scopes[sig.scope]
-        for key in (sig.response_id, (sig.input_tokens, sig.scope)):
+        for key in _held_keys(sig):
             traces = held_by.get(key) if key is not None else None
             if traces is not None:
                 traces.remove(trace_id)
@@ -597,9 +593,6 @@ class Recorder:
                     self._drop("duplicate_llm_span")
                     if not calls:
                         del held[held_trace]
-                        if not held:
-                            self._held_by = None
-                            self._held_scopes = {}
                     return
 
     def _remember(self, trace_id: int, sig: Signature, *, noted: bool = False) -> None:
@@ -646,6 +639,7 @@ class Recorder:
             self._unindexed = None
             for counted_trace, counted in zip(self._unindexed_traces, unindexed, strict=True):
                 self._remember(counted_trace, counted, noted=True)
+            self._unindexed_traces.clear()
         recent, tokens, own = self._recent, sig.input_tokens, sig.scope
         for scope in scopes:
             if scope != own:
@@ -685,6 +679,11 @@ class Recorder:
         return self._attributor.attribute(
             usage, own_step(usage, step, self._rules, name, attrs) or UNATTRIBUTED
         )
+
+
+def _held_keys(sig: Signature) -> tuple[object, tuple[int, str]]:
+    """A held call's keys in :attr:`Recorder._held_by` (its response id may be ``None``)."""
+    return sig.response_id, (sig.input_tokens, sig.scope)
 
 
 def mark(marks: dict[int, bool | None], span_id: int, *, weak: bool = False) -> None:
