@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
@@ -78,12 +79,31 @@ class OverspendProcessor(CountingProcessor):
             observe=self.observations.snapshot,
             clock=clock,
         )
-        _observations.install(self.observations)
-        self._requests.on_cascade = self.observations.cascade
-        self.on_oracle = self._oracle_span
         #: The Prometheus collector: the counters and the gauges, read from :meth:`status`.
         self.collector = OverspendCollector(snapshot=self.status, extra=self._families)
         self.registry = registry if registry is not None else REGISTRY
+        self.metrics_server: MetricsServer | None = None
+        self._server_lock = threading.Lock()
+        self.otel_metrics: OtelMetrics | None = None
+        self._own_meter_provider: SdkMeterProvider | None = None
+        # A constructor that fails part way (a registry already taken, TLS files that do not
+        # load) undoes what it had started, the counting thread included, before it raises.
+        try:
+            self._attach(meter_provider, serve_metrics)
+        except BaseException:
+            self.shutdown()
+            raise
+        reset_in_forked_child(self, OverspendProcessor._forget_inherited_server)
+        reset_in_forked_child(self.observations, _observations.Observations.reset)
+        serve_in_worker(self, OverspendProcessor._serve_in_worker)
+
+    def _attach(self, meter_provider: MeterProvider | None, serve_metrics: bool | None) -> None:
+        """What :meth:`shutdown` undoes: the step timer, the collector in the registry, OTLP
+        metrics and the ``/metrics`` endpoint, as the settings ask."""
+        settings = self.settings
+        _observations.install(self.observations)
+        self._requests.on_cascade = self.observations.cascade
+        self.on_oracle = self._oracle_span
         try:
             self.registry.register(self.collector)
         except ValueError as exc:
@@ -93,27 +113,22 @@ class OverspendProcessor(CountingProcessor):
                 "registry=CollectorRegistry()"
             )
             raise ValueError(msg) from exc
-        self.otel_metrics = (
-            OtelMetrics(
-                meter_provider=meter_provider or default_meter_provider(),
+        if meter_provider is None and settings.otlp_metrics:
+            # Made here, so shut down here: its last push goes out with shutdown().
+            meter_provider = self._own_meter_provider = default_meter_provider()
+        if meter_provider is not None:
+            self.otel_metrics = OtelMetrics(
+                meter_provider=meter_provider,
                 snapshot=self.snapshot,
                 window_labels=settings.window_labels,
                 unattributed=settings.unattributed,
                 bands=self.bands,
                 families=self.collector.collect,
             )
-            if meter_provider is not None or settings.otlp_metrics
-            else None
-        )
         #: Whether this processor serves ``/metrics`` (in a forked child: once told where).
         self.serves_metrics = settings.serve_metrics if serve_metrics is None else serve_metrics
-        self.metrics_server: MetricsServer | None = None
-        self._server_lock = threading.Lock()
         if self.serves_metrics:
             self.start_metrics_server()
-        reset_in_forked_child(self, OverspendProcessor._forget_inherited_server)
-        reset_in_forked_child(self.observations, _observations.Observations.reset)
-        serve_in_worker(self, OverspendProcessor._serve_in_worker)
 
     def _oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
@@ -156,13 +171,19 @@ class OverspendProcessor(CountingProcessor):
         """Count what is left, stop the background thread and the server, and take the
         metrics out of the registry (a new processor may then register there)."""
         super().shutdown()
-        _observations.uninstall(self.observations)
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
+        metrics, self.otel_metrics = self.otel_metrics, None
+        own, self._own_meter_provider = self._own_meter_provider, None
         try:
+            _observations.uninstall(self.observations)
             if server is not None:
                 server.stop()
-            with contextlib.suppress(KeyError):  # unregistered by the app meanwhile
+            if own is not None:
+                own.shutdown()  # the last push, while the instruments still read the counts
+            if metrics is not None:
+                metrics.close()  # an app's own meter provider reads nothing more from it
+            with contextlib.suppress(KeyError):  # not registered, or unregistered by the app
                 self.registry.unregister(self.collector)
         except Exception:
             self._fail("shutdown")

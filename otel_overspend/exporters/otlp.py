@@ -87,7 +87,9 @@ def default_meter_provider() -> SdkMeterProvider:
         )
 
         exporter = GrpcExporter()
-    return SdkMeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)])
+    # Not at exit on its own: the processor that made it shuts it down, and the tracer
+    # provider shuts the processor down at exit.
+    return SdkMeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)], shutdown_on_exit=False)
 
 
 class OtelMetrics:
@@ -111,42 +113,55 @@ class OtelMetrics:
         self._bands = bands
         self._lock = threading.Lock()
         self._cached: tuple[float, Snapshot, list[tuple[str, Diagnosis]]] | None = None
+        self._closed = False
         reset_in_forked_child(self, OtelMetrics._after_fork)
         meter = meter_provider.get_meter("otel_overspend")
         meter.create_observable_counter(
-            "overspend.llm.calls", [self._series(CALLS)], unit="{call}", description="LLM calls"
+            "overspend.llm.calls", [self._open(self._series(CALLS))], unit="{call}", description="LLM calls"
         )
         meter.create_observable_counter(
-            "overspend.llm.cost", [self._series(COST)], unit="USD", description="LLM spend (priced calls)"
+            "overspend.llm.cost",
+            [self._open(self._series(COST))],
+            unit="USD",
+            description="LLM spend (priced calls)",
         )
         meter.create_observable_counter(
             "overspend.llm.specialized_cost",
-            [self._series(SPECIALIZED)],
+            [self._open(self._series(SPECIALIZED))],
             unit="USD",
             description="Spend with every step at its specialization-map tier",
         )
         meter.create_observable_counter(
             "overspend.llm.cost_without_counterfactual",
-            [self._series(COST_WITHOUT_COUNTERFACTUAL)],
+            [self._open(self._series(COST_WITHOUT_COUNTERFACTUAL))],
             unit="USD",
             description="Spend priced only by a cost on the span: no counterfactual",
         )
         meter.create_observable_counter(
             "overspend.llm.unpriced_calls",
-            [self._series(UNPRICED)],
+            [self._open(self._series(UNPRICED))],
             unit="{call}",
             description="Unpriced calls",
         )
         meter.create_observable_counter(
-            "overspend.llm.tokens", [self._tokens], unit="{token}", description="LLM tokens by kind"
+            "overspend.llm.tokens",
+            [self._open(self._tokens)],
+            unit="{token}",
+            description="LLM tokens by kind",
         )
         for name, doc, read in SCALARS:
-            meter.create_observable_gauge(name.replace("_", ".", 1), [self._scalar(read)], description=doc)
+            meter.create_observable_gauge(
+                name.replace("_", ".", 1), [self._open(self._scalar(read))], description=doc
+            )
         meter.create_observable_gauge(
-            "overspend.step_cost_share", [self._step_shares], description="Spend of each step / all spend"
+            "overspend.step_cost_share",
+            [self._open(self._step_shares)],
+            description="Spend of each step / all spend",
         )
         meter.create_observable_gauge(
-            "overspend.signal_level", [self._levels], description="0 healthy, 1 suspect, 2 confirmed"
+            "overspend.signal_level",
+            [self._open(self._levels)],
+            description="0 healthy, 1 suspect, 2 confirmed",
         )
         if families is not None:
             self._bridge(meter, families())
@@ -160,20 +175,37 @@ class OtelMetrics:
             if family.type == "counter":
                 meter.create_observable_counter(
                     name,
-                    [self._family(family.name, f"{family.name}_total")],
+                    [self._open(self._family(family.name, f"{family.name}_total"))],
                     description=family.documentation,
                 )
             elif family.type == "histogram":
                 for part in ("bucket", "sum", "count"):
                     meter.create_observable_counter(
                         f"{name}.{part}",
-                        [self._family(family.name, f"{family.name}_{part}")],
+                        [self._open(self._family(family.name, f"{family.name}_{part}"))],
                         description=f"{family.documentation} ({part})",
                     )
             else:
                 meter.create_observable_gauge(
-                    name, [self._family(family.name, family.name)], description=family.documentation
+                    name,
+                    [self._open(self._family(family.name, family.name))],
+                    description=family.documentation,
                 )
+
+    def close(self) -> None:
+        """Observe nothing more: the instruments stay on the meter provider (OpenTelemetry
+        has no way to take them off), and report no series from then on."""
+        self._closed = True
+
+    def _open(
+        self, observe: Callable[[CallbackOptions], Iterable[Observation]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """``observe`` until :meth:`close`, then nothing."""
+
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return () if self._closed else observe(options)
+
+        return callback
 
     def _collected(self) -> list[Metric]:
         # All callbacks of one collection share one collect().

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -372,12 +373,21 @@ def test_unloadable_tls_files_fail_when_the_processor_starts(pki: Pki, tmp_path:
             ["metrics_client_cafile", "garbage.pem"],
         ),
     ]
+    threads_before = _counting_threads()
     for fields, shown in cases:
         settings = Settings(metrics_port=0, **fields)
+        registry = CollectorRegistry()
         with pytest.raises(ValueError) as info:
-            OverspendProcessor(settings=settings, registry=CollectorRegistry())
+            OverspendProcessor(settings=settings, registry=registry)
         for text in shown:
             assert text in str(info.value)
+        # Nothing it started outlives the failed constructor.
+        assert list(registry.collect()) == []
+    assert _counting_threads() == threads_before
+
+
+def _counting_threads() -> int:
+    return sum(thread.name == "otel-overspend-counter" for thread in threading.enumerate())
 
 
 def test_tls_settings_from_the_environment(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -100,7 +101,7 @@ def test_otlp_carries_every_family_of_the_metrics_endpoint_with_its_labels() -> 
             span.set_attributes({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": -1})  # a drop
     record_oracle_check("rerank", agreed=False)  # the look-alike patterns' families too
     p.processor.observations.settle(everything=True)
-    p.provider.shutdown()
+    p.provider.force_flush()
     points = _points(reader)
     families = list(p.processor.collector.collect())
     assert len(families) > 20
@@ -166,3 +167,72 @@ def test_otlp_metrics_go_over_http_when_the_protocol_says_so(monkeypatch: pytest
     assert received
     assert {path for path, _ in received} == {"/v1/metrics"}
     assert {kind for _, kind in received} == {"application/x-protobuf"}
+
+
+def test_shutdown_stops_what_the_processor_pushed_to_an_apps_meter_provider() -> None:
+    reader = InMemoryMetricReader()
+    p = make_pipeline(
+        Settings(serve_metrics=False, use_genai_prices=False),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    with step("rerank"), p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}):
+        pass
+    p.provider.force_flush()
+    assert [value for _, value in _points(reader)["overspend.llm.calls"]] == [1.0]
+    p.processor.shutdown()
+    # The instruments stay on the app's provider; a stopped processor reports no series.
+    assert reader.get_metrics_data() is None
+
+
+def test_the_meter_provider_a_processor_made_pushes_last_at_shutdown_and_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``otlp_metrics`` the processor makes its own meter provider (a real OTLP/HTTP
+    exporter to a local server here): shutdown() pushes the last counts and stops its thread."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            del args
+
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if "PeriodicExportingMetricReader" in t.name]
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    before = readers()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        # The reader's own period is a minute: only shutdown() pushes within this test.
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+        p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, otlp_metrics=True))
+        assert len(readers()) == len(before) + 1
+        with (
+            step("rerank"),
+            p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}),
+        ):
+            pass
+        assert bodies == []
+        p.processor.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert readers() == before
+    request = ExportMetricsServiceRequest.FromString(b"".join(bodies))
+    calls = [
+        point.as_int or point.as_double
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "overspend.llm.calls"
+        for point in metric.sum.data_points
+    ]
+    assert calls == [1]

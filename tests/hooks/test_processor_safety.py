@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import urllib.request
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -190,6 +191,20 @@ def test_a_second_processor_on_one_registry_fails_clearly() -> None:
     OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
     with pytest.raises(ValueError, match="already registered"):
         OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+
+
+def test_a_processor_refused_a_taken_registry_leaves_nothing_running() -> None:
+    first = make_pipeline(Settings(serve_metrics=False))
+    registry = first.registry
+    counting = [t for t in threading.enumerate() if t.name == "otel-overspend-counter"]
+    with pytest.raises(ValueError, match="already registered"):
+        OverspendProcessor(settings=Settings(serve_metrics=False), registry=registry)
+    assert [t for t in threading.enumerate() if t.name == "otel-overspend-counter"] == counting
+    # The first processor keeps its registration and counts on.
+    with first.tracer.start_as_current_span("chat", attributes=USAGE):
+        pass
+    first.provider.force_flush()
+    assert first.total("overspend_llm_calls_total") == 1.0
 
 
 def test_shutdown_unregisters_so_a_new_processor_takes_the_registry() -> None:

@@ -101,6 +101,7 @@ def frequent_switches() -> Iterator[None]:
     sys.setswitchinterval(interval)
 
 
+@pytest.mark.slow  # 24,000 calls with a thread switch every microsecond: seconds
 @pytest.mark.usefixtures("frequent_switches")
 def test_eight_threads_count_exactly() -> None:
     p = _pipeline(max_steps=THREADS * 3)

@@ -431,12 +431,14 @@ def check(nodes: Sequence[Node], layout: Layout, *, by_cluster: bool = False) ->
 
 
 # -- the property ------------------------------------------------------------------------------------
+@pytest.mark.slow  # hundreds of examples: several seconds
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(nodes=forests(), layout=layouts())
 def test_any_order_gives_the_same_report(nodes: tuple[Node, ...], layout: Layout) -> None:
     check(nodes, layout)
 
 
+@pytest.mark.slow  # hundreds of examples: several seconds
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     nodes=forests(clusters=3, max_traces=3, late=False), layout=layouts(batches=(1, 50), hows=("contiguous",))
