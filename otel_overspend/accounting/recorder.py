@@ -661,6 +661,11 @@ class Recorder:
                     if isinstance(result, str):
                         self._drop(result)
 
+    @property
+    def undecided(self) -> int:
+        """Calls ended but not counted yet: waiting for an ancestor, or held for a twin."""
+        return self._waiting_n + self._held_n
+
     def flush(self, before_ns: int | None = None) -> None:
         """Count the held calls whose root ended before ``before_ns`` (all: ``None``),
         oldest first (they were held in about the order they ended)."""

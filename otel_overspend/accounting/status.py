@@ -31,7 +31,8 @@ EVICTION_REASONS: Final = ("capacity", "timeout")
 
 
 class Status:
-    """Counts that live outside the ledger: drops, label overflows, evictions."""
+    """Counts that live outside the ledger: drops, label overflows, evictions, and what is
+    open (requests, calls not counted yet)."""
 
     def __init__(
         self,
@@ -41,6 +42,8 @@ class Status:
         requests_evicted: dict[str, int],
         usage_inferred: dict[str, int] | None = None,
         span_reading: str = "sdk_fields",
+        open_requests: int = 0,
+        undecided_calls: int = 0,
     ) -> None:
         self.dropped = dropped
         self.label_overflow = label_overflow
@@ -48,3 +51,8 @@ class Status:
         self.usage_inferred = usage_inferred or {}
         #: How the span hooks read spans: ``sdk_fields`` or ``public_api``.
         self.span_reading = span_reading
+        #: Requests with a counted LLM call whose local root span has not ended.
+        self.open_requests = open_requests
+        #: LLM calls ended but not counted yet: waiting for an ancestor to name their step,
+        #: or held a moment for a twin span from another instrumentation.
+        self.undecided_calls = undecided_calls

@@ -298,6 +298,18 @@ class OverspendCollector(Collector):
         )
         reading.add_metric([status.span_reading], 1.0)
         yield reading
+        yield GaugeMetricFamily(
+            "overspend_open_requests",
+            "Requests with a counted LLM call whose local root span has not ended yet (at most "
+            "max_open_requests: the oldest beyond are evicted).",
+            value=status.open_requests,
+        )
+        yield GaugeMetricFamily(
+            "overspend_undecided_llm_calls",
+            "LLM calls ended but not counted yet, waiting for an ancestor span to end and name "
+            "their step (at most 10,000).",
+            value=status.undecided_calls,
+        )
         requests = CounterMetricFamily(
             "overspend_requests", "Finished requests (local root spans) that made at least one LLM call."
         )

@@ -414,7 +414,8 @@ class CountingProcessor(SpanProcessor):
         return self._ledger.snapshot()
 
     def status(self) -> tuple[Snapshot, Status]:
-        """:meth:`snapshot`, with the counts kept outside the ledger (drops, overflows, evictions)."""
+        """:meth:`snapshot`, with the counts kept outside the ledger (drops, overflows,
+        evictions) and the sizes of what is open."""
         snap = self.snapshot()
         with self._drop_lock:
             dropped = dict(self._dropped)
@@ -431,6 +432,8 @@ class CountingProcessor(SpanProcessor):
                 "timeout": self._requests.evicted_timeout,
             },
             span_reading=self.span_reading[0],
+            open_requests=len(self._requests),
+            undecided_calls=self._recorder.undecided,
         )
 
     # -- lifecycle -----------------------------------------------------------------------------------

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,7 +18,11 @@ from otel_overspend import OverspendProcessor, Settings, step
 from otel_overspend.accounting.status import DROP_REASONS, EVICTION_REASONS, INFERRED_USAGE, OVERFLOW_LABELS
 from otel_overspend.exporters.prometheus import render_registry
 
-from conftest import make_pipeline
+from conftest import FakeClock, make_pipeline
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
 
 
 def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -156,3 +163,34 @@ def test_docs_metrics_lists_every_known_value(name: str, label: str, known: tupl
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == f"`{label}`"
     assert set(re.findall(r"`([a-z_]+)`", cells[2])) == set(known)
+
+
+def test_open_requests_and_calls_waiting_for_a_step_are_shown_until_counted() -> None:
+    clock = FakeClock(start=time.time())
+    p = make_pipeline(
+        Settings(serve_metrics=False, use_genai_prices=False, request_timeout_seconds=60), clock=clock
+    )
+    usage: dict[str, AttributeValue] = {"gen_ai.request.model": "acme", "gen_ai.usage.input_tokens": 10}
+
+    def call(root: Span) -> None:
+        p.tracer.start_span("chat", attributes=usage, context=trace.set_span_in_context(root)).end()
+
+    def gauges() -> tuple[float | None, float | None]:
+        return p.sample("overspend_open_requests"), p.sample("overspend_undecided_llm_calls")
+
+    assert gauges() == (0, 0)
+    stepped, outside, lost = (p.tracer.start_span(name) for name in ("stepped", "outside", "lost"))
+    with step("rerank"):
+        call(stepped)  # counted at once: its request is open until its root ends
+    call(outside)  # outside any step(): each waits for its root, which may name one
+    call(outside)
+    call(lost)
+    assert gauges() == (1, 3)
+    stepped.end()
+    outside.end()
+    assert gauges() == (0, 1)
+    # A root that never ends: its call is counted, unattributed, after the time-out.
+    clock.advance(61)
+    assert gauges() == (0, 0)
+    assert p.total("overspend_llm_calls_total", step="rerank") == 1
+    assert p.total("overspend_llm_calls_total", step="unattributed") == 3

@@ -99,8 +99,7 @@ def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
         roots.append(root)
         _call(p, "acme", context=trace.set_span_in_context(root))
     p.processor.force_flush()  # LLM spans are counted off the span's thread
-    requests = p.processor._requests
-    assert len(requests) == 100
+    assert p.sample("overspend_open_requests") == 100
     assert p.sample("overspend_open_requests_evicted_total", {"reason": "capacity"}) == 900
     for root in roots:
         root.end()
@@ -116,7 +115,7 @@ def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
     p.processor.force_flush()
     clock.advance(61)
     assert p.sample("overspend_open_requests_evicted_total", {"reason": "timeout"}) == 10
-    assert len(requests) == 0
+    assert p.sample("overspend_open_requests") == 0
 
 
 def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,7 +216,7 @@ def test_rss_stays_flat_over_150k_spans_with_distinct_models_and_traces() -> Non
     gc.collect()
     growth = _rss_mib() - before
     assert growth < 30, f"RSS grew {growth:.1f} MiB over {MEASURED} spans after warm-up"
-    assert len(p.processor._requests) <= 10_000
+    assert (p.sample("overspend_open_requests") or 0) <= 10_000
     opened = (WARM_UP + MEASURED) // 10
     assert (p.sample("overspend_open_requests_evicted_total", {"reason": "capacity"}) or 0) >= opened - 10_000
     assert sum(_labels(p, "model").values()) == WARM_UP + MEASURED
