@@ -570,6 +570,9 @@ def test_dashboard_panels_and_bands() -> None:
         "Unattributed spend",
         "fraction by instance",
         "Spend by instance (USD/h)",
+        "Spans not counted, by reason",
+        "Label overflows and evicted requests",
+        "Open requests and calls waiting for a step",
     ):
         _panel(dashboard, title)
     per_instance = [q for q in grafana.queries(dashboard) if "$instance" in q.expr]
