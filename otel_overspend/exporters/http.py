@@ -16,6 +16,7 @@ import contextlib
 import errno
 import hmac
 import logging
+import selectors
 import socket
 import ssl
 import threading
@@ -116,6 +117,36 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     request_queue_size = 64  # socketserver's 5 drops the SYNs of a burst: a 1 s retransmit each
     tls: ssl.SSLContext | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # stop_serving() writes here: the loop wakes at once, and never while idle. Made
+        # first: a port that cannot be bound closes the server (and these) in super().
+        self._wake_up, self._waker = socket.socketpair()
+        self._stopping = False
+        super().__init__(*args, **kwargs)
+
+    def serve_until_stopped(self) -> None:
+        """Serve until :meth:`stop_serving`. socketserver's ``serve_forever`` wakes twice a
+        second to look for a stop, so ``shutdown`` (at every app's exit) waited up to half a
+        second; this loop sleeps until a scrape or the stop comes."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_up, selectors.EVENT_READ)
+            while not self._stopping:
+                ready = selector.select()
+                if self._stopping or any(key.fileobj is self._wake_up for key, _ in ready):
+                    return
+                self.handle_request()  # a connection is waiting: accepted at once
+
+    def stop_serving(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):  # closed already
+            self._waker.send(b"\0")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_up.close()
+        self._waker.close()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
@@ -245,7 +276,7 @@ class MetricsServer:
                         continue
                     break
                 thread = threading.Thread(
-                    target=server.serve_forever, name="otel-overspend-metrics", daemon=True
+                    target=server.serve_until_stopped, name="otel-overspend-metrics", daemon=True
                 )
                 thread.start()
                 running = cls(server, thread, endpoint)
@@ -264,13 +295,13 @@ class MetricsServer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop serving and close the port (scrapes in flight are not waited for)."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop_serving()
         self._thread.join(timeout_s)
+        self._server.server_close()
 
     def close_inherited(self) -> None:
-        """In a forked child: close this process's copy of the parent's listening socket.
+        """In a forked child: close this process's copies of the parent's sockets.
 
         The serving thread did not survive the fork, so :meth:`stop` would wait for it forever.
         """
-        self._server.socket.close()
+        self._server.server_close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -184,6 +185,29 @@ def test_shutdown_twice_and_force_flush_are_harmless() -> None:
     processor.shutdown()
     processor.shutdown()
     assert processor.metrics_server is None
+
+
+def test_the_endpoint_stops_at_once_and_frees_its_port() -> None:
+    """An app's exit stops the endpoint: ten in a row take well under a second (polling for
+    the stop twice a second, as socketserver's serve_forever does, took 2.5 s on average)."""
+    ports: list[int] = []
+    began = time.perf_counter()
+    for _ in range(10):
+        processor = OverspendProcessor(
+            settings=Settings(metrics_port=0, serve_metrics=True, use_genai_prices=False),
+            registry=CollectorRegistry(),
+        )
+        server = processor.metrics_server
+        assert server is not None
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            assert b"overspend_requests_total" in response.read()
+        ports.append(server.port)
+        processor.shutdown()
+    assert time.perf_counter() - began < 1.0
+    assert [t for t in threading.enumerate() if t.name == "otel-overspend-metrics"] == []
+    for port in ports:  # closed: nothing listens there any more
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
 
 
 def test_a_second_processor_on_one_registry_fails_clearly() -> None:
