@@ -152,7 +152,7 @@ def test_eight_threads_count_exactly() -> None:
     _assert_exact(p, sum(calls, Counter()), sum(micro, Counter()), sum(tokens, Counter()))
     # Each call is its own root span here: one request each.
     assert p.processor.snapshot().requests_total == THREADS * CALLS_PER_THREAD
-    assert p.processor._dropped == {}
+    assert p.processor.status()[1].dropped == {}
 
 
 @pytest.mark.usefixtures("frequent_switches")
