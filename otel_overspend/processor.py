@@ -84,6 +84,7 @@ class OverspendProcessor(CountingProcessor):
         self.registry = registry if registry is not None else REGISTRY
         self.metrics_server: MetricsServer | None = None
         self._server_lock = threading.Lock()
+        self._shut_down = False
         self.otel_metrics: OtelMetrics | None = None
         self._own_meter_provider: SdkMeterProvider | None = None
         # A constructor that fails part way (a registry already taken, TLS files that do not
@@ -173,6 +174,7 @@ class OverspendProcessor(CountingProcessor):
         super().shutdown()
         with self._server_lock:
             server, self.metrics_server = self.metrics_server, None
+            self._shut_down = True
         metrics, self.otel_metrics = self.otel_metrics, None
         own, self._own_meter_provider = self._own_meter_provider, None
         try:
@@ -199,9 +201,13 @@ class OverspendProcessor(CountingProcessor):
         except Exception:
             self._fail("after_fork")
 
-    def _serve_in_worker(self, slot: int) -> int:
+    def _serve_in_worker(self, slot: int) -> int | None:
         """In a forked worker with slot ``slot`` (1, 2, ...): serve ``/metrics`` on the
-        configured port + ``slot`` (an ephemeral port when it is 0). Returns that port."""
+        configured port + ``slot`` (an ephemeral port when it is 0). Returns that port;
+        ``None`` once shut down (a processor an app replaced takes no worker's port)."""
+        with self._server_lock:
+            if self._shut_down:
+                return None
         port = worker_port(self.settings.metrics_port, slot)
         if self.serves_metrics:
             self.start_metrics_server(port=port)

@@ -39,9 +39,10 @@ def reset_in_forked_child(target: _T, reset: Callable[[_T], None]) -> None:
     os.register_at_fork(after_in_child=run)
 
 
-def serve_in_worker(target: _T, serve: Callable[[_T, int], int]) -> None:
+def serve_in_worker(target: _T, serve: Callable[[_T, int], int | None]) -> None:
     """Call ``serve(target, slot)`` when :func:`start_worker_servers` runs in a forked worker,
-    while ``target`` is alive; ``serve`` returns the port it serves on."""
+    while ``target`` is alive; ``serve`` returns the port it serves on, or ``None`` when it
+    serves no more (its registration is then dropped)."""
     ref = weakref.ref(target)
 
     def run(slot: int) -> int | None:
@@ -69,7 +70,7 @@ def start_worker_servers(slot: int) -> list[int]:
         if port is not None:
             ports.append(port)
             continue
-        with _lock:  # its target is gone
+        with _lock:  # its target is gone, or serves no more
             if run in _worker_servers:
                 _worker_servers.remove(run)
     return ports

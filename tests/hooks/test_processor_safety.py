@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from otel_overspend import OverspendProcessor, Settings, step
+from otel_overspend.base.forks import start_worker_servers
 from otel_overspend.calls.attribution import Attributor
 from otel_overspend.calls.step_rules import StepRules
 
@@ -208,6 +209,18 @@ def test_the_endpoint_stops_at_once_and_frees_its_port() -> None:
     for port in ports:  # closed: nothing listens there any more
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
+
+
+def test_a_shut_down_processor_takes_no_forked_workers_port() -> None:
+    """An app that replaced its processor (the old one shut down, still referenced) forks a
+    worker: only the live processor serves the worker's port."""
+    settings = Settings(metrics_port=0, serve_metrics=True, use_genai_prices=False)
+    old = OverspendProcessor(settings=settings, registry=CollectorRegistry())
+    old.shutdown()
+    new = OverspendProcessor(settings=settings, registry=CollectorRegistry())
+    start_worker_servers(1)  # what gunicorn's post_fork runs in a worker
+    assert old.metrics_server is None
+    assert new.metrics_server is not None
 
 
 def test_a_second_processor_on_one_registry_fails_clearly() -> None:
