@@ -30,7 +30,8 @@ name for it, a rule). A call still undecided when its local root ends is held a 
 instrumentation in another trace (a framework span and a client span that were never
 nested: no app span) with a step: then it is counted once, with that step; else it is
 counted as ``unattributed``. Both waits are bounded; a call pushed out of one is counted
-at once (as ``overspend_label_overflow_total{label="step_wait"}``).
+at once (as ``overspend_label_overflow_total{label="step_wait"}``, for a held call only
+once another instrumentation has been seen: before, no twin can come).
 """
 
 from __future__ import annotations
@@ -478,7 +479,12 @@ class Recorder:
             self._index_calls(self._held_by, trace_id, calls)
         while self._held_n > MAX_HELD_CALLS:
             oldest = next(iter(self._held))
-            self._overflow(STEP_WAIT)
+            # Released early, a call loses only the step a twin from another instrumentation
+            # would give it: an overflow once another has been seen, nothing before (an app
+            # with one instrumentation and no step() above 500 calls a second).
+            scopes = self._recent_scopes
+            if len(scopes) > 1 or (scopes and self._held[oldest][1][0].sig.scope not in scopes):
+                self._overflow(STEP_WAIT)
             self._release(oldest)
 
     def _release(self, trace_id: int) -> None:

@@ -11,6 +11,8 @@ from conftest import make_pipeline
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from conftest import Pipeline
+
 SETTINGS = Settings(serve_metrics=False, model_tiers={"acme-*": "frontier"}, use_genai_prices=False)
 LABELS = {"step": "rerank", "model": "acme-frontier", "tier": "frontier", "provider": "unknown"}
 T0 = 1_900_000_000_000_000_000
@@ -128,3 +130,28 @@ def test_siblings_held_without_a_step_count_once() -> None:
     assert p.sample("overspend_spans_dropped_total", {"reason": "duplicate_llm_span"}) == 2
     # 1,000 x $3/M + 100 x $15/M twice, and 500 x $3/M + 100 x $15/M: $0.0120.
     assert p.sample("overspend_llm_cost_usd_total", unattributed) == 0.012
+
+
+def test_held_calls_released_early_are_overflows_only_once_a_twin_could_come() -> None:
+    # No step, no app span: each call is its own trace, held 2 s of span time for a twin.
+    # 3,000 calls 0.1 ms apart overflow the 1,000 held: each call past the 1,000th releases
+    # the oldest early, counted unattributed as it would be anyway.
+    def calls(p: Pipeline, tracer: Tracer) -> None:
+        for i in range(3_000):
+            start = T0 + i * 100_000
+            _call(tracer, start, start + 90_000, tokens_in=1_000 + i)
+        p.processor.force_flush()
+
+    one = make_pipeline(SETTINGS)
+    calls(one, one.provider.get_tracer("client-instr"))
+    assert one.sample("overspend_llm_calls_total", {**LABELS, "step": "unattributed"}) == 3_000
+    # One instrumentation: no twin can come, so nothing is lost by releasing early.
+    assert one.sample("overspend_label_overflow_total", {"label": "step_wait"}) == 0
+
+    two = make_pipeline(SETTINGS)
+    with step("rerank"):  # another instrumentation's call, counted first
+        _call(two.provider.get_tracer("sdk-own-tracing"), T0 - 10**9, T0 - 10**9 + 1_000, tokens_in=5)
+    calls(two, two.provider.get_tracer("client-instr"))
+    assert two.sample("overspend_llm_calls_total", {**LABELS, "step": "unattributed"}) == 3_000
+    # Now a twin could have come for each call released early: 3,000 - 1,000 of them.
+    assert two.sample("overspend_label_overflow_total", {"label": "step_wait"}) == 2_000
