@@ -9,9 +9,11 @@ constructor registered.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import time
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -115,8 +117,10 @@ class OverspendProcessor(CountingProcessor):
             )
             raise ValueError(msg) from exc
         if meter_provider is None and settings.otlp_metrics:
-            # Made here, so shut down here: its last push goes out with shutdown().
+            # Made here, so shut down here: its last push goes out with shutdown(), or at
+            # exit if nothing shut this processor down.
             meter_provider = self._own_meter_provider = default_meter_provider()
+            atexit.register(_push_last, weakref.ref(self))
         if meter_provider is not None:
             self.otel_metrics = OtelMetrics(
                 meter_provider=meter_provider,
@@ -212,3 +216,14 @@ class OverspendProcessor(CountingProcessor):
         if self.serves_metrics:
             self.start_metrics_server(port=port)
         return port
+
+
+def _push_last(ref: weakref.ref[OverspendProcessor]) -> None:
+    """At exit: the last push of the meter provider a processor made, if no ``shutdown()``
+    has made it (an app that never shuts its tracer provider down)."""
+    processor = ref()
+    if processor is None:
+        return
+    own, processor._own_meter_provider = processor._own_meter_provider, None  # noqa: SLF001 - its own class
+    if own is not None:
+        own.shutdown()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import TYPE_CHECKING, Any
@@ -15,6 +19,9 @@ from otel_overspend import Settings, record_oracle_check, step
 from conftest import make_pipeline
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
     import pytest
 
 
@@ -189,6 +196,77 @@ def test_the_meter_provider_a_processor_made_pushes_last_at_shutdown_and_stops(
 ) -> None:
     """With ``otlp_metrics`` the processor makes its own meter provider (a real OTLP/HTTP
     exporter to a local server here): shutdown() pushes the last counts and stops its thread."""
+
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if "PeriodicExportingMetricReader" in t.name]
+
+    before = readers()
+    with _otlp_receiver() as (endpoint, bodies):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        # The reader's own period is a minute: only shutdown() pushes within this test.
+        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
+        p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, otlp_metrics=True))
+        assert len(readers()) == len(before) + 1
+        with (
+            step("rerank"),
+            p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}),
+        ):
+            pass
+        assert bodies == []
+        p.processor.shutdown()
+    assert readers() == before
+    assert _pushed_calls(bodies) == [1]
+
+
+_NEVER_SHUT_DOWN = """
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from otel_overspend import OverspendProcessor, Settings, step
+
+provider = TracerProvider(shutdown_on_exit=False)  # nothing shuts the processor down
+settings = Settings(serve_metrics=False, use_genai_prices=False, otlp_metrics=True)
+provider.add_span_processor(OverspendProcessor(settings=settings, registry=CollectorRegistry()))
+with step("rerank"), provider.get_tracer("app").start_as_current_span(
+    "chat", attributes={"gen_ai.usage.input_tokens": 5}
+):
+    pass
+"""
+
+
+def test_an_app_that_never_shuts_the_processor_down_still_pushes_its_last_counts(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(_NEVER_SHUT_DOWN, encoding="utf-8")
+    with _otlp_receiver() as (endpoint, bodies):
+        env = {
+            **os.environ,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_METRIC_EXPORT_INTERVAL": "60000",  # only the push at exit within the run
+        }
+        result = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert _pushed_calls(bodies) == [1]
+
+
+def _pushed_calls(bodies: list[bytes]) -> list[int | float]:
+    request = ExportMetricsServiceRequest.FromString(b"".join(bodies))
+    return [
+        point.as_int or point.as_double
+        for rm in request.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "overspend.llm.calls"
+        for point in metric.sum.data_points
+    ]
+
+
+@contextlib.contextmanager
+def _otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
+    """A local OTLP/HTTP endpoint: its URL, and the bodies posted to it."""
     bodies: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -201,38 +279,11 @@ def test_the_meter_provider_a_processor_made_pushes_last_at_shutdown_and_stops(
         def log_message(self, *args: object) -> None:
             del args
 
-    def readers() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if "PeriodicExportingMetricReader" in t.name]
-
     server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    before = readers()
     try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-        # The reader's own period is a minute: only shutdown() pushes within this test.
-        monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
-        p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False, otlp_metrics=True))
-        assert len(readers()) == len(before) + 1
-        with (
-            step("rerank"),
-            p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}),
-        ):
-            pass
-        assert bodies == []
-        p.processor.shutdown()
+        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
     finally:
         server.shutdown()
         server.server_close()
-    assert readers() == before
-    request = ExportMetricsServiceRequest.FromString(b"".join(bodies))
-    calls = [
-        point.as_int or point.as_double
-        for rm in request.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-        if metric.name == "overspend.llm.calls"
-        for point in metric.sum.data_points
-    ]
-    assert calls == [1]
