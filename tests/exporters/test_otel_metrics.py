@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -139,25 +139,9 @@ def test_otlp_metrics_go_over_http_when_the_protocol_says_so(monkeypatch: pytest
     exporter to a real local server), not over gRPC."""
     from otel_overspend.exporters.otlp import default_meter_provider
 
-    received: list[tuple[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append((self.path, self.headers.get("Content-Type", "")))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            del args
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _otlp_receiver() as (endpoint, posts):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         provider = default_meter_provider()
         p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False), meter_provider=provider)
         with (
@@ -168,12 +152,9 @@ def test_otlp_metrics_go_over_http_when_the_protocol_says_so(monkeypatch: pytest
         assert provider.force_flush()
         provider.shutdown()
         p.provider.shutdown()
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert received
-    assert {path for path, _ in received} == {"/v1/metrics"}
-    assert {kind for _, kind in received} == {"application/x-protobuf"}
+    assert posts
+    assert {post.path for post in posts} == {"/v1/metrics"}
+    assert {post.content_type for post in posts} == {"application/x-protobuf"}
 
 
 def test_shutdown_stops_what_the_processor_pushed_to_an_apps_meter_provider() -> None:
@@ -201,7 +182,7 @@ def test_the_meter_provider_a_processor_made_pushes_last_at_shutdown_and_stops(
         return [t for t in threading.enumerate() if "PeriodicExportingMetricReader" in t.name]
 
     before = readers()
-    with _otlp_receiver() as (endpoint, bodies):
+    with _otlp_receiver() as (endpoint, posts):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         # The reader's own period is a minute: only shutdown() pushes within this test.
@@ -213,10 +194,10 @@ def test_the_meter_provider_a_processor_made_pushes_last_at_shutdown_and_stops(
             p.tracer.start_as_current_span("chat", attributes={"gen_ai.usage.input_tokens": 5}),
         ):
             pass
-        assert bodies == []
+        assert posts == []
         p.processor.shutdown()
     assert readers() == before
-    assert _pushed_calls(bodies) == [1]
+    assert _pushed_calls(posts) == [1]
 
 
 _NEVER_SHUT_DOWN = """
@@ -238,7 +219,7 @@ with step("rerank"), provider.get_tracer("app").start_as_current_span(
 def test_an_app_that_never_shuts_the_processor_down_still_pushes_its_last_counts(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(_NEVER_SHUT_DOWN, encoding="utf-8")
-    with _otlp_receiver() as (endpoint, bodies):
+    with _otlp_receiver() as (endpoint, posts):
         env = {
             **os.environ,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -249,11 +230,11 @@ def test_an_app_that_never_shuts_the_processor_down_still_pushes_its_last_counts
             [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
         )
     assert result.returncode == 0, result.stderr
-    assert _pushed_calls(bodies) == [1]
+    assert _pushed_calls(posts) == [1]
 
 
-def _pushed_calls(bodies: list[bytes]) -> list[int | float]:
-    request = ExportMetricsServiceRequest.FromString(b"".join(bodies))
+def _pushed_calls(posts: list[_Post]) -> list[int | float]:
+    request = ExportMetricsServiceRequest.FromString(b"".join(post.body for post in posts))
     return [
         point.as_int or point.as_double
         for rm in request.resource_metrics
@@ -264,14 +245,21 @@ def _pushed_calls(bodies: list[bytes]) -> list[int | float]:
     ]
 
 
+class _Post(NamedTuple):
+    path: str
+    content_type: str
+    body: bytes
+
+
 @contextlib.contextmanager
-def _otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
-    """A local OTLP/HTTP endpoint: its URL, and the bodies posted to it."""
-    bodies: list[bytes] = []
+def _otlp_receiver() -> Iterator[tuple[str, list[_Post]]]:
+    """A local OTLP/HTTP endpoint: its URL, and what was posted to it."""
+    posts: list[_Post] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            posts.append(_Post(self.path, self.headers.get("Content-Type", ""), body))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.end_headers()
@@ -283,7 +271,7 @@ def _otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
+        yield f"http://127.0.0.1:{server.server_address[1]}", posts
     finally:
         server.shutdown()
         server.server_close()
