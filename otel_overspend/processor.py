@@ -120,7 +120,7 @@ class OverspendProcessor(CountingProcessor):
             # Made here, so shut down here: its last push goes out with shutdown(), or at
             # exit if nothing shut this processor down.
             meter_provider = self._own_meter_provider = default_meter_provider()
-            atexit.register(_push_last, weakref.ref(self))
+            atexit.register(_push_last_at_exit, weakref.ref(self))
         if meter_provider is not None:
             self.otel_metrics = OtelMetrics(
                 meter_provider=meter_provider,
@@ -134,6 +134,12 @@ class OverspendProcessor(CountingProcessor):
         self.serves_metrics = settings.serve_metrics if serve_metrics is None else serve_metrics
         if self.serves_metrics:
             self.start_metrics_server()
+
+    def _push_last(self) -> None:
+        """Shut down the meter provider this processor made, if any: its last push."""
+        own, self._own_meter_provider = self._own_meter_provider, None
+        if own is not None:
+            own.shutdown()
 
     def _oracle_span(self, step: str, agreed: bool) -> None:
         self.observations.oracle_check(step, agreed=agreed)
@@ -180,13 +186,11 @@ class OverspendProcessor(CountingProcessor):
             server, self.metrics_server = self.metrics_server, None
             self._shut_down = True
         metrics, self.otel_metrics = self.otel_metrics, None
-        own, self._own_meter_provider = self._own_meter_provider, None
         try:
             _observations.uninstall(self.observations)
             if server is not None:
                 server.stop()
-            if own is not None:
-                own.shutdown()  # the last push, while the instruments still read the counts
+            self._push_last()  # while the instruments still read the counts
             if metrics is not None:
                 metrics.close()  # an app's own meter provider reads nothing more from it
             with contextlib.suppress(KeyError):  # not registered, or unregistered by the app
@@ -218,12 +222,9 @@ class OverspendProcessor(CountingProcessor):
         return port
 
 
-def _push_last(ref: weakref.ref[OverspendProcessor]) -> None:
-    """At exit: the last push of the meter provider a processor made, if no ``shutdown()``
-    has made it (an app that never shuts its tracer provider down)."""
+def _push_last_at_exit(ref: weakref.ref[OverspendProcessor]) -> None:
+    """At exit: the last push of a processor that no ``shutdown()`` reached (an app that
+    never shuts its tracer provider down)."""
     processor = ref()
-    if processor is None:
-        return
-    own, processor._own_meter_provider = processor._own_meter_provider, None  # noqa: SLF001 - its own class
-    if own is not None:
-        own.shutdown()
+    if processor is not None:
+        processor._push_last()  # noqa: SLF001 - its own class

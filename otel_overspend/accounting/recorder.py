@@ -412,10 +412,10 @@ class Recorder:
                 or (sig.response_id is not None and sig.response_id in held_by)
             ):
                 self._unhold_twin(trace_id, sig, held_by)  # the same call, held undecided in another trace
-        scopes = self._recent_scopes  # another instrumentation seen, or an id to match
-        if (
-            sig.response_id is not None or len(scopes) > 1 or (scopes and sig.scope not in scopes)
-        ) and self._counted_elsewhere(trace_id, sig):
+        # An id to match, or another instrumentation seen.
+        if (sig.response_id is not None or _another_scope(self._recent_scopes, sig.scope)) and (
+            self._counted_elsewhere(trace_id, sig)
+        ):
             return "duplicate_llm_span"
         call = self._attributor.attribute(usage, step)
         if not self._ledger.add_call(call, end_ns / _NS_PER_S):
@@ -482,8 +482,7 @@ class Recorder:
             # Released early, a call loses only the step a twin from another instrumentation
             # would give it: an overflow once another has been seen, nothing before (an app
             # with one instrumentation and no step() above 500 calls a second).
-            scopes = self._recent_scopes
-            if len(scopes) > 1 or (scopes and self._held[oldest][1][0].sig.scope not in scopes):
+            if _another_scope(self._recent_scopes, self._held[oldest][1][0].sig.scope):
                 self._overflow(STEP_WAIT)
             self._release(oldest)
 
@@ -690,6 +689,12 @@ class Recorder:
         return self._attributor.attribute(
             usage, own_step(usage, step, self._rules, name, attrs) or UNATTRIBUTED
         )
+
+
+def _another_scope(scopes: set[str], scope: str) -> bool:
+    """Whether counted calls came from an instrumentation other than ``scope``: only then
+    can a call have a twin span, from that other one."""
+    return len(scopes) > 1 or (bool(scopes) and scope not in scopes)
 
 
 def _held_keys(sig: Signature) -> tuple[object, tuple[int, str]]:
