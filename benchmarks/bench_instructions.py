@@ -70,7 +70,11 @@ LLM_SHAPES: dict[str, Callable[[Any], Any]] = {
     "llm-minimal": lambda hot: hot.LLM_ATTRS,
     "llm-instrumented": lambda hot: hot.INSTRUMENTED_START,
     "llm-one-outside": lambda hot: hot.ONE_OUTSIDE,
+    "llm-no-step": lambda hot: hot.LLM_ATTRS,
 }
+#: The LLM shapes emitted outside any ``step()`` (the one line alone): each call waits for
+#: its request's root and is held for a twin; ``force_flush`` releases them inside the count.
+NO_STEP = frozenset({"llm-no-step"})
 
 
 def _hot_path(kind: str, where: str) -> None:
@@ -96,7 +100,12 @@ def _hot_path(kind: str, where: str) -> None:
     )
     # Warmed up with the shape counted: an app's first LLM span is of its own shape (one
     # with a response id, say), and what the counting keeps can depend on it.
-    hot.emit(tracer, LLM_SHAPES[where](hot) if where in LLM_SHAPES else hot.LLM_ATTRS, 400)
+    hot.emit(
+        tracer,
+        LLM_SHAPES[where](hot) if where in LLM_SHAPES else hot.LLM_ATTRS,
+        400,
+        in_step=where not in NO_STEP,
+    )
     hot.emit(tracer, hot.PLAIN_ATTRS, 400)
     if processor is not None:
         queue = processor._queue  # noqa: SLF001 - hold the background thread off for the run
@@ -112,7 +121,7 @@ def _hot_path(kind: str, where: str) -> None:
         attrs = LLM_SHAPES[where](hot)
 
         def llm_spans(_: object, __: object) -> None:
-            hot.emit(tracer, attrs, SPANS_HOT)
+            hot.emit(tracer, attrs, SPANS_HOT, in_step=where not in NO_STEP)
             if processor is not None:
                 processor.force_flush()  # the counting, in this thread: all of it is counted
 
