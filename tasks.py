@@ -13,12 +13,16 @@ instrumentations (``constraints-instrumentations.txt``) into it too, OpenLIT int
 (``constraints-sdk-floor.txt``, ``constraints-sdk-mid.txt``), installs Debian's ``prometheus``
 and ``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
 they are missing, then runs ruff, mypy --strict and pytest, and the fast core suite again in
-each of the two older-SDK environments. With ``CI=true`` the tests refuse to skip anything
-that needs a real binary or environment.
+each of the two older-SDK environments, and once more against the wheel a user installs:
+``.venv-compiled`` holds the package built as a wheel, its counting core compiled by mypyc
+(``setup.py``; ``.venv`` and the SDK environments install it editable, pure Python). With
+``CI=true`` the tests refuse to skip anything that needs a real binary or environment, and
+the compiled build must compile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -37,6 +41,8 @@ TRACELOOP_VENV = ROOT / ".venv-traceloop"
 #: constraints.txt's): name -> its environment; constraints-<name>.txt pins the release.
 SDK_MATRIX = {"sdk-floor": ROOT / ".venv-sdk-floor", "sdk-mid": ROOT / ".venv-sdk-mid"}
 FAST_CORE = "not slow and not e2e and not needs_binary"
+#: The wheel's build, its counting core compiled (setup.py), where the fast core suite runs too.
+COMPILED_VENV = ROOT / ".venv-compiled"
 APT_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
@@ -173,6 +179,56 @@ def _ensure_sdk_matrix() -> dict[str, Path]:
     return ready
 
 
+def _source_digest() -> str:
+    """What a wheel is built from, digested: the package's files, setup.py, pyproject.toml
+    and constraints.txt (the compiled environment is rebuilt when any of them changes)."""
+    digest = hashlib.sha256()
+    package = [
+        p for p in (ROOT / "otel_overspend").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    for path in sorted([*package, ROOT / "setup.py", ROOT / "pyproject.toml", ROOT / "constraints.txt"]):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _ensure_compiled() -> Path | None:
+    """``.venv-compiled``: the test extras, and the package built as a wheel with its counting
+    core compiled (rebuilt when its source changes); its python, or ``None`` when the build
+    fails outside CI (a warning: that run is skipped)."""
+    python = _own_venv(COMPILED_VENV)
+    # The dependencies, through an editable install the wheel then replaces (which builds
+    # nothing); after it runs again the wheel is installed again too.
+    if not _install_once(python, "compiled-deps", ROOT / "constraints.txt", "-e", f"{ROOT}[test]"):
+        return None
+    stamp = COMPILED_VENV / ".installed-digest"
+    digest = _source_digest()
+    deps = COMPILED_VENV / ".installed-compiled-deps"
+    if (
+        stamp.exists()
+        and stamp.stat().st_mtime >= deps.stat().st_mtime
+        and stamp.read_text(encoding="utf-8") == digest
+    ):
+        return python
+    # The build's own environment (mypy's mypyc) takes the pins too, through PIP_CONSTRAINT.
+    env = {
+        **os.environ,
+        "PIP_CONSTRAINT": str(ROOT / "constraints.txt"),
+        "OTEL_OVERSPEND_REQUIRE_COMPILED": "1",
+    }
+    args = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    args += ["--no-deps", "--force-reinstall", str(ROOT)]
+    print("+", " ".join(args), flush=True)
+    if subprocess.run(args, check=False, env=env).returncode != 0:
+        message = "could not build the compiled wheel (setup.py: mypyc and a C compiler)"
+        if os.environ.get("CI") == "true":
+            sys.exit(f"CI needs it: {message}")
+        print(f"warning: {message}; its fast core suite will be skipped", flush=True)
+        return None
+    stamp.write_text(digest, encoding="utf-8")
+    return python
+
+
 def _ensure_binaries() -> None:
     missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
     if not missing:
@@ -198,6 +254,7 @@ def test(argv: list[str]) -> None:
     _ensure_venv("test")
     _ensure_instrumentations()
     matrix = _ensure_sdk_matrix()
+    compiled = _ensure_compiled()
     _ensure_binaries()
     _run(BIN / "ruff", "check", ROOT)
     _run(BIN / "ruff", "format", "--check", ROOT)
@@ -210,8 +267,17 @@ def test(argv: list[str]) -> None:
         print("+", " ".join(args), flush=True)
         if subprocess.run(args, check=False).returncode != 0:
             failed.append(name)
+    if compiled is not None:
+        # Its pytest script, not ``python -m pytest``: the checkout's directory stays off
+        # sys.path, so the tests import the installed, compiled package (conftest checks).
+        args = [str(compiled.parent / "pytest"), "-q", "-p", "no:cacheprovider"]
+        args += ["-m", f"{FAST_CORE} and not pure_python"]
+        print("+", " ".join(args), flush=True)
+        env = {**os.environ, "OTEL_OVERSPEND_EXPECT_COMPILED": "1"}
+        if subprocess.run(args, check=False, env=env).returncode != 0:
+            failed.append("the compiled build (.venv-compiled)")
     if failed:
-        sys.exit(f"the fast core suite failed on {', '.join(failed)} (constraints-<name>.txt)")
+        sys.exit(f"the fast core suite failed on {', '.join(failed)}")
 
 
 def bench(argv: list[str]) -> None:

@@ -152,3 +152,13 @@ def webhook() -> Iterator[WebhookReceiver]:
 
     with WebhookReceiver() as receiver:
         yield receiver
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In the compiled build's run (``tasks.py test``), refuse to test pure Python instead."""
+    del session
+    if os.environ.get("OTEL_OVERSPEND_EXPECT_COMPILED") == "1":
+        from otel_overspend.accounting import recorder
+
+        if recorder.__file__ is None or recorder.__file__.endswith(".py"):
+            raise pytest.UsageError(f"expected the compiled build, imported {recorder.__file__}")

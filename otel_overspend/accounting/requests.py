@@ -78,7 +78,9 @@ class Signature(NamedTuple):
     """What tells two LLM spans of one trace apart."""
 
     scope: str
-    response_id: object
+    #: Any attribute value (usually a string); ``Any``, not ``object``: mypyc resolves the
+    #: annotations of a compiled named tuple by name, and ``object`` is not one it finds.
+    response_id: Any
     input_tokens: int
     output_tokens: int
     start_ns: int

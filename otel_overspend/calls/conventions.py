@@ -233,8 +233,13 @@ def _name(value: Any, reason: str, seen: dict[str, str], *, lower: bool = False)
     return clean
 
 
+#: The bound as a whole number: a huge int is compared as an int (compiled code turns an
+#: int compared with a float into a float first, which raises on it).
+_MAX_WHOLE_COST: Final = int(MAX_COST_PER_CALL_USD)
+
+
 def _cost(value: Any) -> float | None:
-    if type(value) is int and not 0 <= value <= MAX_COST_PER_CALL_USD:
+    if type(value) is int and not 0 <= value <= _MAX_WHOLE_COST:
         return None  # checked before float(), which raises on a huge int
     if type(value) is int or type(value) is float:
         cost = float(value)

@@ -199,6 +199,7 @@ def _call(step_name: str, tier: str, cost: float) -> Call:
     return Call(step_name, "m", tier, "acme", 300, 20, 0, 0, cost, None, (step_name, "m", tier, "acme"))
 
 
+@pytest.mark.pure_python
 def test_provisional_cases_are_held_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requests, "MAX_CASCADE_STEPS", 1)
     told: list[CascadeCases] = []
@@ -225,6 +226,7 @@ def test_provisional_cases_are_held_within_the_bound(monkeypatch: pytest.MonkeyP
     assert table.overflowed_cases == 1 + 2
 
 
+@pytest.mark.pure_python
 def test_cascade_steps_beyond_the_bound_are_counted_in_the_metrics(
     run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

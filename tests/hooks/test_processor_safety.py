@@ -85,6 +85,7 @@ def test_hostile_attributes_never_raise(exported: tuple[Pipeline, InMemorySpanEx
     assert calls(p) == 2
 
 
+@pytest.mark.pure_python
 def test_a_failing_attributor_is_counted_and_the_span_still_exports(
     exported: tuple[Pipeline, InMemorySpanExporter],
     monkeypatch: pytest.MonkeyPatch,

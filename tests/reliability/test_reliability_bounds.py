@@ -118,6 +118,7 @@ def test_the_open_request_table_is_bounded_and_evictions_are_counted() -> None:
     assert p.sample("overspend_open_requests") == 0
 
 
+@pytest.mark.pure_python
 def test_the_mark_table_is_bounded_and_open_spans_keep_their_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recorder_module, "MAX_MARKED_SPANS", 100)
     p = make_pipeline(Settings(serve_metrics=False, use_genai_prices=False))
@@ -152,6 +153,7 @@ def test_open_spans_without_a_step_keep_a_rules_step_and_nothing_else() -> None:
     assert len(p.processor._items) == 0
 
 
+@pytest.mark.pure_python
 @pytest.mark.xfail(
     strict=True,
     reason="the processor (like recorder.Recorder) forgets the oldest 'LLM call below' mark when "
@@ -223,6 +225,7 @@ def test_rss_stays_flat_over_150k_spans_with_distinct_models_and_traces() -> Non
     p.provider.shutdown()
 
 
+@pytest.mark.pure_python
 def test_price_lookups_of_distinct_model_names_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # genai-prices memoises every name it is asked about; the library starts its memo over
     # past a bound (made small here, so that 1,000 names cross it several times).
