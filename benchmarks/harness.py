@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from otel_overspend.accounting import recorder
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -50,7 +52,15 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def build() -> str:
+    """Which build of the package this process runs: the wheel's compiled counting core
+    (``setup.py``), or pure Python (an editable install, or a wheel that could not compile)."""
+    compiled = recorder.__file__ is not None and not recorder.__file__.endswith(".py")
+    return "compiled counting core (mypyc)" if compiled else "pure Python"
+
+
 def print_table(rows: list[Row]) -> None:
+    print(f"# build: {build()}")
     width = max(len(r.figure) for r in rows)
     print(f"{'figure':<{width}}  {'measured':>28}  {'budget':>22}  ok")
     for r in rows:
