@@ -23,14 +23,19 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-#: What counts a call, live and offline: reading usage, pricing, attribution, the recorder
-#: and its open requests.
+#: What every span and every LLM call runs through: the span hooks on the SDK's own spans;
+#: then, live and offline, reading usage, the step rules, pricing, attribution, the
+#: recorder, its open requests and the ledger.
 COMPILED = (
+    "otel_overspend/hooks/sdk.py",
     "otel_overspend/calls/conventions.py",
+    "otel_overspend/calls/framework_steps.py",
+    "otel_overspend/calls/step_rules.py",
     "otel_overspend/calls/pricing.py",
     "otel_overspend/calls/attribution.py",
     "otel_overspend/accounting/requests.py",
     "otel_overspend/accounting/recorder.py",
+    "otel_overspend/accounting/ledger.py",
 )
 PURE_ENV = "OTEL_OVERSPEND_PURE_PYTHON"
 REQUIRE_ENV = "OTEL_OVERSPEND_REQUIRE_COMPILED"

@@ -43,6 +43,15 @@ SDK_MATRIX = {"sdk-floor": ROOT / ".venv-sdk-floor", "sdk-mid": ROOT / ".venv-sd
 FAST_CORE = "not slow and not e2e and not needs_binary"
 #: The wheel's build, its counting core compiled (setup.py), where the fast core suite runs too.
 COMPILED_VENV = ROOT / ".venv-compiled"
+#: Run on the compiled build beside the fast core suite: real instrumentations and frameworks
+#: through the compiled span hooks. Not the runs in .venv-openlit and .venv-traceloop, whose
+#: editable installs are pure Python: the main run has them.
+COMPILED_STACKS = (
+    "tests/stacks",
+    "tests/integrations",
+    "--ignore=tests/stacks/test_instrumentations_openlit.py",
+    "--ignore=tests/stacks/test_stack_traceloop.py",
+)
 APT_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
@@ -197,16 +206,21 @@ def _ensure_compiled() -> Path | None:
     core compiled (rebuilt when its source changes); its python, or ``None`` when the build
     fails outside CI (a warning: that run is skipped)."""
     python = _own_venv(COMPILED_VENV)
-    # The dependencies, through an editable install the wheel then replaces (which builds
-    # nothing); after it runs again the wheel is installed again too.
+    # The dependencies, through editable installs the wheel then replaces (which build
+    # nothing); after either runs again the wheel is installed again too. The clients and
+    # instrumentations are there because the span hooks are compiled: the framework stacks
+    # run on the wheel too.
     if not _install_once(python, "compiled-deps", ROOT / "constraints.txt", "-e", f"{ROOT}[test]"):
+        return None
+    pins = _layered_constraints(ROOT / "constraints-instrumentations.txt", COMPILED_VENV)
+    if not _install_once(python, "compiled-instrumentations", pins, "-e", f"{ROOT}[instrumentations]"):
         return None
     stamp = COMPILED_VENV / ".installed-digest"
     digest = _source_digest()
-    deps = COMPILED_VENV / ".installed-compiled-deps"
+    deps = [COMPILED_VENV / f".installed-compiled-{name}" for name in ("deps", "instrumentations")]
     if (
         stamp.exists()
-        and stamp.stat().st_mtime >= deps.stat().st_mtime
+        and stamp.stat().st_mtime >= max(d.stat().st_mtime for d in deps)
         and stamp.read_text(encoding="utf-8") == digest
     ):
         return python
@@ -270,12 +284,18 @@ def test(argv: list[str]) -> None:
     if compiled is not None:
         # Its pytest script, not ``python -m pytest``: the checkout's directory stays off
         # sys.path, so the tests import the installed, compiled package (conftest checks).
-        args = [str(compiled.parent / "pytest"), "-q", "-p", "no:cacheprovider"]
-        args += ["-m", f"{FAST_CORE} and not pure_python"]
-        print("+", " ".join(args), flush=True)
+        # The fast core suite, then the framework stacks and integrations (the span hooks are
+        # compiled too).
+        pytest = [str(compiled.parent / "pytest"), "-q", "-p", "no:cacheprovider"]
         env = {**os.environ, "OTEL_OVERSPEND_EXPECT_COMPILED": "1"}
-        if subprocess.run(args, check=False, env=env).returncode != 0:
-            failed.append("the compiled build (.venv-compiled)")
+        for args in (
+            [*pytest, "-m", f"{FAST_CORE} and not pure_python"],
+            [*pytest, "-m", "e2e and not needs_binary and not pure_python", *COMPILED_STACKS],
+        ):
+            print("+", " ".join(args), flush=True)
+            if subprocess.run(args, check=False, env=env).returncode != 0:
+                failed.append("the compiled build (.venv-compiled)")
+                break
     if failed:
         sys.exit(f"the fast core suite failed on {', '.join(failed)}")
 

@@ -197,11 +197,15 @@ def test_wheel_holds_the_kit_and_the_licence(built: Built) -> None:
     assert "otel_overspend/py.typed" in names
     # The counting core compiled, its Python source beside it (setup.py's COMPILED).
     for module in (
+        "hooks/sdk",
         "calls/conventions",
+        "calls/framework_steps",
+        "calls/step_rules",
         "calls/pricing",
         "calls/attribution",
         "accounting/requests",
         "accounting/recorder",
+        "accounting/ledger",
     ):
         assert f"otel_overspend/{module}.py" in names
         assert any(name.startswith(f"otel_overspend/{module}.") and name.endswith(".so") for name in names), (

@@ -21,6 +21,9 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import deque
+
+# Evaluated at import by the compiled build (mypyc), which reads the dataclasses' annotations.
+from collections.abc import Mapping, Sequence  # noqa: TC003
 from dataclasses import dataclass, field
 from operator import add as _add
 from operator import sub as _sub
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 from otel_overspend.accounting.purposes import BATCH, EVAL, REQUEST_PATH
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable
 
     from otel_overspend.calls.attribution import Call
 
@@ -53,34 +56,30 @@ Key = tuple[str, str, str, str]  # step, model, tier, provider
 # Indices into a call-stats vector. COST_WITHOUT_COUNTERFACTUAL: the dollars of calls
 # priced only by a cost on their span, whose specialized cost is unknown (in COST, not in
 # SPECIALIZED). WITHOUT_USAGE: LLM calls whose span reported nothing billed (not in CALLS).
-(
-    CALLS,
-    INPUT,
-    OUTPUT,
-    CACHE_READ,
-    REASONING,
-    COST,
-    SPECIALIZED,
-    UNPRICED,
-    CACHE_WRITE,
-    COST_WITHOUT_COUNTERFACTUAL,
-    WITHOUT_USAGE,
-) = range(11)
+CALLS: Final = 0
+INPUT: Final = 1
+OUTPUT: Final = 2
+CACHE_READ: Final = 3
+REASONING: Final = 4
+COST: Final = 5
+SPECIALIZED: Final = 6
+UNPRICED: Final = 7
+CACHE_WRITE: Final = 8
+COST_WITHOUT_COUNTERFACTUAL: Final = 9
+WITHOUT_USAGE: Final = 10
 _N_CALL: Final = 11
 # Indices into a request-stats vector.
-(
-    REQUESTS,
-    FRONTIER_CALLS,
-    HEAVY_REQUESTS,
-    TOKENS,
-    GENERATE_SHARE_SUM,
-    GENERATE_SHARE_N,
-    LLM_TIME_SHARE_SUM,
-    LLM_TIME_SHARE_N,
-    REQUEST_PATH_COST,
-    EVAL_COST,
-    BATCH_COST,
-) = range(11)
+REQUESTS: Final = 0
+FRONTIER_CALLS: Final = 1
+HEAVY_REQUESTS: Final = 2
+TOKENS: Final = 3
+GENERATE_SHARE_SUM: Final = 4
+GENERATE_SHARE_N: Final = 5
+LLM_TIME_SHARE_SUM: Final = 6
+LLM_TIME_SHARE_N: Final = 7
+REQUEST_PATH_COST: Final = 8
+EVAL_COST: Final = 9
+BATCH_COST: Final = 10
 _N_REQ: Final = 11
 #: Purpose -> the index of its spend in a request-stats vector (see ``accounting.purposes``).
 PURPOSE_COST: Final = {REQUEST_PATH: REQUEST_PATH_COST, EVAL: EVAL_COST, BATCH: BATCH_COST}
@@ -92,8 +91,10 @@ _MAX_QUEUED: Final = 65_536
 #: A request with at least this many frontier calls counts as heavy: the whole count at which
 #: the frontier-calls-per-request band turns confirmed.
 HEAVY_FRONTIER_CALLS: Final = 3
-FRONTIER_CALL_BUCKETS: Final = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
-TOKEN_BUCKETS: Final = (
+# Typed as tuples of any length: the compiled build mis-reads a module constant that is a
+# fixed-length tuple of floats (mypyc of mypy 2.4 raises NameError on its first use).
+FRONTIER_CALL_BUCKETS: Final[tuple[float, ...]] = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+TOKEN_BUCKETS: Final[tuple[float, ...]] = (
     1_000.0,
     2_500.0,
     5_000.0,
@@ -185,7 +186,7 @@ def accumulate_call(
     what the vector sums (the offline report's exact units; ``None``: float dollars), and
     ``new`` makes a series' vector (``None``: zeros)."""
     key = call.key
-    acc = target.get(key)
+    acc: list[Any] | None = target.get(key)
     if acc is None:
         acc = target[key] = [0.0] * _N_CALL if new is None else new()
     if not call.billed:

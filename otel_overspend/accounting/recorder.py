@@ -425,13 +425,18 @@ class Recorder:
         self._remember(trace_id, sig)
         return call
 
+    def _settle_waiting(self, call: _Waiting, step: str, *, held: bool = False) -> Call | str:
+        """:meth:`_settle` for a call that waited (its fields named: a star-call of the
+        tuple costs the compiled build a generic call)."""
+        return self._settle(call.trace_id, call.usage, call.duration_ns, call.end_ns, call.sig, step, held)
+
     def _wait(self, parent_id: int, calls: list[_Waiting]) -> str | None:
         """Let ``calls`` wait for ``parent_id`` to end; when the wait is full, count them
         at once, unattributed."""
         if self._waiting_n + len(calls) > MAX_WAITING_CALLS:
             for waiting in calls:
                 self._overflow(STEP_WAIT)
-                result = self._settle(*waiting, UNATTRIBUTED)
+                result = self._settle_waiting(waiting, UNATTRIBUTED)
                 if isinstance(result, str):
                     self._drop(result)
             return None
@@ -463,7 +468,7 @@ class Recorder:
                 self._hold(waiting[0].trace_id, wall_ns, waiting, purpose)
             return
         for call in waiting:
-            result = self._settle(*call, decided)
+            result = self._settle_waiting(call, decided)
             if isinstance(result, str):
                 self._drop(result)
 
@@ -516,7 +521,7 @@ class Recorder:
                     self._drop("duplicate_llm_span")
                     continue
             try:
-                result = self._settle(*waiting, UNATTRIBUTED, not joined)
+                result = self._settle_waiting(waiting, UNATTRIBUTED, held=not joined)
             except Exception:
                 if self._fail is None:
                     raise
@@ -662,7 +667,7 @@ class Recorder:
                 self._waiting_n -= len(calls)
                 for call in calls:
                     self._overflow(STEP_WAIT)
-                    result = self._settle(*call, UNATTRIBUTED)
+                    result = self._settle_waiting(call, UNATTRIBUTED)
                     if isinstance(result, str):
                         self._drop(result)
 
