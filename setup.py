@@ -25,7 +25,8 @@ from setuptools.command.build_ext import build_ext
 
 #: What every span and every LLM call runs through: the span hooks on the SDK's own spans;
 #: then, live and offline, reading usage, the step rules, pricing, attribution, the
-#: recorder, its open requests and the ledger.
+#: recorder, its open requests, the bounded tables and the step timings; live, the ledger;
+#: offline, the replay of trace files and its per-period sums.
 COMPILED = (
     "otel_overspend/hooks/sdk.py",
     "otel_overspend/calls/conventions.py",
@@ -33,9 +34,12 @@ COMPILED = (
     "otel_overspend/calls/step_rules.py",
     "otel_overspend/calls/pricing.py",
     "otel_overspend/calls/attribution.py",
+    "otel_overspend/base/bounded.py",
     "otel_overspend/accounting/requests.py",
     "otel_overspend/accounting/recorder.py",
     "otel_overspend/accounting/ledger.py",
+    "otel_overspend/report/replay.py",
+    "otel_overspend/report/sums.py",
 )
 PURE_ENV = "OTEL_OVERSPEND_PURE_PYTHON"
 REQUIRE_ENV = "OTEL_OVERSPEND_REQUIRE_COMPILED"
@@ -88,4 +92,16 @@ class _AllOrNothing(build_ext):
             _fail_or_warn(f"the C compiler failed: {exc!r}")
 
 
+def _forget_earlier_builds() -> None:
+    """Remove the extensions an earlier build left in ``build/``: pip builds a local directory
+    in place, and a module compiled then and not now (or a pure-Python build after a
+    compiled one) would otherwise ship its stale extension beside its current source."""
+    for lib in Path(__file__).resolve().parent.glob("build/lib*"):
+        for pattern in ("*.so", "*.pyd", "otel_overspend/**/*.so", "otel_overspend/**/*.pyd"):
+            for built in lib.glob(pattern):
+                built.unlink()
+
+
+if "bdist_wheel" in sys.argv:
+    _forget_earlier_builds()
 setup(ext_modules=_extensions(), cmdclass={"build_ext": _AllOrNothing})

@@ -204,8 +204,11 @@ def test_wheel_holds_the_kit_and_the_licence(built: Built) -> None:
         "calls/pricing",
         "calls/attribution",
         "accounting/requests",
+        "base/bounded",
         "accounting/recorder",
         "accounting/ledger",
+        "report/replay",
+        "report/sums",
     ):
         assert f"otel_overspend/{module}.py" in names
         assert any(name.startswith(f"otel_overspend/{module}.") and name.endswith(".so") for name in names), (

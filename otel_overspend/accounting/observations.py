@@ -25,6 +25,9 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
+
+# Evaluated at import by the compiled build (mypyc), which reads the dataclasses' annotations.
+from collections.abc import Mapping  # noqa: TC003
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -35,7 +38,7 @@ from otel_overspend.steps import set_step_timer, validate_step_name
 from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from otel_overspend.accounting.requests import CascadeCases
 

@@ -401,7 +401,7 @@ class Replayer:
                 if len(chain) > len(spans):  # a cycle of parent ids: corrupt input
                     break
                 chain.append(parent)
-            for link in reversed(chain):
+            for link in chain[::-1]:
                 own = self._own_step(link.attrs)
                 if own is not None:
                     inherited = own

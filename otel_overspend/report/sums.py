@@ -263,6 +263,19 @@ class _Sums(Generic[_S]):
         self.low = self.high = 0.0  # the current table is looked up again
 
 
+def _fields(state: SumsState[Any]) -> tuple[Any, ...]:
+    return state.days, state.hours, state.untimed, state.newest_hour_s
+
+
+def _sink_from(
+    kind: type[PeriodSink | CascadeSink], first: tuple[Any, ...], second: tuple[Any, ...]
+) -> PeriodSink | CascadeSink:
+    """A sink unpickled (see ``__reduce__``): an empty one, given the pickled one's tables."""
+    sink = kind()
+    sink.absorb(SumsState(*first), SumsState(*second))
+    return sink
+
+
 class PeriodSink:
     """A :class:`~otel_overspend.accounting.recorder.Sink` summing calls and requests by hour for the
     last day of the data and by day before it, exactly (see the module docstring): what
@@ -293,6 +306,12 @@ class PeriodSink:
         """Add the tables of another sink (see :meth:`state`)."""
         self._calls.absorb(calls)
         self._requests.absorb(requests)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its tables (``--jobs`` sends each part's to the main process): the
+        # compiled build cannot rebuild its sums field by field.
+        calls, requests = self.state()
+        return _sink_from, (PeriodSink, _fields(calls), _fields(requests))
 
     def periods(
         self, period_s: int | None
@@ -391,6 +410,11 @@ class CascadeSink:
         """Add the tables of another part of the data (see :meth:`state`)."""
         self._known.absorb(known)
         self._provisional.absorb(provisional)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As PeriodSink's.
+        known, provisional = self.state()
+        return _sink_from, (CascadeSink, _fields(known), _fields(provisional))
 
     def totals(self) -> dict[str, tuple[float, ...]]:
         """step -> (cases, escalated cases, cost, cost with every case at the expensive
