@@ -103,10 +103,9 @@ class StepRules:
                 return None
             only_equals = self._only_equals
             if only_equals is not None:
-                # A span's own attributes are a dict: read as one, in the compiled build.
-                found: dict[str, Any] = attrs if type(attrs) is dict else dict(attrs)
+                get = attrs.get
                 for key, allowed in only_equals:
-                    value = found.get(key)
+                    value = get(key)
                     if value is not None and _text(value) in allowed:
                         break  # a rule may match: try them in order
                 else:

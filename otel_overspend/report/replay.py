@@ -46,7 +46,6 @@ it gets its own step or the rules', as its parent is gone.
 from __future__ import annotations
 
 import heapq
-import math
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -86,6 +85,10 @@ MAX_ROOTED_TRACES: Final = 20_000
 _MAX_STEP_NAMES: Final = 1_024
 _START_NS: Final = attrgetter("start_ns")
 _END_NS: Final = attrgetter("end_ns")
+#: A span end later than any (ends are whole nanoseconds, at most 2**64): "until the end".
+#: Never a float: the compiled build would hold the ends compared with it as doubles, which
+#: do not tell apart nanoseconds this far from 1970.
+_NEVER: Final = 1 << 80
 
 
 class DataClock:
@@ -268,8 +271,8 @@ class Replayer:
     def finish(self) -> None:
         """Replay every trace still held (the input has ended)."""
         while (trace := self._pop_oldest()) is not None:
-            self._close(trace, _END_OF_INPUT, math.inf)
-        self._release(math.inf)
+            self._close(trace, _END_OF_INPUT, _NEVER)
+        self._release(_NEVER)
         self._recorder.flush()  # the calls held for a twin from another trace
 
     # -- closing traces --------------------------------------------------------------------------
@@ -300,15 +303,15 @@ class Replayer:
             return trace
         return None
 
-    def _open_first(self) -> float:
-        """The earliest span end held in an open trace (infinite: none is open)."""
+    def _open_first(self) -> int:
+        """The earliest span end held in an open trace (:data:`_NEVER`: none is open)."""
         by_first = self._by_first
         while by_first:
             first_ns, _, trace = by_first[0]
             if trace.open and trace.first_ns == first_ns:
                 return first_ns
             heapq.heappop(by_first)
-        return math.inf
+        return _NEVER
 
     def _rebuild_by_first(self) -> None:
         """Drop the stale entries of :attr:`_by_first` (closed traces, moved ends): an open
@@ -329,15 +332,15 @@ class Replayer:
             if self._held > self._max_spans and self._ready:
                 self._release(self._open_first())
                 if self._held > self._max_spans:
-                    self._release(math.inf)  # out of order with the open traces' spans
+                    self._release(_NEVER)  # out of order with the open traces' spans
                 continue
             trace = self._pop_oldest()
             if trace is None:
                 return
             stats.closed_early += 1
-            self._close(trace, _CAPACITY, math.inf)
+            self._close(trace, _CAPACITY, _NEVER)
 
-    def _close(self, trace: _Trace, why: str, until_ns: float) -> None:
+    def _close(self, trace: _Trace, why: str, until_ns: int) -> None:
         """Replay a trace no span of which is expected any more (``why``), recording at once
         what ended by ``until_ns`` and before every span of the traces still open."""
         trace.open = False
@@ -455,7 +458,7 @@ class Replayer:
         return steps
 
     # -- one trace ------------------------------------------------------------------------------
-    def _replay(self, trace_key: int, spans: list[SpanRecord], why: str, until_ns: float) -> None:
+    def _replay(self, trace_key: int, spans: list[SpanRecord], why: str, until_ns: int) -> None:
         """Record one trace's spans, at once if nothing waiting or open ended earlier and
         they ended by ``until_ns``, else when :meth:`_release` comes to them. A trace
         closed without a local root and not for room (``why``: its root will not come)
@@ -500,7 +503,7 @@ class Replayer:
         if stats.last_end_ns is None or end > stats.last_end_ns:
             stats.last_end_ns = end
 
-    def _release(self, until_ns: float) -> None:
+    def _release(self, until_ns: int) -> None:
         """Record the spans of closed traces that ended by ``until_ns``, in end order."""
         ready = self._ready
         while ready and ready[0][0] <= until_ns:
@@ -508,7 +511,7 @@ class Replayer:
             _, _, trace_key, spans, steps, tops, first = entry
             # This trace's spans up to the next one of another trace, in one go.
             n = len(ready)
-            other = math.inf if n == 1 else ready[1][0] if n == 2 else min(ready[1][0], ready[2][0])
+            other = _NEVER if n == 1 else ready[1][0] if n == 2 else min(ready[1][0], ready[2][0])
             stop = min(
                 bisect_right(spans, until_ns, first + 1, key=_END_NS),
                 bisect_left(spans, other, first + 1, key=_END_NS),

@@ -483,6 +483,27 @@ def test_larger_forests_far_apart_in_any_order(nodes: tuple[Node, ...], layout: 
 
 
 # -- explicit files ------------------------------------------------------------------------------------
+def test_ends_nanoseconds_apart_keep_their_order_in_any_order_of_the_file() -> None:
+    """Span ends a few nanoseconds apart, which a double does not tell apart this far from
+    1970 (its step there is 256 ns), are recorded in their order: a call that ends after
+    its root, and another trace's root ending 2 ns after that root."""
+    chat = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "acme",
+        "gen_ai.request.model": FRONTIER,
+        "gen_ai.usage.input_tokens": 1_000,
+        "gen_ai.usage.output_tokens": 100,
+    }
+    nodes = (
+        Node(None, None, APP, None, {}, T0_NS + 1, T0_NS + 2 * MS + 4),
+        Node(0, None, CLIENT, None, chat, T0_NS + MS + 2, T0_NS + 3 * MS + 3),
+        Node(None, None, APP, None, {}, T0_NS + 5, T0_NS + 2 * MS + 6),
+    )
+    for order in ORDERS:
+        for batch in (1, 50):
+            check(nodes, Layout(False, order, batch, 1, "contiguous", random.Random(7)))
+
+
 def _seed_spans(requests: int, *, gap_s: float = 0.0) -> tuple[Figures, list[ReadableSpan]]:
     """``requests`` of the four-step fixture (a root, four calls one after another), one
     every ``gap_s`` seconds (0: at once, each after the last), live and as exported."""
