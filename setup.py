@@ -1,10 +1,10 @@
-"""The build: the counting core compiled with mypyc in a wheel, pure Python otherwise.
+"""The build: the hot paths compiled with mypyc in a wheel, pure Python otherwise.
 
 A wheel (``pip install otel-overspend``, ``pip install .``) compiles the modules of
 :data:`COMPILED` to C extensions with mypyc: the same source, type-checked by mypy
-``--strict``, which counts an LLM call and replays a trace file about 1.5 times as fast
-(``docs/performance.md``). Everything else stays Python, and every module has its Python
-source beside it.
+``--strict``, through which every span and every LLM call runs, live and in the offline
+report (the figures: ``benchmarks/RESULTS.md``). Everything else stays Python, and every
+module has its Python source beside it.
 
 An editable install (``pip install -e .``, the development environment) is pure Python, so
 that an edit takes effect at once. ``OTEL_OVERSPEND_PURE_PYTHON=1`` builds a pure-Python

@@ -53,10 +53,10 @@ def rss_bytes() -> int:
 
 
 def build() -> str:
-    """Which build of the package this process runs: the wheel's compiled counting core
+    """Which build of the package this process runs: the wheel's compiled modules
     (``setup.py``), or pure Python (an editable install, or a wheel that could not compile)."""
     compiled = recorder.__file__ is not None and not recorder.__file__.endswith(".py")
-    return "compiled counting core (mypyc)" if compiled else "pure Python"
+    return "compiled (mypyc)" if compiled else "pure Python"
 
 
 def print_table(rows: list[Row]) -> None:

@@ -156,8 +156,9 @@ def test_sdist_holds_every_tracked_file(built: Built) -> None:
         "LICENSE",
     ):
         assert needed in names
-    # The sdist in seconds; the wheel's compilation (mypyc, then the C compiler) about 30 s.
-    assert built.seconds < 120, f"building took {built.seconds:.0f} s"
+    # The sdist in seconds; the wheel's compilation (mypyc, then the C compiler) about a
+    # minute on two cores.
+    assert built.seconds < 240, f"building took {built.seconds:.0f} s"
 
 
 def test_tests_run_from_the_unpacked_sdist(built: Built) -> None:
