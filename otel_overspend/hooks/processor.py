@@ -37,7 +37,8 @@ from otel_overspend.config.components import Components
 from otel_overspend.config.settings import Settings
 from otel_overspend.hooks.baggage import baggage_value as _baggage_value
 from otel_overspend.hooks.queue import SpanQueue
-from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, probe, step_outside
+from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, step_outside
+from otel_overspend.hooks.sdk_probe import probe
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
 if TYPE_CHECKING:

@@ -17,8 +17,9 @@ from opentelemetry.trace import SpanContext
 
 from otel_overspend import Settings, step
 from otel_overspend.accounting.ledger import CALLS, INPUT, OUTPUT
-from otel_overspend.hooks import sdk
-from otel_overspend.hooks.sdk import SdkSpans, probe
+from otel_overspend.hooks import sdk_probe
+from otel_overspend.hooks.sdk import SdkSpans
+from otel_overspend.hooks.sdk_probe import probe
 
 from conftest import make_pipeline
 
@@ -195,14 +196,14 @@ def test_the_classes_probed_are_those_the_sdk_hands_to_processors() -> None:
 def test_the_probe_says_why_the_contract_does_not_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     # As if the ended span did not share the started span's attributes (the held step).
     monkeypatch.setattr(
-        sdk._Keep, "on_start", lambda keep, span, parent_context=None: keep.started.append(span)
+        sdk_probe._Keep, "on_start", lambda keep, span, parent_context=None: keep.started.append(span)
     )
-    assert sdk._check() == "the ended span does not share the started span's attributes"
+    assert sdk_probe._check() == "the ended span does not share the started span's attributes"
     monkeypatch.undo()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the tracer makes no SDK span at all
-    assert "does not start the SDK's spans" in str(sdk._check())
+    assert "does not start the SDK's spans" in str(sdk_probe._check())
     monkeypatch.undo()
-    assert isinstance(sdk._check(), SdkSpans)
+    assert isinstance(sdk_probe._check(), SdkSpans)
 
 
 def test_without_the_fast_path_it_warns_once_and_the_metric_says_so(
