@@ -13,9 +13,10 @@ instrumentations (``constraints-instrumentations.txt``) into it too, OpenLIT int
 (``constraints-sdk-floor.txt``, ``constraints-sdk-mid.txt``), installs Debian's ``prometheus``
 and ``prometheus-alertmanager`` with apt-get when it runs as root on a Debian-like system and
 they are missing, then runs ruff, mypy --strict and pytest, and the fast core suite again in
-each of the two older-SDK environments, and once more against the wheel a user installs:
-``.venv-compiled`` holds the package built as a wheel, its counting core compiled by mypyc
-(``setup.py``; ``.venv`` and the SDK environments install it editable, pure Python). With
+each of the two older-SDK environments, and once more, with the framework stacks and the
+integrations, against the wheel a user installs: ``.venv-compiled`` holds the package built
+as a wheel, its hot paths compiled by mypyc (``setup.py``; ``.venv`` and the other
+environments install it editable, pure Python). With
 ``CI=true`` the tests refuse to skip anything that needs a real binary or environment, and
 the compiled build must compile.
 """
@@ -41,7 +42,7 @@ TRACELOOP_VENV = ROOT / ".venv-traceloop"
 #: constraints.txt's): name -> its environment; constraints-<name>.txt pins the release.
 SDK_MATRIX = {"sdk-floor": ROOT / ".venv-sdk-floor", "sdk-mid": ROOT / ".venv-sdk-mid"}
 FAST_CORE = "not slow and not e2e and not needs_binary"
-#: The wheel's build, its counting core compiled (setup.py), where the fast core suite runs too.
+#: The wheel's build, its hot paths compiled (setup.py), where the fast core suite runs too.
 COMPILED_VENV = ROOT / ".venv-compiled"
 #: Run on the compiled build beside the fast core suite: real instrumentations and frameworks
 #: through the compiled span hooks. Not the runs in .venv-openlit and .venv-traceloop, whose
