@@ -25,8 +25,8 @@ from setuptools.command.build_ext import build_ext
 
 #: What every span and every LLM call runs through: the span hooks on the SDK's own spans;
 #: then, live and offline, reading usage, the step rules, pricing, attribution, the
-#: recorder, its open requests, the bounded tables and the step timings; live, the ledger;
-#: offline, the replay of trace files and its per-period sums.
+#: recorder, its open requests and the bounded tables; live, the ledger; offline, the
+#: replay of trace files and its per-period sums.
 COMPILED = (
     "otel_overspend/hooks/sdk.py",
     "otel_overspend/calls/conventions.py",
@@ -72,7 +72,7 @@ def _extensions() -> list[Any]:
         flags = ["--follow-imports=silent", "--ignore-missing-imports", "--no-warn-unused-ignores"]
         return list(mypycify([*flags, *COMPILED], opt_level="3", group_name="otel_overspend"))
     except BaseException as exc:  # mypy exits with SystemExit on a type error
-        _fail_or_warn(f"mypyc could not compile the counting core: {exc!r}")
+        _fail_or_warn(f"mypyc could not compile the modules: {exc!r}")
         return []
 
 
@@ -80,7 +80,7 @@ class _AllOrNothing(build_ext):
     """Builds every compiled module or none: a half-built set would not import."""
 
     def run(self) -> None:
-        self.force = True  # never a module left from an earlier build in build/
+        self.force = True  # each module compiled afresh, no object reused from an earlier build
         try:
             super().run()
         except Exception as exc:  # a compiler's failure has many classes

@@ -302,7 +302,7 @@ def test(argv: list[str]) -> None:
 
 
 def bench(argv: list[str]) -> None:
-    # What a user installs: the wheel, its counting core compiled (.venv-compiled).
+    # What a user installs: the wheel, its hot paths compiled (.venv-compiled).
     python = _ensure_compiled()
     if python is None:
         sys.exit("the benchmarks measure the compiled wheel, which did not build (setup.py)")
