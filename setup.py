@@ -38,6 +38,7 @@ COMPILED = (
     "otel_overspend/accounting/requests.py",
     "otel_overspend/accounting/recorder.py",
     "otel_overspend/accounting/ledger.py",
+    "otel_overspend/report/otlp_proto.py",
     "otel_overspend/report/replay.py",
     "otel_overspend/report/sums.py",
 )

@@ -382,7 +382,23 @@ def _framed(stream: io.BufferedIOBase) -> Iterator[Record]:
                 data = zstd.ZstdDecompressor().decompressobj().decompress(data)
             except zstd.ZstdError as exc:
                 raise TraceFileError("invalid_record", f"record {number}: zstd: {exc}") from None
-        yield Record(data, is_json=data.lstrip()[:1] == b"{", number=number)
+        yield Record(data, is_json=_is_json_record(data), number=number)
+
+
+def _is_json_record(data: bytes) -> bool:
+    """A length-prefixed record holds JSON, not protobuf. A ``TracesData`` starts with byte
+    0x0a, a newline, which JSON may start with too: a record that starts with a newline and
+    then ``{`` is protobuf if it reads as a ``TracesData``, field after field."""
+    first = data[:1]
+    if first == b"{":
+        return True
+    if data[:64].lstrip()[:1] != b"{":
+        return False
+    if first != b"\n":
+        return True
+    from otel_overspend.report.otlp_proto import is_traces_data  # noqa: PLC0415 - seldom needed
+
+    return not is_traces_data(data)
 
 
 def _is_framed(head: bytes) -> bool:

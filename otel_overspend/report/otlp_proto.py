@@ -1,93 +1,390 @@
 """Spans out of OTLP protobuf: the collector file exporter's ``format: proto`` records.
 
 The same :class:`~otel_overspend.report.otlp_json.SpanRecord` as the JSON reader, from a
-serialized ``TracesData`` (wire-identical to ``ExportTraceServiceRequest``).
+serialized ``TracesData`` (wire-identical to ``ExportTraceServiceRequest``), read straight
+from the protobuf wire format. Every field is length-prefixed or of a fixed size, so what
+the report does not read (a prompt, a completion, events, links) is stepped over by its
+length, never looked at: a span carrying 50 KB of prompt costs what a span without does.
+Field numbers are those of ``opentelemetry/proto/trace/v1/trace.proto`` and
+``common/v1/common.proto``.
+
+As the protobuf runtimes do, fields may come in any order, an unknown field (or a known one
+of an unexpected wire type) is skipped, and of a field given twice the last counts. A
+record that is not protobuf (cut short, a length beyond its message, an id or a read string
+that is not UTF-8) raises :class:`WireError`, and none of its spans is kept.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+import struct
+from typing import TYPE_CHECKING, Any, Final
 
 from otel_overspend.calls.conventions import STATUS_ERROR, STATUS_KEY
 from otel_overspend.report.otlp_json import (
+    MAX_ENCODED_RESOURCES,
     PROCESS_KEYS,
     REMOTE_PARENT_MASK,
     SERVER,
-    SERVER_KINDS,
     SPAN_KIND_KEY,
     STATUS_CODE_ERROR,
     SpanRecord,
+    process_identity,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
     from otel_overspend.report.otlp_json import Processes
 
-__all__ = ("decode_proto",)
+__all__ = ("WireError", "decode_proto", "is_traces_data")
+
+# Wire types.
+_VARINT: Final = 0
+_FIXED64: Final = 1
+_LEN: Final = 2
+_FIXED32: Final = 5
+#: ``Span.SpanKind.SPAN_KIND_SERVER``.
+_KIND_SERVER: Final = 2
+_SIGN_BIT: Final = 1 << 63
+_TWO_TO_64: Final = 1 << 64
+_unpack_double = struct.Struct("<d").unpack_from
+_PROCESS_KEYS: Final = frozenset(PROCESS_KEYS)
 
 
-def _value(raw: AnyValue) -> Any:
-    kind = raw.WhichOneof("value")
-    if kind is None:
+class WireError(ValueError):
+    """The bytes are not a protobuf message of the expected shape."""
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it."""
+    result = 0
+    shift = 0
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise WireError("a varint longer than ten bytes")
+    raise WireError("cut short in a varint")
+
+
+def _skip(data: bytes, pos: int, end: int, wire: int) -> int:
+    """The position after a field of wire type ``wire`` whose value starts at ``pos``."""
+    if wire == _VARINT:
+        return _varint(data, pos, end)[1]
+    if wire == _LEN:
+        size, pos = _varint(data, pos, end)
+        pos += size
+    elif wire == _FIXED64:
+        pos += 8
+    elif wire == _FIXED32:
+        pos += 4
+    else:
+        raise WireError(f"wire type {wire} (groups are not OTLP)")
+    if pos > end:
+        raise WireError("a field runs past the end of its message")
+    return pos
+
+
+def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The start and the end of the length-prefixed value at ``pos``."""
+    size, pos = _varint(data, pos, end)
+    stop = pos + size
+    if stop > end:
+        raise WireError("a field runs past the end of its message")
+    return pos, stop
+
+
+def _text(data: bytes, start: int, stop: int) -> str:
+    try:
+        return data[start:stop].decode()
+    except UnicodeDecodeError as exc:
+        raise WireError(f"a string that is not UTF-8: {exc}") from None
+
+
+def _value(data: bytes, pos: int, end: int) -> Any:
+    """An ``AnyValue``: its string, bool, int, double, bytes or array (a tuple); ``None``
+    for a key-value list or nothing."""
+    found: Any = None
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        field, wire = tag >> 3, tag & 7
+        if wire == _LEN and field in {1, 5, 7}:
+            start, pos = _length(data, pos, end)
+            if field == 1:
+                found = _text(data, start, pos)
+            elif field == 5:
+                found = _array(data, start, pos)
+            else:
+                found = data[start:pos]
+        elif wire == _VARINT and field == 2:
+            number, pos = _varint(data, pos, end)
+            found = number != 0
+        elif wire == _VARINT and field == 3:
+            number, pos = _varint(data, pos, end)
+            found = number - _TWO_TO_64 if number & _SIGN_BIT else number  # int64, two's complement
+        elif wire == _FIXED64 and field == 4:
+            if pos + 8 > end:
+                raise WireError("cut short in a double")
+            found = _unpack_double(data, pos)[0]
+            pos += 8
+        else:
+            if field == 6:
+                found = None
+            pos = _skip(data, pos, end, wire)
+    return found
+
+
+def _array(data: bytes, pos: int, end: int) -> tuple[Any, ...]:
+    values: list[Any] = []
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            values.append(_value(data, start, pos))
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    return tuple(values)
+
+
+def _attribute(data: bytes, pos: int, end: int, keys: frozenset[str], attrs: dict[str, Any]) -> None:
+    """Puts a ``KeyValue`` into ``attrs`` if its key is one of ``keys``."""
+    key = ""
+    value_start = value_stop = -1
+    while pos < end:
+        tag = data[pos]
+        if tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos + 1, end)
+            key = _text(data, start, pos)
+        elif tag == (2 << 3) | _LEN:
+            value_start, pos = _length(data, pos + 1, end)
+            value_stop = pos
+        else:
+            tag, pos = _varint(data, pos, end)
+            pos = _skip(data, pos, end, tag & 7)
+    if key in keys:
+        attrs[key] = _value(data, value_start, value_stop) if value_start >= 0 else None
+
+
+def _process(data: bytes, start: int, stop: int, processes: Processes) -> int:
+    """The process index of the ``Resource`` in ``data[start:stop]``."""
+    encoded = data[start:stop]
+    cache = processes.encoded
+    found = cache.get(encoded)
+    if found is None:
+        attrs: dict[str, Any] = {}
+        pos = start
+        while pos < stop:
+            tag, pos = _varint(data, pos, stop)
+            if tag == (1 << 3) | _LEN:
+                begin, pos = _length(data, pos, stop)
+                _attribute(data, begin, pos, _PROCESS_KEYS, attrs)
+            else:
+                pos = _skip(data, pos, stop, tag & 7)
+        found = process_identity(attrs, processes)
+        if len(cache) < MAX_ENCODED_RESOURCES:
+            cache[encoded] = found
+    return found
+
+
+def _status_code(data: bytes, pos: int, end: int) -> int:
+    code = 0
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (3 << 3) | _VARINT:
+            code, pos = _varint(data, pos, end)
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    return code
+
+
+def _fixed64(data: bytes, pos: int, end: int) -> int:
+    if pos + 8 > end:
+        raise WireError("cut short in a fixed64")
+    return int.from_bytes(data[pos : pos + 8], "little")
+
+
+def _span(  # noqa: PLR0915 - one pass over a span's fields, kept inline for speed
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    process: int,
+    scope: str,
+    keys: frozenset[str],
+    problems: list[str],
+) -> SpanRecord | None:
+    """The ``Span`` in ``data[pos:end]``; ``None``, with a problem told, if it cannot be replayed."""
+    trace = span = parent = b""
+    name = ""
+    kind = flags = code = 0
+    start_ns = end_ns = 0
+    attrs: dict[str, Any] = {}
+    while pos < end:
+        tag = data[pos]
+        if tag >= 0x80:
+            tag, pos = _varint(data, pos, end)
+        else:
+            pos += 1
+        field, wire = tag >> 3, tag & 7
+        if wire == _LEN:
+            start, pos = _length(data, pos, end)
+            if field == 9:
+                _attribute(data, start, pos, keys, attrs)
+            elif field == 1:
+                trace = data[start:pos]
+            elif field == 2:
+                span = data[start:pos]
+            elif field == 4:
+                parent = data[start:pos]
+            elif field == 5:
+                name = _text(data, start, pos)
+            elif field == 15:
+                code = _status_code(data, start, pos)
+        elif wire == _FIXED64 and (field in {7, 8}):
+            if field == 7:
+                start_ns = _fixed64(data, pos, end)
+            else:
+                end_ns = _fixed64(data, pos, end)
+            pos += 8
+        elif wire == _VARINT and field == 6:
+            kind, pos = _varint(data, pos, end)
+        elif wire == _FIXED32 and field == 16:
+            if pos + 4 > end:
+                raise WireError("cut short in a fixed32")
+            flags = int.from_bytes(data[pos : pos + 4], "little")
+            pos += 4
+        else:
+            pos = _skip(data, pos, end, wire)
+    if len(trace) != 16 or len(span) != 8:
+        problems.append(f"span {name!r}: trace id or span id missing or of the wrong length")
         return None
-    if kind == "array_value":
-        return tuple(_value(item) for item in raw.array_value.values)
-    if kind == "kvlist_value":
+    trace_id = int.from_bytes(trace, "big")
+    span_id = int.from_bytes(span, "big")
+    if not trace_id or not span_id:
+        problems.append(f"span {name!r}: id is all zeros")
         return None
-    return getattr(raw, kind)
+    if not end_ns:
+        problems.append(f"span {name!r} has no end time")
+        return None
+    if code == STATUS_CODE_ERROR:
+        attrs[STATUS_KEY] = STATUS_ERROR
+    if kind == _KIND_SERVER:
+        attrs[SPAN_KIND_KEY] = SERVER
+    return SpanRecord(
+        (trace_id << 16) | process,
+        span_id,
+        int.from_bytes(parent, "big"),
+        flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
+        name,
+        attrs,
+        start_ns,
+        end_ns,
+        scope,
+    )
 
 
-def _process(resource: Resource, processes: Processes) -> int:
-    found = {kv.key: _value(kv.value) for kv in resource.attributes if kv.key in PROCESS_KEYS}
-    if not found:
-        return 0
-    return processes.index(tuple(str(found.get(key)) for key in PROCESS_KEYS))
+def _scope_spans(
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    process: int,
+    keys: frozenset[str],
+    out: list[SpanRecord],
+    problems: list[str],
+) -> None:
+    """The spans of a ``ScopeSpans``, named for its scope wherever it comes in the message."""
+    scope = ""
+    spans: list[tuple[int, int]] = []
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (2 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            spans.append((start, pos))
+        elif tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            scope = _scope_name(data, start, pos)
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    for start, stop in spans:
+        record = _span(data, start, stop, process=process, scope=scope, keys=keys, problems=problems)
+        if record is not None:
+            out.append(record)
+
+
+def _scope_name(data: bytes, pos: int, end: int) -> str:
+    name = ""
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            name = _text(data, start, pos)
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    return name
+
+
+def _resource_spans(
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    keys: frozenset[str],
+    processes: Processes,
+    out: list[SpanRecord],
+    problems: list[str],
+) -> None:
+    resource = (-1, -1)
+    scopes: list[tuple[int, int]] = []
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (2 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            scopes.append((start, pos))
+        elif tag == (1 << 3) | _LEN:
+            resource = _length(data, pos, end)
+            pos = resource[1]
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    process = 0 if resource[0] < 0 else _process(data, resource[0], resource[1], processes)
+    for start, stop in scopes:
+        _scope_spans(data, start, stop, process=process, keys=keys, out=out, problems=problems)
 
 
 def decode_proto(
     data: bytes, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
 ) -> list[SpanRecord]:
-    """The spans of one serialized ``TracesData``; raises ``google.protobuf.message.DecodeError``."""
-    doc = TracesData.FromString(data)
+    """The spans of one serialized ``TracesData`` whose attributes are among ``keys``;
+    raises :class:`WireError` if it is not one."""
     out: list[SpanRecord] = []
-    for rs in doc.resource_spans:
-        process = _process(rs.resource, processes)
-        for ss in rs.scope_spans:
-            scope = ss.scope.name
-            for sp in ss.spans:
-                if len(sp.trace_id) != 16 or len(sp.span_id) != 8:
-                    bad_span(f"span {sp.name!r}: trace id or span id missing or of the wrong length")
-                    continue
-                trace_id = int.from_bytes(sp.trace_id, "big")
-                span_id = int.from_bytes(sp.span_id, "big")
-                if not trace_id or not span_id:
-                    bad_span(f"span {sp.name!r}: id is all zeros")
-                    continue
-                if not sp.end_time_unix_nano:
-                    bad_span(f"span {sp.name!r} has no end time")
-                    continue
-                attrs = {kv.key: _value(kv.value) for kv in sp.attributes if kv.key in keys}
-                if sp.status.code == STATUS_CODE_ERROR:
-                    attrs[STATUS_KEY] = STATUS_ERROR
-                if sp.kind in SERVER_KINDS:
-                    attrs[SPAN_KIND_KEY] = SERVER
-                out.append(
-                    SpanRecord(
-                        (trace_id << 16) | process,
-                        span_id,
-                        int.from_bytes(sp.parent_span_id, "big") if sp.parent_span_id else 0,
-                        sp.flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
-                        sp.name,
-                        attrs,
-                        sp.start_time_unix_nano,
-                        sp.end_time_unix_nano,
-                        scope,
-                    )
-                )
+    problems: list[str] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            _resource_spans(data, start, pos, keys=keys, processes=processes, out=out, problems=problems)
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    for problem in problems:
+        bad_span(problem)
     return out
+
+
+def is_traces_data(data: bytes) -> bool:
+    """``data`` is a chain of ``resource_spans`` fields (a tag and a length each) that ends
+    where ``data`` does: the outline of a ``TracesData``, not looked into."""
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            tag, pos = _varint(data, pos, end)
+            if tag != (1 << 3) | _LEN:
+                return False
+            pos = _length(data, pos, end)[1]
+    except WireError:
+        return False
+    return True
