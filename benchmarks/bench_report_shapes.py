@@ -12,9 +12,12 @@
   ``gen_ai.prompt.1.content``, ``gen_ai.completion.0.content``): 10 to 50 KB of text a span,
   with the escapes (quotes, newlines) real prompts have.
 
-Printed per shape: spans a second of CPU on one core (best of ``--repeat`` runs, the
-package's default install: msgspec), the megabytes a second that is, and the CPU seconds
-of a batch pandas computation of the counterfactual (the seed's Test 3: a DataFrame of the
+Each shape is read twice: as JSON (the collector's file exporter's default) and as the
+same spans in protobuf (its ``format: proto``: a 4-byte length, then a ``TracesData``).
+
+Printed per shape and format: spans a second of CPU on one core (best of ``--repeat`` runs,
+the package as installed), the megabytes a second that is, and for JSON the CPU seconds of
+a batch pandas computation of the counterfactual (the seed's Test 3: a DataFrame of the
 same calls, costed row-wise) beside the report's, run in the same process. pandas is a
 benchmark-only dependency (the ``bench`` extra).
 """
@@ -22,7 +25,10 @@ benchmark-only dependency (the ``bench`` extra).
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import random
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +46,8 @@ from bench_report import (
     pandas_test3,
     time_report,
 )
+from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type hints
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 Calls = list[tuple[int, str, int, int]]
 #: Where extra attributes go in a span ``_llm_span`` writes.
@@ -123,6 +131,29 @@ def generate_per_trace(path: Path, spans: int, *, prompts: bool, seed: int = 11)
     return calls
 
 
+def _ids_to_base64(node: object) -> None:
+    """OTLP/JSON writes ids in hex; protobuf's JSON mapping reads bytes as base64."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if node.get(key):
+                node[key] = base64.b64encode(bytes.fromhex(node[key])).decode()
+        for value in node.values():
+            _ids_to_base64(value)
+    elif isinstance(node, list):
+        for value in node:
+            _ids_to_base64(value)
+
+
+def to_protobuf(source: Path, target: Path) -> None:
+    """Each JSON line of ``source`` as the collector's ``format: proto`` writes it."""
+    with source.open("rb") as lines, target.open("wb") as out:
+        for line in lines:
+            doc = json.loads(line)
+            _ids_to_base64(doc)
+            data = json_format.ParseDict(doc, TracesData()).SerializeToString()
+            out.write(struct.pack(">I", len(data)) + data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,12 +186,24 @@ def main() -> None:
             pandas_test3(calls)
             pandas_s = time.process_time() - started
             print(
-                f"{label:<34} {timing.spans:>9,} spans, {size_mb:>6,.0f} MB: "
+                f"{label + ', JSON':<40} {timing.spans:>9,} spans, {size_mb:>6,.0f} MB: "
                 f"{timing.best_rate:>9,.0f} spans/s a core ({size_mb / timing.best_cpu_s:,.0f} MB/s), "
                 f"median {timing.median_rate:,.0f}; pandas Test 3 on its {len(calls):,} calls "
                 f"{pandas_s:.2f} s CPU against the report's {timing.best_cpu_s:.2f} s",
                 flush=True,
             )
+            proto = path.with_suffix(".pb")
+            to_protobuf(path, proto)
+            path.unlink()
+            timing, _ = time_report(proto, args.repeat, profile=False)
+            size_mb = proto.stat().st_size / 1e6
+            print(
+                f"{label + ', protobuf':<40} {timing.spans:>9,} spans, {size_mb:>6,.0f} MB: "
+                f"{timing.best_rate:>9,.0f} spans/s a core ({size_mb / timing.best_cpu_s:,.0f} MB/s), "
+                f"median {timing.median_rate:,.0f}",
+                flush=True,
+            )
+            proto.unlink()
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ _SIGN_BIT: Final = 1 << 63
 _TWO_TO_64: Final = 1 << 64
 _unpack_double = struct.Struct("<d").unpack_from
 _PROCESS_KEYS: Final = frozenset(PROCESS_KEYS)
+_new = tuple.__new__
+#: Attribute names as written -> as text: a file repeats a few hundred names, each decoded
+#: once (and its hash, for the look-up in the keys read, computed once).
+_KEY_NAMES: Final[dict[bytes, str]] = {}
+_MAX_KEY_NAMES: Final = 4_096
 
 
 class WireError(ValueError):
@@ -91,7 +96,11 @@ def _skip(data: bytes, pos: int, end: int, wire: int) -> int:
 
 def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """The start and the end of the length-prefixed value at ``pos``."""
-    size, pos = _varint(data, pos, end)
+    size = data[pos] if pos < end else 0x80
+    if size < 0x80:  # under 128 bytes: a key, an id, a name
+        pos += 1
+    else:
+        size, pos = _varint(data, pos, end)
     stop = pos + size
     if stop > end:
         raise WireError("a field runs past the end of its message")
@@ -158,7 +167,13 @@ def _attribute(data: bytes, pos: int, end: int, keys: frozenset[str], attrs: dic
         tag = data[pos]
         if tag == (1 << 3) | _LEN:
             start, pos = _length(data, pos + 1, end)
-            key = _text(data, start, pos)
+            raw = data[start:pos]
+            found = _KEY_NAMES.get(raw)
+            if found is None:
+                found = _text(data, start, pos)
+                if len(_KEY_NAMES) < _MAX_KEY_NAMES:
+                    _KEY_NAMES[raw] = found
+            key = found
         elif tag == (2 << 3) | _LEN:
             value_start, pos = _length(data, pos + 1, end)
             value_stop = pos
@@ -204,7 +219,10 @@ def _status_code(data: bytes, pos: int, end: int) -> int:
 def _fixed64(data: bytes, pos: int, end: int) -> int:
     if pos + 8 > end:
         raise WireError("cut short in a fixed64")
-    return int.from_bytes(data[pos : pos + 8], "little")
+    # Two halves, each a small int: no bytes object, no call.
+    low = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16 | data[pos + 3] << 24
+    high = data[pos + 4] | data[pos + 5] << 8 | data[pos + 6] << 16 | data[pos + 7] << 24
+    return low | high << 32
 
 
 def _span(  # noqa: PLR0915 - one pass over a span's fields, kept inline for speed
@@ -274,16 +292,20 @@ def _span(  # noqa: PLR0915 - one pass over a span's fields, kept inline for spe
         attrs[STATUS_KEY] = STATUS_ERROR
     if kind == _KIND_SERVER:
         attrs[SPAN_KIND_KEY] = SERVER
-    return SpanRecord(
-        (trace_id << 16) | process,
-        span_id,
-        int.from_bytes(parent, "big"),
-        flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
-        name,
-        attrs,
-        start_ns,
-        end_ns,
-        scope,
+    # tuple.__new__: the NamedTuple's own __new__ is Python, and costs a frame a span.
+    return _new(
+        SpanRecord,
+        (
+            (trace_id << 16) | process,
+            span_id,
+            int.from_bytes(parent, "big"),
+            flags & REMOTE_PARENT_MASK == REMOTE_PARENT_MASK,
+            name,
+            attrs,
+            start_ns,
+            end_ns,
+            scope,
+        ),
     )
 
 
