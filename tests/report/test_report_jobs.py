@@ -3,24 +3,29 @@
 The trace files are written here, span by span, as OTLP/JSON: requests of the four-step
 fixture (``SEED``) under a root span, on a frontier and a specialist model, some without
 their root (a service called by another), spread over two days; in collector batches
-whose lines cut traces apart, one trace a line with the root first or last, and split
-over rotated files. The input is cut into many small parts (the size thresholds are
-lowered), so that traces fall across the cuts. Every format of the report with ``--jobs 2``
-and ``--jobs 3`` equals the report of one process, byte for byte (the most spans held at
-once, which is per process, aside), and the counts equal what was written.
+whose lines cut traces apart (also as length-prefixed protobuf, three files), one trace a
+line with the root first or last, and split over rotated files. The input is cut into many
+small parts (the size thresholds are lowered), so that traces fall across the cuts. Every
+format of the report with ``--jobs 2`` and ``--jobs 3`` equals the report of one process,
+byte for byte (the most spans held at once, which is per process, aside), and the counts
+equal what was written.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
+import struct
 import subprocess
 import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from google.protobuf import json_format  # type: ignore[import-untyped]  # protobuf ships no type hints
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from report_support import SEED, pinned_settings
 
 from otel_overspend.cli import main
@@ -148,6 +153,30 @@ def write(path: Path, lines: Iterator[str] | list[str]) -> Path:
     return path
 
 
+def _base64_ids(node: Any) -> Any:
+    """Protobuf's JSON mapping reads bytes as base64; OTLP/JSON writes ids in hex."""
+    if isinstance(node, list):
+        return [_base64_ids(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: base64.b64encode(bytes.fromhex(v)).decode()
+        if k in {"traceId", "spanId", "parentSpanId"}
+        else _base64_ids(v)
+        for k, v in node.items()
+    }
+
+
+def write_protobuf(path: Path, lines: Iterator[str]) -> Path:
+    """Each line as the collector's ``format: proto`` writes an export: its length, then a
+    ``TracesData`` (serialized by protobuf itself)."""
+    with path.open("wb") as out:
+        for line in lines:
+            data = json_format.ParseDict(_base64_ids(json.loads(line)), TracesData()).SerializeToString()
+            out.write(struct.pack(">I", len(data)) + data)
+    return path
+
+
 # -- running the report ---------------------------------------------------------------------------
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,6 +214,9 @@ def shared_traces(files: list[Path], n_jobs: int) -> int:
 
 SHAPES: dict[str, Callable[[Path, list[list[dict[str, Any]]]], list[Path]]] = {
     "collector_batches": lambda d, t: [write(d / "traces.json", batches(t))],
+    "collector_batches_protobuf": lambda d, t: [
+        write_protobuf(d / f"traces-{k}.pb", iter(lines)) for k, lines in enumerate(_thirds(list(batches(t))))
+    ],
     "one_trace_a_line_root_last": lambda d, t: [write(d / "traces.json", one_a_line(t, root_first=False))],
     "one_trace_a_line_root_first": lambda d, t: [write(d / "traces.json", one_a_line(t, root_first=True))],
     "spans_shuffled_one_a_line": lambda d, t: [write(d / "traces.json", shuffled_spans(t))],
