@@ -359,8 +359,9 @@ def _json_documents(
         at = end
 
 
-def _framed(stream: io.BufferedIOBase) -> Iterator[Record]:
-    number = 0
+def _framed(stream: io.BufferedIOBase, first: int = 1) -> Iterator[Record]:
+    """The length-prefixed records of ``stream``, numbered from ``first``."""
+    number = first - 1
     while True:
         prefix = stream.read(4)
         if not prefix:
@@ -443,21 +444,28 @@ def read_records(path: Path, *, position: Callable[[int], None] | None = None) -
 @dataclass(frozen=True, slots=True)
 class LineRanges:
     """A file of JSON lines cut into byte ranges at line ends, and whether its first
-    object line holds several objects (see :func:`_json_lines`)."""
+    object line holds several objects (see :func:`_json_lines`); or a file of
+    length-prefixed records (``framed``) cut at record starts, with the number of each
+    range's first record."""
 
     ranges: tuple[tuple[int, int], ...]
     joined: bool
+    framed: bool = False
+    first_records: tuple[int, ...] = ()
 
 
 def line_ranges(path: Path, parts: int) -> LineRanges | None:
-    """``path`` cut into about ``parts`` ranges of whole lines, for reading them apart
-    (:func:`read_range`); ``None`` when it cannot be cut: compressed, length-prefixed or
-    of JSON values that are not one a line (it is then read whole, by :func:`read_records`)."""
+    """``path`` cut into about ``parts`` ranges of whole lines or length-prefixed records,
+    for reading them apart (:func:`read_range`); ``None`` when it cannot be cut: compressed
+    as a whole, or of JSON values that are not one a line (it is then read whole, by
+    :func:`read_records`)."""
     size = path.stat().st_size
     with path.open("rb") as raw:
         head = raw.read(_HEAD_BYTES)
-        if head.startswith((GZIP_MAGIC, ZSTD_MAGIC)) or _is_framed(head) or _MULTILINE_START.match(head):
+        if head.startswith((GZIP_MAGIC, ZSTD_MAGIC)) or _MULTILINE_START.match(head):
             return None
+        if _is_framed(head):
+            return _record_ranges(raw, size, parts)
         raw.seek(0)
         joined = False
         for line in raw:
@@ -480,6 +488,30 @@ def line_ranges(path: Path, parts: int) -> LineRanges | None:
     return LineRanges(tuple(itertools.pairwise(cuts)), joined)
 
 
+def _record_ranges(raw: IO[bytes], size: int, parts: int) -> LineRanges:
+    """A file of length-prefixed records cut into about ``parts`` ranges at record starts,
+    found by stepping from length to length. A length that runs past the end (or is
+    implausible) ends the cutting: the rest is one range, whose reading reports it."""
+    cuts, firsts = [0], [1]
+    at, number = 0, 1
+    while len(cuts) < parts:
+        raw.seek(at)
+        prefix = raw.read(4)
+        if len(prefix) < 4:
+            break
+        (length,) = struct.unpack(">I", prefix)
+        if length > MAX_RECORD_BYTES:
+            break
+        at, number = at + 4 + length, number + 1
+        if at >= size:
+            break
+        if at >= size * len(cuts) // parts:
+            cuts.append(at)
+            firsts.append(number)
+    cuts.append(size)
+    return LineRanges(tuple(itertools.pairwise(cuts)), joined=False, framed=True, first_records=tuple(firsts))
+
+
 class _Range(io.RawIOBase):
     """Bytes ``start`` to ``end`` of an open file."""
 
@@ -499,9 +531,14 @@ class _Range(io.RawIOBase):
         return n
 
 
-def read_range(path: Path, start: int, end: int, *, joined: bool) -> Iterator[Record]:
-    """The records of the lines in bytes ``start`` to ``end`` of a file of JSON lines (see
-    :func:`line_ranges`), numbered from 1 at ``start``."""
+def read_range(
+    path: Path, start: int, end: int, *, joined: bool, framed: bool = False, first: int = 1
+) -> Iterator[Record]:
+    """The records in bytes ``start`` to ``end`` of a file cut by :func:`line_ranges`: its
+    lines, numbered from 1 at ``start``, or (``framed``) its records, numbered from ``first``."""
     with path.open("rb", buffering=0) as raw:
         stream = io.BufferedReader(_Range(raw, start, end), buffer_size=_CHUNK_BYTES)
-        yield from _json_lines(stream, joined=None if start == 0 else joined)
+        if framed:
+            yield from _framed(stream, first)
+        else:
+            yield from _json_lines(stream, joined=None if start == 0 else joined)

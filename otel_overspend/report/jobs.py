@@ -1,8 +1,9 @@
 """``report --jobs N``: the report's work split by trace over ``N`` processes.
 
-The input is cut into parts: each file, and each file of plain JSON lines into ranges of
-whole lines (:func:`~otel_overspend.report.files.line_ranges`), a few parts per process so
-that they share the work evenly. Then, in a pool of processes:
+The input is cut into parts: each file, and each file of plain JSON lines or of
+length-prefixed records (protobuf, or zstd frames) into ranges of whole lines or records
+(:func:`~otel_overspend.report.files.line_ranges`), a few parts per process so that they
+share the work evenly. Then, in a pool of processes:
 
 1. Each part is scanned for the trace ids it holds (a regular expression over the JSON
    text; a protobuf record is decoded). A trace whose id is in two parts or more is
@@ -114,6 +115,9 @@ class Part:
     start: int = 0
     end: int | None = None
     joined: bool = False
+    #: Length-prefixed records, the first numbered ``first_record`` in the file.
+    framed: bool = False
+    first_record: int = 1
 
 
 def plan_parts(files: Sequence[Path], jobs: int) -> list[Part]:
@@ -131,7 +135,11 @@ def plan_parts(files: Sequence[Path], jobs: int) -> list[Part]:
         if cut is None or len(cut.ranges) < 2:  # one range: the whole file
             parts.append(Part(len(parts), str(path)))
             continue
-        parts += [Part(len(parts) + i, str(path), a, b, cut.joined) for i, (a, b) in enumerate(cut.ranges)]
+        firsts = cut.first_records or (1,) * len(cut.ranges)
+        parts += [
+            Part(len(parts) + i, str(path), a, b, cut.joined, cut.framed, first)
+            for i, ((a, b), first) in enumerate(zip(cut.ranges, firsts, strict=True))
+        ]
     return parts
 
 
@@ -146,7 +154,9 @@ def _records(part: Part, position: Callable[[int], None] | None = None) -> Itera
     path = Path(part.path)
     if part.end is None:
         return read_records(path, position=position)
-    return read_range(path, part.start, part.end, joined=part.joined)
+    return read_range(
+        path, part.start, part.end, joined=part.joined, framed=part.framed, first=part.first_record
+    )
 
 
 # -- phase 1: which traces are in which parts ----------------------------------------------------
@@ -154,7 +164,7 @@ def scan(part: Part, settings: Settings) -> array[int]:
     """The low 64 bits of every trace id in ``part`` (a superset: ids in links too)."""
     ids: set[bytes] = set()
     numbers: set[int] = set()
-    if part.end is not None:
+    if part.end is not None and not part.framed:
         _scan_range(part, ids)
     else:
         run: _Run | None = None
@@ -384,7 +394,7 @@ def _combine(
             part = parts[result.index]
             for reason, where, detail, line in result.problems:
                 shown = problems.counts.get(reason, 0) < problems.shown
-                if shown and line is not None and part.start > 0:
+                if shown and line is not None and part.start > 0 and not part.framed:
                     problems.add(reason, f"{part.path}:{line + _newlines(part.path, part.start)}", detail)
                 else:
                     problems.add(reason, where, detail)

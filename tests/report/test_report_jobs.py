@@ -214,7 +214,8 @@ def shared_traces(files: list[Path], n_jobs: int) -> int:
 
 SHAPES: dict[str, Callable[[Path, list[list[dict[str, Any]]]], list[Path]]] = {
     "collector_batches": lambda d, t: [write(d / "traces.json", batches(t))],
-    "collector_batches_protobuf": lambda d, t: [
+    "collector_batches_protobuf": lambda d, t: [write_protobuf(d / "traces.pb", batches(t))],
+    "collector_batches_protobuf_three_files": lambda d, t: [
         write_protobuf(d / f"traces-{k}.pb", iter(lines)) for k, lines in enumerate(_thirds(list(batches(t))))
     ],
     "one_trace_a_line_root_last": lambda d, t: [write(d / "traces.json", one_a_line(t, root_first=False))],
@@ -282,6 +283,33 @@ def test_problems_are_named_with_their_file_line_in_any_part(tmp_path: Path) -> 
     ]
     assert rendered(many) == rendered(one)
     assert many.inputs.skipped == {"line": {"invalid_json": 4}}
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_a_protobuf_file_is_cut_at_record_starts_and_its_problems_named_by_record(tmp_path: Path) -> None:
+    path = write_protobuf(tmp_path / "traces.pb", batches(make_traces(600)))
+    framed = path.read_bytes()
+    records, at = [], 0
+    while at < len(framed):
+        size = int.from_bytes(framed[at : at + 4], "big")
+        records.append(framed[at : at + 4 + size])
+        at += 4 + size
+    for bad in (3, 200, 201, len(records) - 2):  # not protobuf: a varint that never ends
+        records[bad] = b"\x00\x00\x00\x04\x0a\xff\xff\xff"
+    path.write_bytes(b"".join(records))
+    parts = jobs.plan_parts([path], 2)
+    assert len(parts) > 2
+    assert all(p.framed for p in parts)
+    assert [p.first_record for p in parts][:1] == [1]
+    one, one_problems = report([path], 1)
+    many, many_problems = report([path], 2)
+    assert many_problems == one_problems
+    assert [line.split(": not")[0] for line in many_problems.splitlines()] == [
+        f"{path}: record {bad + 1}: invalid record" for bad in (3, 200, 201)
+    ]
+    assert rendered(many) == rendered(one)
+    assert many.inputs.skipped == {"record": {"invalid_record": 4}}
+    assert one.inputs.records == many.inputs.records == len(records)
 
 
 @pytest.mark.usefixtures("small_parts")
