@@ -6,8 +6,9 @@ length-prefixed records (protobuf, or zstd frames) into ranges of whole lines or
 share the work evenly. Then, in a pool of processes:
 
 1. Each part is scanned for the trace ids it holds (a regular expression over the JSON
-   text; a protobuf record is decoded). A trace whose id is in two parts or more is
-   *shared*: split across files, or across a cut in a file.
+   text; in a protobuf record, the spans' trace ids read and the rest stepped over). A
+   trace whose id is in two parts or more is *shared*: split across files, or across a cut
+   in a file.
 2. Each part is read, decoded and replayed through a recorder of its own, exactly as one
    process does it (:class:`~otel_overspend.report.run._Run`), except that the spans of
    the shared traces are handed back to the main process. Each part's figures come back
@@ -37,6 +38,7 @@ Worker failures (an exception, a process killed) raise :class:`JobsError`, never
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import mmap
 import multiprocessing
@@ -61,6 +63,7 @@ from otel_overspend.report.files import (
     read_records,
 )
 from otel_overspend.report.otlp_json import decode_id
+from otel_overspend.report.otlp_proto import WireError, trace_ids
 from otel_overspend.report.run import Limits, _Run
 
 if TYPE_CHECKING:
@@ -160,23 +163,20 @@ def _records(part: Part, position: Callable[[int], None] | None = None) -> Itera
 
 
 # -- phase 1: which traces are in which parts ----------------------------------------------------
-def scan(part: Part, settings: Settings) -> array[int]:
+def scan(part: Part) -> array[int]:
     """The low 64 bits of every trace id in ``part`` (a superset: ids in links too)."""
     ids: set[bytes] = set()
     numbers: set[int] = set()
     if part.end is not None and not part.framed:
         _scan_range(part, ids)
     else:
-        run: _Run | None = None
         try:
             for record in _records(part):
                 if record.is_json:
                     ids.update(_TRACE_ID.findall(record.data))
                     continue
-                if run is None:
-                    run = _Run(settings, Problems(shown=0), Limits())
-                spans = run.decode(record, part.path) or ()
-                numbers.update((span[0] >> 16) & _ID_MASK for span in spans)
+                with contextlib.suppress(WireError):  # reported when the part is read
+                    numbers.update(n & _ID_MASK for n in trace_ids(record.data))
         except (TraceFileError, OSError):
             pass  # what was read stands; the error is reported when the part is read
     numbers.update(n for n in map(_id_of, ids) if n is not None)
@@ -336,7 +336,7 @@ def aggregate_in_jobs(
         return None
     with ProcessPoolExecutor(max_workers=min(jobs, len(parts)), mp_context=_context()) as pool:
         try:
-            scans = [pool.submit(scan, part, settings) for part in parts]
+            scans = [pool.submit(scan, part) for part in parts]
             shared = shared_ids(
                 [_result(part, future, "scanning") for part, future in zip(parts, scans, strict=True)]
             )

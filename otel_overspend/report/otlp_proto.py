@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from otel_overspend.report.otlp_json import Processes
 
-__all__ = ("WireError", "decode_proto", "is_traces_data")
+__all__ = ("WireError", "decode_proto", "is_traces_data", "trace_ids")
 
 # Wire types.
 _VARINT: Final = 0
@@ -410,3 +410,29 @@ def is_traces_data(data: bytes) -> bool:
     except WireError:
         return False
     return True
+
+
+def _fields(data: bytes, pos: int, end: int, wanted: int) -> list[tuple[int, int]]:
+    """Where each length-prefixed field number ``wanted`` of a message is; the others skipped."""
+    found: list[tuple[int, int]] = []
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (wanted << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            found.append((start, pos))
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    return found
+
+
+def trace_ids(data: bytes) -> set[int]:
+    """The trace ids of the spans of one serialized ``TracesData``, everything else stepped
+    over (``report --jobs``'s first pass); raises :class:`WireError` if it is not one."""
+    ids: set[int] = set()
+    for rs_start, rs_end in _fields(data, 0, len(data), 1):
+        for ss_start, ss_end in _fields(data, rs_start, rs_end, 2):
+            for span_start, span_end in _fields(data, ss_start, ss_end, 2):
+                for id_start, id_end in _fields(data, span_start, span_end, 1):
+                    if id_end - id_start == 16:
+                        ids.add(int.from_bytes(data[id_start:id_end], "big"))
+    return ids

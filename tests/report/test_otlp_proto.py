@@ -7,7 +7,8 @@ shuffled order with unknown fields between: a concatenation of serialized messag
 merge, so protobuf's parser reads it as one message. The expected records are computed here
 from what protobuf's parser reads, and the reader must give exactly those, and the same
 problems. A record cut short or with a byte changed raises :class:`WireError` or reads as
-spans, never anything else.
+spans, never anything else. The trace ids ``report --jobs`` reads first are those protobuf
+reads.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from report_support import pinned_settings
 
 from otel_overspend.report.files import Problems
 from otel_overspend.report.otlp_json import Processes, SpanRecord, attribute_keys, process_identity
-from otel_overspend.report.otlp_proto import WireError, decode_proto
+from otel_overspend.report.otlp_proto import WireError, decode_proto, trace_ids
 from otel_overspend.report.run import build_report
 
 if TYPE_CHECKING:
@@ -221,6 +222,14 @@ def test_any_traces_data_reads_as_protobuf_reads_it(doc: TracesData, seed: int) 
     got = decode_proto(data, KEYS, Processes(), problems.append)
     assert got == want
     assert problems == want_problems
+    # report --jobs's first pass: every trace id of 16 bytes, whatever else is wrong with its span.
+    assert trace_ids(data) == {
+        int.from_bytes(sp.trace_id, "big")
+        for rs in parsed.resource_spans
+        for ss in rs.scope_spans
+        for sp in ss.spans
+        if len(sp.trace_id) == 16
+    }
 
 
 def _one_record() -> bytes:

@@ -209,7 +209,7 @@ def rendered(found: Report) -> dict[str, str]:
 
 def shared_traces(files: list[Path], n_jobs: int) -> int:
     parts = jobs.plan_parts(files, n_jobs)
-    return sum(map(len, jobs.shared_ids([jobs.scan(part, SETTINGS) for part in parts])))
+    return sum(map(len, jobs.shared_ids([jobs.scan(part) for part in parts])))
 
 
 SHAPES: dict[str, Callable[[Path, list[list[dict[str, Any]]]], list[Path]]] = {
