@@ -79,6 +79,8 @@ _MAX_RECENT_PER_SIZE: Final = 16
 _MAX_RECENT_SCOPES: Final = 64
 #: How long (span time) a call undecided at its root is held for its twin from another trace.
 HOLD_NS: Final = 2_000_000_000
+#: :attr:`Recorder._held_due_ns` with no call held: beyond any span's end.
+_NO_HELD_NS: Final = 1 << 80
 #: Counted calls remembered (at least; at most twice as many) to recognise a held call's twin
 #: counted first (offline, traces replay in any order).
 MAX_RECENT_CALLS: Final = 4_096
@@ -140,6 +142,7 @@ class Recorder:
         "_fail",
         "_held",
         "_held_by",
+        "_held_due_ns",
         "_held_n",
         "_held_scopes",
         "_ledger",
@@ -198,6 +201,10 @@ class Recorder:
         #: purpose), oldest first.
         self._held: dict[int, tuple[int, list[_Waiting], str]] = {}
         self._held_n = 0
+        #: At most the earliest end of a held trace's last call (its release is due
+        #: :data:`HOLD_NS` after): held traces are not in end order when the report records
+        #: one out of order, or a held trace gets a later call.
+        self._held_due_ns = _NO_HELD_NS
         #: The traces of the held calls by each call's response id and by its (input
         #: tokens, scope), in the order the calls were held; the held calls by scope. A call
         #: counted with a step looks for its held twin (:meth:`_unhold_twin`) among those
@@ -297,11 +304,10 @@ class Recorder:
                 self._drop("litellm_usage_overwritten")
         # Held calls are released by the ends of the spans the live processor sees (the
         # report records every span), so that both release them at the same span; only
-        # once the oldest is due (``flush``'s own test, first: it is the cheaper one).
-        held = self._held
+        # once one may be due (``flush``'s own test, first: it is the cheaper one).
         if (
-            held
-            and held[next(iter(held))][1][-1].end_ns < end_ns - HOLD_NS
+            self._held
+            and self._held_due_ns < end_ns - HOLD_NS
             and (found is not False or _queued_live(attrs))
         ):
             self.flush(end_ns - HOLD_NS)
@@ -480,6 +486,8 @@ class Recorder:
         else:
             entry[1].extend(calls)
         self._held_n += len(calls)
+        last_ns = calls[-1].end_ns
+        self._held_due_ns = min(self._held_due_ns, last_ns)
         if self._held_by is not None:
             self._index_calls(self._held_by, trace_id, calls)
         while self._held_n > MAX_HELD_CALLS:
@@ -677,14 +685,18 @@ class Recorder:
         return self._waiting_n + self._held_n
 
     def flush(self, before_ns: int | None = None) -> None:
-        """Count the held calls whose root ended before ``before_ns`` (all: ``None``),
-        oldest first (they were held in about the order they ended)."""
+        """Count the held calls whose last one ended before ``before_ns`` (all: ``None``),
+        in the order they were held. Every held trace is looked at, not only the oldest: a
+        trace held later may be due first (the report records a trace closed early out of
+        end order)."""
         held = self._held
-        while held:
-            trace_id = next(iter(held))
-            if before_ns is not None and held[trace_id][1][-1].end_ns >= before_ns:
-                return
-            self._release(trace_id)
+        if before_ns is None:
+            while held:
+                self._release(next(iter(held)))
+        else:
+            for trace_id in [t for t, entry in held.items() if entry[1][-1].end_ns < before_ns]:
+                self._release(trace_id)
+        self._held_due_ns = min((entry[1][-1].end_ns for entry in held.values()), default=_NO_HELD_NS)
 
     def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
         """The call a span would be counted as, without recording it (``None``: no LLM call)."""
