@@ -36,6 +36,7 @@ once another instrumentation has been seen: before, no twin can come).
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
@@ -79,8 +80,6 @@ _MAX_RECENT_PER_SIZE: Final = 16
 _MAX_RECENT_SCOPES: Final = 64
 #: How long (span time) a call undecided at its root is held for its twin from another trace.
 HOLD_NS: Final = 2_000_000_000
-#: :attr:`Recorder._held_due_ns` with no call held: beyond any span's end.
-_NO_HELD_NS: Final = 1 << 80
 #: Counted calls remembered (at least; at most twice as many) to recognise a held call's twin
 #: counted first (offline, traces replay in any order).
 MAX_RECENT_CALLS: Final = 4_096
@@ -142,7 +141,7 @@ class Recorder:
         "_fail",
         "_held",
         "_held_by",
-        "_held_due_ns",
+        "_held_due",
         "_held_n",
         "_held_scopes",
         "_ledger",
@@ -201,10 +200,12 @@ class Recorder:
         #: purpose), oldest first.
         self._held: dict[int, tuple[int, list[_Waiting], str]] = {}
         self._held_n = 0
-        #: At most the earliest end of a held trace's last call (its release is due
-        #: :data:`HOLD_NS` after): held traces are not in end order when the report records
-        #: one out of order, or a held trace gets a later call.
-        self._held_due_ns = _NO_HELD_NS
+        #: A heap of (the end of a held trace's last call, the trace): the trace's release
+        #: is due :data:`HOLD_NS` after. Held traces are not in end order when the report
+        #: records one out of order (a trace closed early for room), or a held trace gets
+        #: a later call: the earliest due is found here, not as the oldest held. An entry
+        #: whose trace was released, or got a later call since, is dropped when it comes up.
+        self._held_due: list[tuple[int, int]] = []
         #: The traces of the held calls by each call's response id and by its (input
         #: tokens, scope), in the order the calls were held; the held calls by scope. A call
         #: counted with a step looks for its held twin (:meth:`_unhold_twin`) among those
@@ -305,11 +306,8 @@ class Recorder:
         # Held calls are released by the ends of the spans the live processor sees (the
         # report records every span), so that both release them at the same span; only
         # once one may be due (``flush``'s own test, first: it is the cheaper one).
-        if (
-            self._held
-            and self._held_due_ns < end_ns - HOLD_NS
-            and (found is not False or _queued_live(attrs))
-        ):
+        due = self._held_due
+        if due and due[0][0] < end_ns - HOLD_NS and (found is not False or _queued_live(attrs)):
             self.flush(end_ns - HOLD_NS)
         return result
 
@@ -486,8 +484,11 @@ class Recorder:
         else:
             entry[1].extend(calls)
         self._held_n += len(calls)
-        last_ns = calls[-1].end_ns
-        self._held_due_ns = min(self._held_due_ns, last_ns)
+        due = self._held_due
+        heapq.heappush(due, (calls[-1].end_ns, trace_id))
+        if len(due) > 2 * MAX_HELD_CALLS:  # mostly entries of traces released early: rebuilt
+            due[:] = [(entry[1][-1].end_ns, held_id) for held_id, entry in self._held.items()]
+            heapq.heapify(due)
         if self._held_by is not None:
             self._index_calls(self._held_by, trace_id, calls)
         while self._held_n > MAX_HELD_CALLS:
@@ -685,18 +686,20 @@ class Recorder:
         return self._waiting_n + self._held_n
 
     def flush(self, before_ns: int | None = None) -> None:
-        """Count the held calls whose last one ended before ``before_ns`` (all: ``None``),
-        in the order they were held. Every held trace is looked at, not only the oldest: a
-        trace held later may be due first (the report records a trace closed early out of
-        end order)."""
+        """Count the held calls of each trace whose last one ended before ``before_ns``, in
+        the order they ended (all: ``None``, in the order they were held)."""
         held = self._held
+        due = self._held_due
         if before_ns is None:
             while held:
                 self._release(next(iter(held)))
-        else:
-            for trace_id in [t for t, entry in held.items() if entry[1][-1].end_ns < before_ns]:
+            due.clear()
+            return
+        while due and due[0][0] < before_ns:
+            last_ns, trace_id = heapq.heappop(due)
+            entry = held.get(trace_id)
+            if entry is not None and entry[1][-1].end_ns == last_ns:  # else released, or held on
                 self._release(trace_id)
-        self._held_due_ns = min((entry[1][-1].end_ns for entry in held.values()), default=_NO_HELD_NS)
 
     def peek(self, *, name: str, attrs: Mapping[str, Any] | None, step: str | None) -> Call | None:
         """The call a span would be counted as, without recording it (``None``: no LLM call)."""
