@@ -69,6 +69,10 @@ __all__ = (
     "resource_spans",
 )
 
+#: Bytes a span on average above which a file's attribute values are decoded only when read.
+LONG_SPAN_BYTES: Final = 8_192
+#: Spans decoded before the average is trusted.
+_LONG_SPAN_EVIDENCE: Final = 16
 #: Distinct resources told apart; beyond, spans share the last index (requests may merge).
 MAX_PROCESSES: Final = 65_536
 #: Resources remembered as written (:attr:`Processes.encoded`); beyond, decoded each time.
@@ -334,10 +338,16 @@ def _label(span: Any) -> str:
 LineDecoder = Callable[[bytes, Callable[[str], None]], "list[SpanRecord] | None"]
 
 
-def line_decoder(keys: frozenset[str], processes: Processes) -> LineDecoder:
+def line_decoder(
+    keys: frozenset[str], processes: Processes, *, long_spans: bool | None = None
+) -> LineDecoder:
     """A function decoding one line to its spans (``None``: the line holds no traces).
     It raises :class:`ValueError` for a line that is not JSON, and tells ``bad_span``
-    about each span it has to leave out."""
+    about each span it has to leave out.
+
+    Spans that carry long values (prompts and completions: more than
+    :data:`LONG_SPAN_BYTES` a span on average, over the lines so far) are decoded with
+    their attribute values left encoded until read; ``long_spans`` forces either way."""
     try:
         from otel_overspend.report import otlp_msgspec  # noqa: PLC0415 - optional speed-up
     except ModuleNotFoundError:
@@ -354,10 +364,22 @@ def line_decoder(keys: frozenset[str], processes: Processes) -> LineDecoder:
         otlp_msgspec.ValidationError,
     )
 
+    # Bytes and spans of the lines decoded so far: building a 30 KB string costs more than
+    # decoding a read value apart, which short values do not repay.
+    seen = [0, 0]
+
     def decode(data: bytes, bad_span: Callable[[str], None]) -> list[SpanRecord] | None:
+        long = long_spans
+        if long is None:
+            total, spans = seen
+            long = spans >= _LONG_SPAN_EVIDENCE and total > LONG_SPAN_BYTES * spans
         try:
-            return fast(data, keys, processes, bad_span)
+            found = fast(data, keys, processes, bad_span, long_spans=long)
         except mismatch:
             return decode_request(untyped(data), keys, processes, bad_span)
+        if found:
+            seen[0] += len(data)
+            seen[1] += len(found)
+        return found
 
     return decode

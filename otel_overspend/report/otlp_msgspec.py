@@ -143,7 +143,43 @@ class Document(TracesData, gc=False):
     trace: TracesData | None = None
 
 
+class RawKeyValue(msgspec.Struct, gc=False):
+    """An attribute whose value is left encoded: scanned by msgspec, built only if read."""
+
+    key: str = ""
+    value: msgspec.Raw = _NULL
+
+
+class LongSpan(Span, gc=False):
+    attributes: list[RawKeyValue] = []  # type: ignore[assignment]  # the same field, unbuilt values
+
+
+class LongScopeSpans(ScopeSpans, gc=False):
+    spans: list[LongSpan] = []  # type: ignore[assignment]
+
+
+class LongResourceSpans(ResourceSpans, gc=False):
+    scopeSpans: list[LongScopeSpans] = []  # type: ignore[assignment]  # noqa: N815
+    instrumentationLibrarySpans: list[LongScopeSpans] = []  # type: ignore[assignment]  # noqa: N815
+
+
+class LongTracesData(msgspec.Struct, gc=False):
+    resourceSpans: list[LongResourceSpans] | None = None  # noqa: N815
+    batches: list[LongResourceSpans] | None = None
+
+
+class LongDocument(LongTracesData, gc=False):
+    """:class:`Document` for spans carrying long values (prompts, completions): an
+    attribute's value is decoded only when the report reads it, so a 30 KB prompt is
+    scanned but never built as a string."""
+
+    result: LongTracesData | None = None
+    trace: LongTracesData | None = None
+
+
 _decoder = msgspec.json.Decoder(Document, strict=False)
+_long_decoder = msgspec.json.Decoder(LongDocument, strict=False)
+_value_decoder = msgspec.json.Decoder(ScalarValue, strict=False)
 _resource_decoder = msgspec.json.Decoder(Resource | None, strict=False)
 decode_untyped: Final[Callable[[bytes], Any]] = msgspec.json.Decoder().decode
 
@@ -196,11 +232,17 @@ def _resource_spans(doc: Document) -> list[ResourceSpans] | None:
 
 
 def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inline for speed
-    data: bytes, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
+    data: bytes,
+    keys: frozenset[str],
+    processes: Processes,
+    bad_span: Callable[[str], None],
+    *,
+    long_spans: bool = False,
 ) -> list[SpanRecord] | None:
     """The spans of one line; ``None`` if it holds no traces. Raises
-    :data:`DecodeError` (not JSON) or :data:`ValidationError` (not of the expected shape)."""
-    doc = _decoder.decode(data)
+    :data:`DecodeError` (not JSON) or :data:`ValidationError` (not of the expected shape).
+    With ``long_spans``, attribute values are decoded only when read (see :class:`LongDocument`)."""
+    doc: Any = (_long_decoder if long_spans else _decoder).decode(data)
     listed = doc.resourceSpans  # the collector's, and the usual
     if listed is None:
         listed = _resource_spans(doc)
@@ -268,6 +310,8 @@ def decode_line(  # noqa: PLR0915 - one loop over every span of a file, kept inl
                     key = kv.key
                     if key in keys:
                         value = kv.value
+                        if long_spans:
+                            value = _value_decoder.decode(value)
                         found: Any = value.stringValue
                         if found is None:
                             found = value.intValue

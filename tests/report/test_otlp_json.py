@@ -1,7 +1,8 @@
 """The msgspec decoder of OTLP/JSON lines gives what the standard library's does.
 
 Each line is decoded both ways (``line_decoder`` with msgspec, and ``decode_request`` on
-``json.loads``): the same spans, the same process for each, the same spans reported bad.
+``json.loads``): the same spans, the same process for each, the same spans reported bad;
+and by msgspec both ways again: every attribute value built, or only those read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from otel_overspend import Settings
 from otel_overspend.report.otlp_json import (
+    LONG_SPAN_BYTES,
     MAX_ENCODED_RESOURCES,
     Processes,
     SpanRecord,
@@ -71,13 +73,22 @@ def _line(*resource_spans: tuple[Any, list[dict[str, Any]]]) -> bytes:
 _MISSING = object()
 
 
-def _both(*lines: bytes) -> tuple[list[SpanRecord], list[str], list[SpanRecord], list[str]]:
-    """(spans, bad spans) of the lines decoded by msgspec, then by the standard library."""
-    fast: list[SpanRecord] = []
-    fast_bad: list[str] = []
-    decode = line_decoder(KEYS, Processes())
+def _fast(lines: tuple[bytes, ...], *, long_spans: bool | None) -> tuple[list[SpanRecord], list[str]]:
+    spans: list[SpanRecord] = []
+    bad: list[str] = []
+    decode = line_decoder(KEYS, Processes(), long_spans=long_spans)
     for line in lines:
-        fast += decode(line, fast_bad.append) or []
+        spans += decode(line, bad.append) or []
+    return spans, bad
+
+
+def _both(*lines: bytes) -> tuple[list[SpanRecord], list[str], list[SpanRecord], list[str]]:
+    """(spans, bad spans) of the lines decoded by msgspec, then by the standard library. The
+    msgspec decoder gives the same whether it builds every attribute value or only those read
+    (as it does for spans with long values)."""
+    fast, fast_bad = _fast(lines, long_spans=False)
+    assert _nan_free(_fast(lines, long_spans=True)[0]) == _nan_free(fast)
+    assert _fast(lines, long_spans=True)[1] == fast_bad
     slow: list[SpanRecord] = []
     slow_bad: list[str] = []
     processes = Processes()
@@ -157,3 +168,52 @@ def test_a_read_attribute_that_is_no_scalar_sends_its_line_the_slow_way_and_repo
     assert _nan_free(fast) == _nan_free(slow)
     assert [s.attrs.get("llm.request.type") for s in fast] == [("x",), None]
     assert fast[1].attrs["gen_ai.usage.input_tokens"] == 100
+
+
+class _Counting:
+    """A decoder that counts the lines it decodes."""
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder, self.lines = decoder, 0
+
+    def decode(self, data: bytes) -> Any:
+        self.lines += 1
+        return self.decoder.decode(data)
+
+
+def test_spans_with_long_values_give_what_short_ones_do_across_the_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Short spans, then spans with 20 KB prompts (the decoder leaves values encoded once
+    # the average passes LONG_SPAN_BYTES), then short again, some with bad values.
+    prompt = {"key": "gen_ai.prompt.0.content", "value": {"stringValue": 'say \\"yes\\"\n' * 2_000}}
+    lines: list[bytes] = []
+    for i in range(60):
+        span = _span(f"{i + 1:016x}")
+        # Without the array under a read key that sends every line of _span to the slow decoder.
+        span["attributes"] = [kv for kv in span["attributes"] if kv["key"] != "llm.request.type"]
+        if 10 <= i < 40:
+            span["attributes"].append(prompt)
+        if i % 7 == 0:
+            span["attributes"].append({"key": "gen_ai.request.model", "value": {"arrayValue": {}}})
+        lines.append(_line((_resource("a"), [span])))
+    assert sum(map(len, lines[10:40])) / 30 > LONG_SPAN_BYTES
+    from otel_overspend.report import otlp_msgspec
+
+    long_decoder = _Counting(otlp_msgspec._long_decoder)
+    monkeypatch.setattr(otlp_msgspec, "_long_decoder", long_decoder)
+    _fast(tuple(lines[:10] + lines[40:]), long_spans=None)
+    assert long_decoder.lines == 0  # short spans only: every value built
+    adaptive, adaptive_bad = _fast(tuple(lines), long_spans=None)
+    # The average counts the lines the fast decoder read: not those with the bad value (0,
+    # 7, 14, ...), which go to the slow one. Its 16th span is line 18's; from line 19 on the
+    # average (over LONG_SPAN_BYTES since line 10) has the long decoder try every line.
+    assert long_decoder.lines == 60 - 19
+    built, built_bad = _fast(tuple(lines), long_spans=False)
+    assert len(adaptive) == 60
+    assert (_nan_free(adaptive), adaptive_bad) == (_nan_free(built), built_bad)
+    slow: list[SpanRecord] = []
+    processes = Processes()
+    for line in lines:
+        slow += decode_request(json.loads(line), KEYS, processes, lambda _: None) or []
+    assert _nan_free(adaptive) == _nan_free(slow)
