@@ -114,6 +114,19 @@ def _text(data: bytes, start: int, stop: int) -> str:
         raise WireError(f"a string that is not UTF-8: {exc}") from None
 
 
+def _fields(data: bytes, pos: int, end: int, wanted: int) -> list[tuple[int, int]]:
+    """Where each length-prefixed field number ``wanted`` of a message is; the others skipped."""
+    found: list[tuple[int, int]] = []
+    while pos < end:
+        tag, pos = _varint(data, pos, end)
+        if tag == (wanted << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            found.append((start, pos))
+        else:
+            pos = _skip(data, pos, end, tag & 7)
+    return found
+
+
 def _value(data: bytes, pos: int, end: int) -> Any:
     """An ``AnyValue``: its string, bool, int, double, bytes or array (a tuple); ``None``
     for a key-value list or nothing."""
@@ -320,34 +333,18 @@ def _scope_spans(
     problems: list[str],
 ) -> None:
     """The spans of a ``ScopeSpans``, named for its scope wherever it comes in the message."""
+    scopes = _fields(data, pos, end, 1)
     scope = ""
-    spans: list[tuple[int, int]] = []
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (2 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            spans.append((start, pos))
-        elif tag == (1 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            scope = _scope_name(data, start, pos)
-        else:
-            pos = _skip(data, pos, end, tag & 7)
-    for start, stop in spans:
+    if scopes:
+        start, stop = scopes[-1]
+        names = _fields(data, start, stop, 1)
+        if names:
+            start, stop = names[-1]
+            scope = _text(data, start, stop)
+    for start, stop in _fields(data, pos, end, 2):
         record = _span(data, start, stop, process=process, scope=scope, keys=keys, problems=problems)
         if record is not None:
             out.append(record)
-
-
-def _scope_name(data: bytes, pos: int, end: int) -> str:
-    name = ""
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (1 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            name = _text(data, start, pos)
-        else:
-            pos = _skip(data, pos, end, tag & 7)
-    return name
 
 
 def _resource_spans(
@@ -360,20 +357,12 @@ def _resource_spans(
     out: list[SpanRecord],
     problems: list[str],
 ) -> None:
-    resource = (-1, -1)
-    scopes: list[tuple[int, int]] = []
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (2 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            scopes.append((start, pos))
-        elif tag == (1 << 3) | _LEN:
-            resource = _length(data, pos, end)
-            pos = resource[1]
-        else:
-            pos = _skip(data, pos, end, tag & 7)
-    process = 0 if resource[0] < 0 else _process(data, resource[0], resource[1], processes)
-    for start, stop in scopes:
+    resources = _fields(data, pos, end, 1)
+    process = 0
+    if resources:
+        start, stop = resources[-1]
+        process = _process(data, start, stop, processes)
+    for start, stop in _fields(data, pos, end, 2):
         _scope_spans(data, start, stop, process=process, keys=keys, out=out, problems=problems)
 
 
@@ -384,14 +373,8 @@ def decode_proto(
     raises :class:`WireError` if it is not one."""
     out: list[SpanRecord] = []
     problems: list[str] = []
-    pos, end = 0, len(data)
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (1 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            _resource_spans(data, start, pos, keys=keys, processes=processes, out=out, problems=problems)
-        else:
-            pos = _skip(data, pos, end, tag & 7)
+    for start, stop in _fields(data, 0, len(data), 1):
+        _resource_spans(data, start, stop, keys=keys, processes=processes, out=out, problems=problems)
     for problem in problems:
         bad_span(problem)
     return out
@@ -410,19 +393,6 @@ def is_traces_data(data: bytes) -> bool:
     except WireError:
         return False
     return True
-
-
-def _fields(data: bytes, pos: int, end: int, wanted: int) -> list[tuple[int, int]]:
-    """Where each length-prefixed field number ``wanted`` of a message is; the others skipped."""
-    found: list[tuple[int, int]] = []
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (wanted << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            found.append((start, pos))
-        else:
-            pos = _skip(data, pos, end, tag & 7)
-    return found
 
 
 def trace_ids(data: bytes) -> set[int]:
