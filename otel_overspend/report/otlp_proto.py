@@ -81,9 +81,8 @@ def _skip(data: bytes, pos: int, end: int, wire: int) -> int:
     if wire == _VARINT:
         return _varint(data, pos, end)[1]
     if wire == _LEN:
-        size, pos = _varint(data, pos, end)
-        pos += size
-    elif wire == _FIXED64:
+        return _length(data, pos, end)[1]
+    if wire == _FIXED64:
         pos += 8
     elif wire == _FIXED32:
         pos += 4
@@ -161,15 +160,7 @@ def _value(data: bytes, pos: int, end: int) -> Any:
 
 
 def _array(data: bytes, pos: int, end: int) -> tuple[Any, ...]:
-    values: list[Any] = []
-    while pos < end:
-        tag, pos = _varint(data, pos, end)
-        if tag == (1 << 3) | _LEN:
-            start, pos = _length(data, pos, end)
-            values.append(_value(data, start, pos))
-        else:
-            pos = _skip(data, pos, end, tag & 7)
-    return tuple(values)
+    return tuple([_value(data, start, stop) for start, stop in _fields(data, pos, end, 1)])
 
 
 def _attribute(data: bytes, pos: int, end: int, keys: frozenset[str], attrs: dict[str, Any]) -> None:
@@ -204,14 +195,8 @@ def _process(data: bytes, start: int, stop: int, processes: Processes) -> int:
     found = cache.get(encoded)
     if found is None:
         attrs: dict[str, Any] = {}
-        pos = start
-        while pos < stop:
-            tag, pos = _varint(data, pos, stop)
-            if tag == (1 << 3) | _LEN:
-                begin, pos = _length(data, pos, stop)
-                _attribute(data, begin, pos, _PROCESS_KEYS, attrs)
-            else:
-                pos = _skip(data, pos, stop, tag & 7)
+        for begin, finish in _fields(data, start, stop, 1):
+            _attribute(data, begin, finish, _PROCESS_KEYS, attrs)
         found = process_identity(attrs, processes)
         if len(cache) < MAX_ENCODED_RESOURCES:
             cache[encoded] = found
