@@ -55,7 +55,10 @@ __all__ = (
     "Record",
     "TraceFileError",
     "find_files",
+    "framed_ranges",
+    "is_json_record",
     "line_ranges",
+    "read_framed_range",
     "read_range",
     "read_records",
 )
@@ -66,6 +69,14 @@ ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 MAX_RECORD_BYTES: Final = 1 << 30
 #: Bytes read at a time from a file of JSON lines.
 _CHUNK_BYTES: Final = 1 << 20
+#: Bytes read at a time from a file of length-prefixed records.
+_FRAMED_BLOCK_BYTES: Final = 4 << 20
+_LENGTH_PREFIX: Final = struct.Struct(">I").unpack_from
+#: Bytes read at a time to find where records start, for cutting a file into ranges.
+_CUT_BLOCK_BYTES: Final = 64 << 10
+#: A length-prefixed record where it lies: ``(block, start, stop, number)``, the record
+#: being ``block[start:stop]``, numbered in its file from 1.
+Located = tuple[bytes, int, int, int]
 #: The timestamp the collector's rotation puts before a rotated file's extension, and the
 #: reason timberjack puts after it (``size``, ``time``: lower case, digits, ``_`` and ``-``).
 _ROTATED: Final = re.compile(
@@ -359,47 +370,84 @@ def _json_documents(
         at = end
 
 
-def _framed(stream: io.BufferedIOBase, first: int = 1) -> Iterator[Record]:
+def _framed(stream: io.BufferedIOBase | _Range, first: int = 1) -> Iterator[Record]:
     """The length-prefixed records of ``stream``, numbered from ``first``."""
+    for block, start, stop, number in framed_ranges(stream, first):
+        data = block if start == 0 and stop == len(block) else block[start:stop]
+        yield Record(data, is_json=is_json_record(data), number=number)
+
+
+def framed_ranges(stream: io.BufferedIOBase | _Range, first: int = 1) -> Iterator[Located]:
+    """Where each length-prefixed record of ``stream`` is, as ``(block, start, stop,
+    number)``: the record is ``block[start:stop]``, numbered from ``first``; a zstd frame is
+    decompressed into a block of its own.
+
+    Records are read many at a time, in blocks of :data:`_FRAMED_BLOCK_BYTES` (a longer
+    record whole), so that a short record costs no read, and no copy, of its own.
+    """
     number = first - 1
+    block, at = b"", 0
     while True:
-        prefix = stream.read(4)
-        if not prefix:
-            return
+        if len(block) - at < 4:
+            block, at = block[at:] + _read_full(stream, _FRAMED_BLOCK_BYTES), 0
+            if not block:
+                return
+            if len(block) < 4:
+                raise TraceFileError("truncated_file", f"record {number + 1}: length prefix cut short")
         number += 1
-        if len(prefix) < 4:
-            raise TraceFileError("truncated_file", f"record {number}: length prefix cut short")
-        (size,) = struct.unpack(">I", prefix)
+        (size,) = _LENGTH_PREFIX(block, at)
         if size > MAX_RECORD_BYTES:
             raise TraceFileError("invalid_record", f"record {number}: implausible length {size}")
-        data = stream.read(size)
-        if len(data) < size:
-            raise TraceFileError(
-                "truncated_file", f"record {number}: {len(data)} of {size} bytes, file cut short"
-            )
-        if data.startswith(ZSTD_MAGIC):
+        start, stop = at + 4, at + 4 + size
+        if stop > len(block):  # the record runs past the block: read its rest alone
+            record = block[start:] + _read_full(stream, stop - len(block))
+            if len(record) < size:
+                raise TraceFileError(
+                    "truncated_file", f"record {number}: {len(record)} of {size} bytes, file cut short"
+                )
+            block, start, stop = record, 0, size
+        at = stop
+        if block.startswith(ZSTD_MAGIC, start, stop):
             zstd = _zstandard()
             try:
-                data = zstd.ZstdDecompressor().decompressobj().decompress(data)
+                data = zstd.ZstdDecompressor().decompressobj().decompress(block[start:stop])
             except zstd.ZstdError as exc:
                 raise TraceFileError("invalid_record", f"record {number}: zstd: {exc}") from None
-        yield Record(data, is_json=_is_json_record(data), number=number)
+            yield data, 0, len(data), number
+        else:
+            yield block, start, stop, number
 
 
-def _is_json_record(data: bytes) -> bool:
-    """A length-prefixed record holds JSON, not protobuf. A ``TracesData`` starts with byte
-    0x0a, a newline, which JSON may start with too: a record that starts with a newline and
-    then ``{`` is protobuf if it reads as a ``TracesData``, field after field."""
-    first = data[:1]
+def _read_full(stream: io.BufferedIOBase | _Range, size: int) -> bytes:
+    """``size`` bytes of ``stream``, fewer only at its end (a decompressing stream may give
+    fewer a call)."""
+    data = stream.read(size)
+    if 0 < len(data) < size:
+        pieces, got = [data], len(data)
+        while got < size and (more := stream.read(size - got)):
+            pieces.append(more)
+            got += len(more)
+        data = b"".join(pieces)
+    return data
+
+
+def is_json_record(data: bytes, start: int = 0, stop: int = -1) -> bool:
+    """A length-prefixed record (``data[start:stop]``, to its end if ``stop`` is negative)
+    holds JSON, not protobuf. A ``TracesData`` starts with byte 0x0a, a newline, which JSON
+    may start with too: a record that starts with a newline and then ``{`` is protobuf if it
+    reads as a ``TracesData``, field after field."""
+    if stop < 0:
+        stop = len(data)
+    first = data[start : start + 1] if start < stop else b""
     if first == b"{":
         return True
-    if data[:64].lstrip()[:1] != b"{":
+    if data[start : min(start + 64, stop)].lstrip()[:1] != b"{":
         return False
     if first != b"\n":
         return True
     from otel_overspend.report.otlp_proto import is_traces_data  # noqa: PLC0415 - seldom needed
 
-    return not is_traces_data(data)
+    return not is_traces_data(data, start, stop)
 
 
 def _is_framed(head: bytes) -> bool:
@@ -490,16 +538,22 @@ def line_ranges(path: Path, parts: int) -> LineRanges | None:
 
 def _record_ranges(raw: IO[bytes], size: int, parts: int) -> LineRanges:
     """A file of length-prefixed records cut into about ``parts`` ranges at record starts,
-    found by stepping from length to length. A length that runs past the end (or is
-    implausible) ends the cutting: the rest is one range, whose reading reports it."""
+    found by stepping from length to length: short records in blocks of the file read at
+    once, long ones by a seek each. A length that runs past the end (or is implausible)
+    ends the cutting: the rest is one range, whose reading reports it."""
     cuts, firsts = [0], [1]
-    at, number = 0, 1
+    at, number, length = 0, 1, 0
+    block, block_at = b"", 0  # the file's bytes from block_at
     while len(cuts) < parts:
-        raw.seek(at)
-        prefix = raw.read(4)
-        if len(prefix) < 4:
-            break
-        (length,) = struct.unpack(">I", prefix)
+        offset = at - block_at
+        if offset + 4 > len(block):
+            raw.seek(at)
+            # After a long record, only its successor's length: the next is likely long too.
+            block = raw.read(_CUT_BLOCK_BYTES if length < _CUT_BLOCK_BYTES // 16 else 4)
+            block_at, offset = at, 0
+            if len(block) < 4:
+                break
+        (length,) = _LENGTH_PREFIX(block, offset)
         if length > MAX_RECORD_BYTES:
             break
         at, number = at + 4 + length, number + 1
@@ -530,6 +584,13 @@ class _Range(io.RawIOBase):
         self._left -= n
         return n
 
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if ``size`` is negative), read straight
+        into the bytes returned."""
+        data: bytes = self._raw.read(self._left if size < 0 else min(size, self._left))
+        self._left -= len(data)
+        return data
+
 
 def read_range(
     path: Path, start: int, end: int, *, joined: bool, framed: bool = False, first: int = 1
@@ -537,8 +598,15 @@ def read_range(
     """The records in bytes ``start`` to ``end`` of a file cut by :func:`line_ranges`: its
     lines, numbered from 1 at ``start``, or (``framed``) its records, numbered from ``first``."""
     with path.open("rb", buffering=0) as raw:
-        stream = io.BufferedReader(_Range(raw, start, end), buffer_size=_CHUNK_BYTES)
-        if framed:
-            yield from _framed(stream, first)
+        if framed:  # read in blocks of records: no buffer between
+            yield from _framed(_Range(raw, start, end), first)
         else:
+            stream = io.BufferedReader(_Range(raw, start, end), buffer_size=_CHUNK_BYTES)
             yield from _json_lines(stream, joined=None if start == 0 else joined)
+
+
+def read_framed_range(path: Path, start: int, end: int, first: int = 1) -> Iterator[Located]:
+    """Where each record in bytes ``start`` to ``end`` of a file of length-prefixed records
+    is (:func:`framed_ranges`), for a pass that reads the records where they lie."""
+    with path.open("rb", buffering=0) as raw:
+        yield from framed_ranges(_Range(raw, start, end), first)

@@ -365,10 +365,13 @@ def decode_proto(
     return out
 
 
-def is_traces_data(data: bytes) -> bool:
-    """``data`` is a chain of ``resource_spans`` fields (a tag and a length each) that ends
-    where ``data`` does: the outline of a ``TracesData``, not looked into."""
-    pos, end = 0, len(data)
+def is_traces_data(data: bytes, start: int = 0, end: int = -1) -> bool:
+    """``data[start:end]`` (to its end if ``end`` is negative) is a chain of
+    ``resource_spans`` fields (a tag and a length each) that ends where it does: the outline
+    of a ``TracesData``, not looked into."""
+    pos = start
+    if end < 0:
+        end = len(data)
     try:
         while pos < end:
             tag, pos = _varint(data, pos, end)
@@ -380,14 +383,46 @@ def is_traces_data(data: bytes) -> bool:
     return True
 
 
-def trace_ids(data: bytes) -> set[int]:
-    """The trace ids of the spans of one serialized ``TracesData``, everything else stepped
-    over (``report --jobs``'s first pass); raises :class:`WireError` if it is not one."""
-    ids: set[int] = set()
-    for rs_start, rs_end in _fields(data, 0, len(data), 1):
+def trace_ids(data: bytes, start: int = 0, end: int = -1, into: set[int] | None = None) -> set[int]:
+    """The trace ids of the spans of the serialized ``TracesData`` in ``data[start:end]``
+    (to its end if ``end`` is negative), added to ``into`` (a new set if ``None``), which
+    is returned; everything else is stepped over (``report --jobs``'s first pass). Raises
+    :class:`WireError` if it is not a ``TracesData``, when ``into`` may hold some of them."""
+    if end < 0:
+        end = len(data)
+    ids: set[int] = set() if into is None else into
+    for rs_start, rs_end in _fields(data, start, end, 1):
         for ss_start, ss_end in _fields(data, rs_start, rs_end, 2):
             for span_start, span_end in _fields(data, ss_start, ss_end, 2):
-                for id_start, id_end in _fields(data, span_start, span_end, 1):
-                    if id_end - id_start == 16:
-                        ids.add(int.from_bytes(data[id_start:id_end], "big"))
+                trace = _trace_id(data, span_start, span_end)
+                if trace >= 0:
+                    ids.add(trace)
     return ids
+
+
+def _trace_id(data: bytes, pos: int, end: int) -> int:
+    """The trace id of the ``Span`` in ``data[pos:end]`` (the last given, as :func:`_span`
+    reads it); -1 if it has none of 16 bytes. Its other fields are stepped over inline: this
+    runs once a span, on every span of the input."""
+    found = -1
+    while pos < end:
+        tag = data[pos]
+        if tag >= 0x80:
+            tag, pos = _varint(data, pos, end)
+        else:
+            pos += 1
+        wire = tag & 7
+        if wire != _LEN:
+            pos = _skip(data, pos, end, wire)
+            continue
+        size = data[pos] if pos < end else 0x80
+        if size < 0x80:  # an id, a name, an attribute: the length in one byte
+            pos += 1
+        else:
+            size, pos = _varint(data, pos, end)
+        if pos + size > end:
+            raise WireError("a field runs past the end of its message")
+        if tag == (1 << 3) | _LEN:
+            found = int.from_bytes(data[pos : pos + size], "big") if size == 16 else -1
+        pos += size
+    return found

@@ -223,13 +223,19 @@ def test_any_traces_data_reads_as_protobuf_reads_it(doc: TracesData, seed: int) 
     assert got == want
     assert problems == want_problems
     # report --jobs's first pass: every trace id of 16 bytes, whatever else is wrong with its span.
-    assert trace_ids(data) == {
+    ids = {
         int.from_bytes(sp.trace_id, "big")
         for rs in parsed.resource_spans
         for ss in rs.scope_spans
         for sp in ss.spans
         if len(sp.trace_id) == 16
     }
+    assert trace_ids(data) == ids
+    # ... read where it lies in a block of records, into the ids found before it.
+    before = {7}
+    block = b"\xff" * 5 + data + b"\x0a\x10" + bytes(16)
+    assert trace_ids(block, 5, 5 + len(data), before) is before
+    assert before == ids | {7}
 
 
 def _one_record() -> bytes:

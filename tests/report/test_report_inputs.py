@@ -15,7 +15,9 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import example, given, settings
 from report_support import CollectorFileExporter, export_to, seed_requests
 
 import otel_overspend.report as report_package
@@ -318,3 +320,89 @@ def test_only_the_first_problems_of_each_kind_are_printed(tmp_path: Path, lines:
 def test_missing_path_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file or directory"):
         list(find_files([tmp_path / "nope"]))
+
+
+# -- length-prefixed records read in blocks ----------------------------------------------------
+def _records_of(sizes: list[int]) -> list[bytes]:
+    # Bytes from 0x80 up: no record reads as JSON, and each differs from its neighbours.
+    return [bytes([0x80 + i % 100]) * size for i, size in enumerate(sizes)]
+
+
+@settings(max_examples=150, deadline=None)
+# A length prefix with 3 of its bytes in a block of the cutting (at byte 97 of 100).
+@example(sizes=[1] * 18 + [3] + [1] * 5, block=64, cut_block=100, parts=6)
+@given(
+    # Short records too: the cutting steps over those in blocks of the file, the others by seeks.
+    sizes=st.lists(st.integers(0, 300) | st.integers(0, 8), min_size=1, max_size=30),
+    block=st.sampled_from([4, 5, 64, 257, 1 << 20]),
+    cut_block=st.sampled_from([4, 7, 50, 100, 257, 1 << 16]),
+    parts=st.integers(1, 6),
+)
+def test_length_prefixed_records_are_read_whole_across_blocks_and_cuts(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], block: int, cut_block: int, parts: int
+) -> None:
+    records = _records_of(sizes)
+    path = tmp_path_factory.mktemp("framed") / "traces.pb"
+    path.write_bytes(b"".join(struct.pack(">I", len(r)) + r for r in records))
+    numbered = list(enumerate(records, start=1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trace_files, "_FRAMED_BLOCK_BYTES", block)
+        patch.setattr(trace_files, "_CUT_BLOCK_BYTES", cut_block)
+        whole = [(r.number, r.data, r.is_json) for r in trace_files.read_records(path)]
+        assert whole == [(n, data, False) for n, data in numbered]
+        cut = trace_files.line_ranges(path, parts)
+        assert cut is not None
+        assert cut.framed
+        read_in_ranges, located = [], []
+        for (start, end), first in zip(cut.ranges, cut.first_records, strict=True):
+            read_in_ranges += [
+                (r.number, r.data)
+                for r in trace_files.read_range(path, start, end, joined=False, framed=True, first=first)
+            ]
+            located += [
+                (number, data[a:b])
+                for data, a, b, number in trace_files.read_framed_range(path, start, end, first)
+            ]
+    assert read_in_ranges == located == numbered
+    # Each range starts where a record does: the sum of the records before it.
+    starts = list(itertools.accumulate((4 + len(r) for r in records), initial=0))
+    assert all(start in starts for start, _ in cut.ranges)
+
+
+@pytest.mark.parametrize("chop", [1, 2, 3, 4, 5, 50, 104])
+def test_a_length_prefixed_file_cut_short_keeps_the_records_before(tmp_path: Path, chop: int) -> None:
+    records = _records_of([10, 300, 100])  # the last: 4 + 100 bytes
+    path = tmp_path / "traces.pb"
+    path.write_bytes(b"".join(struct.pack(">I", len(r)) + r for r in records)[:-chop])
+    # Worked by hand: up to 100 bytes chopped, the last record's data is short (100 - chop of
+    # 100 bytes); 104, the whole record is gone and the file ends cleanly.
+    expected = {
+        1: "record 3: 99 of 100 bytes, file cut short",
+        2: "record 3: 98 of 100 bytes, file cut short",
+        3: "record 3: 97 of 100 bytes, file cut short",
+        4: "record 3: 96 of 100 bytes, file cut short",
+        5: "record 3: 95 of 100 bytes, file cut short",
+        50: "record 3: 50 of 100 bytes, file cut short",
+        104: None,
+    }[chop]
+    read: list[bytes] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trace_files, "_FRAMED_BLOCK_BYTES", 64)
+        if expected is None:
+            read = [r.data for r in trace_files.read_records(path)]
+        else:
+            with pytest.raises(trace_files.TraceFileError, match=expected) as caught:
+                read.extend(r.data for r in trace_files.read_records(path))
+            assert caught.value.reason == "truncated_file"
+    assert read == records[:2]
+
+
+@pytest.mark.parametrize("kept", [1, 2, 3])
+def test_a_length_prefix_cut_short_is_named(tmp_path: Path, kept: int) -> None:
+    first = _records_of([10])[0]
+    path = tmp_path / "traces.pb"
+    path.write_bytes(struct.pack(">I", 10) + first + struct.pack(">I", 100)[:kept])
+    read: list[bytes] = []
+    with pytest.raises(trace_files.TraceFileError, match="record 2: length prefix cut short"):
+        read.extend(r.data for r in trace_files.read_records(path))
+    assert read == [first]
