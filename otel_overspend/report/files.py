@@ -23,8 +23,8 @@ values by brackets (:func:`_json_documents`); otherwise it is cut into lines, th
 and only a line holding an array, or several objects when the file's first line does, is
 cut by brackets.
 
-Reading is a stream: memory is bounded by the largest single record, whatever the size
-of the file. A problem (an unreadable file, a truncated record) is reported through
+Reading is a stream: memory is bounded by the largest single record (or a block of
+length-prefixed records read at once, 4 MB), whatever the size of the file. A problem (an unreadable file, a truncated record) is reported through
 :class:`Problems` with the file and line, and reading goes on with the next record.
 """
 
@@ -156,6 +156,16 @@ class Record:
     number: int
     #: ``True`` for a JSON line that did not end with a newline (the file's last line).
     unterminated: bool = False
+    #: Where a protobuf message lies in ``data``, a block of records read at once:
+    #: ``data[start:stop]`` (``stop`` negative: to the end), not copied out of it.
+    start: int = 0
+    stop: int = -1
+
+    def content(self) -> bytes:
+        """The record's own bytes: copied out of its block if it lies in one."""
+        if self.start == 0 and self.stop in {-1, len(self.data)}:
+            return self.data
+        return self.data[self.start : self.stop if self.stop >= 0 else None]
 
 
 def _rotation_key(path: Path) -> tuple[Path, int, str, str]:
@@ -373,8 +383,11 @@ def _json_documents(
 def _framed(stream: io.BufferedIOBase | _Range, first: int = 1) -> Iterator[Record]:
     """The length-prefixed records of ``stream``, numbered from ``first``."""
     for block, start, stop, number in framed_ranges(stream, first):
-        data = block if start == 0 and stop == len(block) else block[start:stop]
-        yield Record(data, is_json=is_json_record(data), number=number)
+        if is_json_record(block, start, stop):
+            data = block if start == 0 and stop == len(block) else block[start:stop]
+            yield Record(data, is_json=True, number=number)
+        else:  # read where it lies: a long record (prompts) costs no copy
+            yield Record(block, is_json=False, number=number, start=start, stop=stop)
 
 
 def framed_ranges(stream: io.BufferedIOBase | _Range, first: int = 1) -> Iterator[Located]:

@@ -180,7 +180,7 @@ def scan(part: Part) -> array[int]:
                     ids.update(_TRACE_ID.findall(record.data))
                     continue
                 with contextlib.suppress(WireError):  # reported when the part is read
-                    trace_ids(record.data, into=numbers)
+                    trace_ids(record.data, record.start, record.stop, numbers)
         except (TraceFileError, OSError):
             pass  # what was read stands; the error is reported when the part is read
     low = {n & _ID_MASK for n in numbers}

@@ -352,14 +352,21 @@ def _resource_spans(
 
 
 def decode_proto(
-    data: bytes, keys: frozenset[str], processes: Processes, bad_span: Callable[[str], None]
+    data: bytes,
+    keys: frozenset[str],
+    processes: Processes,
+    bad_span: Callable[[str], None],
+    *,
+    start: int = 0,
+    end: int = -1,
 ) -> list[SpanRecord]:
-    """The spans of one serialized ``TracesData`` whose attributes are among ``keys``;
-    raises :class:`WireError` if it is not one."""
+    """The spans of the serialized ``TracesData`` in ``data[start:end]`` (to its end if
+    ``end`` is negative) whose attributes are among ``keys``; raises :class:`WireError` if it
+    is not one."""
     out: list[SpanRecord] = []
     problems: list[str] = []
-    for start, stop in _fields(data, 0, len(data), 1):
-        _resource_spans(data, start, stop, keys=keys, processes=processes, out=out, problems=problems)
+    for rs_start, rs_end in _fields(data, start, len(data) if end < 0 else end, 1):
+        _resource_spans(data, rs_start, rs_end, keys=keys, processes=processes, out=out, problems=problems)
     for problem in problems:
         bad_span(problem)
     return out

@@ -319,7 +319,9 @@ class _Run:
             from otel_overspend.report.otlp_proto import decode_proto  # noqa: PLC0415 - protobuf files only
 
             try:
-                return decode_proto(record.data, self.keys, self.processes, bad_span)
+                return decode_proto(
+                    record.data, self.keys, self.processes, bad_span, start=record.start, end=record.stop
+                )
             except Exception as exc:  # DecodeError, or a message of another type
                 problems.add("invalid_record", where(), f"not an OTLP protobuf TracesData: {exc}")
                 return None

@@ -348,7 +348,7 @@ def test_length_prefixed_records_are_read_whole_across_blocks_and_cuts(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trace_files, "_FRAMED_BLOCK_BYTES", block)
         patch.setattr(trace_files, "_CUT_BLOCK_BYTES", cut_block)
-        whole = [(r.number, r.data, r.is_json) for r in trace_files.read_records(path)]
+        whole = [(r.number, r.content(), r.is_json) for r in trace_files.read_records(path)]
         assert whole == [(n, data, False) for n, data in numbered]
         cut = trace_files.line_ranges(path, parts)
         assert cut is not None
@@ -356,7 +356,7 @@ def test_length_prefixed_records_are_read_whole_across_blocks_and_cuts(
         read_in_ranges, located = [], []
         for (start, end), first in zip(cut.ranges, cut.first_records, strict=True):
             read_in_ranges += [
-                (r.number, r.data)
+                (r.number, r.content())
                 for r in trace_files.read_range(path, start, end, joined=False, framed=True, first=first)
             ]
             located += [
@@ -389,10 +389,10 @@ def test_a_length_prefixed_file_cut_short_keeps_the_records_before(tmp_path: Pat
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trace_files, "_FRAMED_BLOCK_BYTES", 64)
         if expected is None:
-            read = [r.data for r in trace_files.read_records(path)]
+            read = [r.content() for r in trace_files.read_records(path)]
         else:
             with pytest.raises(trace_files.TraceFileError, match=expected) as caught:
-                read.extend(r.data for r in trace_files.read_records(path))
+                read.extend(r.content() for r in trace_files.read_records(path))
             assert caught.value.reason == "truncated_file"
     assert read == records[:2]
 
@@ -404,5 +404,5 @@ def test_a_length_prefix_cut_short_is_named(tmp_path: Path, kept: int) -> None:
     path.write_bytes(struct.pack(">I", 10) + first + struct.pack(">I", 100)[:kept])
     read: list[bytes] = []
     with pytest.raises(trace_files.TraceFileError, match="record 2: length prefix cut short"):
-        read.extend(r.data for r in trace_files.read_records(path))
+        read.extend(r.content() for r in trace_files.read_records(path))
     assert read == [first]
