@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/bench_report_jobs.py                  # 300k spans a shape
     .venv/bin/python benchmarks/bench_report_jobs.py --spans 1000000 --repeat 5
+    .venv/bin/python benchmarks/bench_report_jobs.py --protobuf     # the same spans as protobuf too
 
 Two shapes, written by ``bench_report``'s generator: collector batches (100 requests a
 line, 600 spans, two thirds of them LLM calls) and one trace a line (a root and its four
 LLM calls: 80 % LLM spans). For each, reports with ``jobs=1`` and ``jobs=2`` are run in
-turn, ``--repeat`` times, in this process (settings, imports and price lookups paid
+turn, ``--repeat`` times (with ``--protobuf``, the same spans written as the collector's
+``format: proto`` too), in this process (settings, imports and price lookups paid
 before), and the wall times printed with their ratio: the best of each, and the median of
 the ratios of the runs taken side by side. The two reports are checked to be the same
 (every field of the JSON rendering but the most spans held at once, which is per process).
@@ -41,6 +43,7 @@ from bench_report import (
     warm_up,
 )
 from bench_report import RESOURCE as RESOURCE_PREFIX
+from bench_report_shapes import to_protobuf
 
 from otel_overspend.config.settings import Settings
 from otel_overspend.report.files import Problems
@@ -157,14 +160,20 @@ def main() -> None:
     )
     parser.add_argument("--spans", type=int, default=300_000, help="spans a shape (default: 300000)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--protobuf", action="store_true", help="each shape as protobuf records too")
     args = parser.parse_args()
     settings = Settings(serve_metrics=False)
     with tempfile.TemporaryDirectory() as tmp:
         batches, lines = Path(tmp) / "collector-batches.json", Path(tmp) / "one-trace-a-line.json"
         generate(batches, args.spans)
         one_trace_a_line(lines, args.spans)
+        files = [batches, lines]
+        if args.protobuf:
+            for path in (batches, lines):
+                files.append(path.with_suffix(".pb"))
+                to_protobuf(path, files[-1])
         warm_up(batches, settings)
-        for path in (batches, lines):
+        for path in files:
             compare(path, settings, args.repeat)
 
 
