@@ -24,8 +24,9 @@ and only a line holding an array, or several objects when the file's first line 
 cut by brackets.
 
 Reading is a stream: memory is bounded by the largest single record (or a block of
-length-prefixed records read at once, 4 MB), whatever the size of the file. A problem (an unreadable file, a truncated record) is reported through
-:class:`Problems` with the file and line, and reading goes on with the next record.
+length-prefixed records read at once, 4 MB), whatever the size of the file. A problem (an
+unreadable file, a truncated record) is reported through :class:`Problems` with the file
+and line, and reading goes on with the next record.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ _ITEM_END: Final = re.compile(rb"[,\]\n]")
 _MAX_OTHER_BYTES: Final = 1 << 16
 _OPENERS: Final = b"{["
 _OPEN_BRACE: Final = ord("{")
+_NEWLINE: Final = ord("\n")
+_BLANKS_OR_BRACE: Final = b" \t\r\n{"
 #: A path holding a glob pattern.
 _GLOB_MAGIC: Final = re.compile(r"[*?[]")
 
@@ -451,12 +454,16 @@ def is_json_record(data: bytes, start: int = 0, stop: int = -1) -> bool:
     reads as a ``TracesData``, field after field."""
     if stop < 0:
         stop = len(data)
-    first = data[start : start + 1] if start < stop else b""
-    if first == b"{":
+    if start >= stop:
+        return False
+    first = data[start]
+    if first == _OPEN_BRACE:
         return True
+    if first == _NEWLINE and start + 1 < stop and data[start + 1] not in _BLANKS_OR_BRACE:
+        return False  # a TracesData's first length, as it almost always is
     if data[start : min(start + 64, stop)].lstrip()[:1] != b"{":
         return False
-    if first != b"\n":
+    if first != _NEWLINE:
         return True
     from otel_overspend.report.otlp_proto import is_traces_data  # noqa: PLC0415 - seldom needed
 
@@ -556,25 +563,29 @@ def _record_ranges(raw: IO[bytes], size: int, parts: int) -> LineRanges:
     ends the cutting: the rest is one range, whose reading reports it."""
     cuts, firsts = [0], [1]
     at, number, length = 0, 1, 0
-    block, block_at = b"", 0  # the file's bytes from block_at
+    target = size // parts  # the next cut goes at the first record start from here
     while len(cuts) < parts:
-        offset = at - block_at
-        if offset + 4 > len(block):
-            raw.seek(at)
-            # After a long record, only its successor's length: the next is likely long too.
-            block = raw.read(_CUT_BLOCK_BYTES if length < _CUT_BLOCK_BYTES // 16 else 4)
-            block_at, offset = at, 0
-            if len(block) < 4:
+        raw.seek(at)
+        # After a long record, only its successor's length: the next is likely long too.
+        block = raw.read(_CUT_BLOCK_BYTES if length < _CUT_BLOCK_BYTES // 16 else 4)
+        last, limit, offset = len(block) - 4, min(target, size) - at, 0
+        while offset <= last:  # the records whose length is in the block
+            (length,) = _LENGTH_PREFIX(block, offset)
+            if length > MAX_RECORD_BYTES:
                 break
-        (length,) = _LENGTH_PREFIX(block, offset)
-        if length > MAX_RECORD_BYTES:
+            offset += 4 + length
+            number += 1
+            if offset >= limit:
+                break
+        if last < 0 or length > MAX_RECORD_BYTES:
             break
-        at, number = at + 4 + length, number + 1
+        at += offset
         if at >= size:
             break
-        if at >= size * len(cuts) // parts:
+        if at >= target:
             cuts.append(at)
             firsts.append(number)
+            target = size * len(cuts) // parts
     cuts.append(size)
     return LineRanges(tuple(itertools.pairwise(cuts)), joined=False, framed=True, first_records=tuple(firsts))
 
