@@ -93,6 +93,14 @@ def _skip(data: bytes, pos: int, end: int, wire: int) -> int:
     return pos
 
 
+def _tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The field tag at ``pos`` and the position after it."""
+    tag = data[pos]
+    if tag >= 0x80:  # a field number from 16 up
+        return _varint(data, pos, end)
+    return tag, pos + 1
+
+
 def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
     """The start and the end of the length-prefixed value at ``pos``."""
     size = data[pos] if pos < end else 0x80
@@ -223,7 +231,7 @@ def _fixed64(data: bytes, pos: int, end: int) -> int:
     return low | high << 32
 
 
-def _span(  # noqa: PLR0915 - one pass over a span's fields, kept inline for speed
+def _span(
     data: bytes,
     pos: int,
     end: int,
@@ -240,11 +248,7 @@ def _span(  # noqa: PLR0915 - one pass over a span's fields, kept inline for spe
     start_ns = end_ns = 0
     attrs: dict[str, Any] = {}
     while pos < end:
-        tag = data[pos]
-        if tag >= 0x80:
-            tag, pos = _varint(data, pos, end)
-        else:
-            pos += 1
+        tag, pos = _tag(data, pos, end)
         field, wire = tag >> 3, tag & 7
         if wire == _LEN:
             start, pos = _length(data, pos, end)
@@ -409,27 +413,15 @@ def trace_ids(data: bytes, start: int = 0, end: int = -1, into: set[int] | None 
 
 def _trace_id(data: bytes, pos: int, end: int) -> int:
     """The trace id of the ``Span`` in ``data[pos:end]`` (the last given, as :func:`_span`
-    reads it); -1 if it has none of 16 bytes. Its other fields are stepped over inline: this
-    runs once a span, on every span of the input."""
+    reads it); -1 if it has none of 16 bytes. Its other fields are stepped over."""
     found = -1
     while pos < end:
-        tag = data[pos]
-        if tag >= 0x80:
-            tag, pos = _varint(data, pos, end)
+        tag, pos = _tag(data, pos, end)
+        if tag & 7 != _LEN:
+            pos = _skip(data, pos, end, tag & 7)
+        elif tag == (1 << 3) | _LEN:
+            start, pos = _length(data, pos, end)
+            found = int.from_bytes(data[start:pos], "big") if pos - start == 16 else -1
         else:
-            pos += 1
-        wire = tag & 7
-        if wire != _LEN:
-            pos = _skip(data, pos, end, wire)
-            continue
-        size = data[pos] if pos < end else 0x80
-        if size < 0x80:  # an id, a name, an attribute: the length in one byte
-            pos += 1
-        else:
-            size, pos = _varint(data, pos, end)
-        if pos + size > end:
-            raise WireError("a field runs past the end of its message")
-        if tag == (1 << 3) | _LEN:
-            found = int.from_bytes(data[pos : pos + size], "big") if size == 16 else -1
-        pos += size
+            pos = _length(data, pos, end)[1]
     return found
