@@ -331,3 +331,23 @@ def test_records_of_any_size_are_read(tmp_path: Path, size: int) -> None:
     path.write_bytes(_framed(_resource_spans_of_size(size)))
     report = build_report([path], settings=pinned_settings(), problems=Problems(shown=0))
     assert (report.inputs.spans, report.inputs.skipped) == (1, {})
+
+
+@pytest.mark.parametrize("last_id", [bytes(range(20, 36)), b"short"])
+def test_of_a_trace_id_given_twice_the_last_counts_in_both_passes(last_id: bytes) -> None:
+    # Two serialized spans one after the other are one span to protobuf (merged), whose
+    # trace id is the second's: the first pass of --jobs must find the id the decoder keeps.
+    first = Span(trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), name="chat", end_time_unix_nano=5)
+    span = first.SerializeToString() + b"\x0a" + _varint(len(last_id)) + last_id
+    scope_spans = b"\x12" + _varint(len(span)) + span
+    resource_spans = b"\x12" + _varint(len(scope_spans)) + scope_spans
+    data = b"\x0a" + _varint(len(resource_spans)) + resource_spans
+    assert TracesData.FromString(data).resource_spans[0].scope_spans[0].spans[0].trace_id == last_id
+    problems: list[str] = []
+    spans = decode_proto(data, KEYS, Processes(), problems.append)
+    if len(last_id) == 16:
+        assert trace_ids(data) == {int.from_bytes(last_id, "big")}
+        assert [s.trace_key >> 16 for s in spans] == [int.from_bytes(last_id, "big")]
+    else:
+        assert trace_ids(data) == set()
+        assert (spans, len(problems)) == ([], 1)
