@@ -404,8 +404,14 @@ def trace_ids(data: bytes, start: int = 0, end: int = -1, into: set[int] | None 
     ids: set[int] = set() if into is None else into
     for rs_start, rs_end in _fields(data, start, end, 1):
         for ss_start, ss_end in _fields(data, rs_start, rs_end, 2):
-            for span_start, span_end in _fields(data, ss_start, ss_end, 2):
-                trace = _trace_id(data, span_start, span_end)
+            pos = ss_start
+            while pos < ss_end:  # the spans, stepped through here: no list of their places
+                tag, pos = _tag(data, pos, ss_end)
+                if tag != (2 << 3) | _LEN:
+                    pos = _skip(data, pos, ss_end, tag & 7)
+                    continue
+                span_start, pos = _length(data, pos, ss_end)
+                trace = _trace_id(data, span_start, pos)
                 if trace >= 0:
                     ids.add(trace)
     return ids
