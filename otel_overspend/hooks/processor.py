@@ -145,7 +145,7 @@ class CountingProcessor(SpanProcessor):
                 outside=self._step_outside,
                 start_other=self._start_other,
                 end_other=self._end_other,
-                no_marker_keys=_no_marker_keys,
+                marker_keys=LLM_MARKER_KEYS,
                 no_usage_keys=USAGE_KEYS.isdisjoint,
                 may_be_llm_call=may_be_llm_call,
                 marks=self._marks,

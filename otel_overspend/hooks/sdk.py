@@ -157,7 +157,7 @@ class FastHooks:
         outside: Callable[[Span, Context | None], str | None],
         start_other: Callable[[Span, Context | None], None],
         end_other: Callable[[ReadableSpan], None],
-        no_marker_keys: Callable[[Mapping[str, Any]], bool],
+        marker_keys: frozenset[str],
         no_usage_keys: Callable[[Mapping[str, Any]], bool],
         may_be_llm_call: Callable[[Mapping[str, Any]], bool],
         marks: dict[int, bool | None],
@@ -194,11 +194,17 @@ class FastHooks:
                     end_other(span)
                     return
                 try:
-                    attrs = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
+                    attrs: dict[str, Any] = span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
                 except AttributeError:  # built by hand, with a plain dict of attributes
                     end_other(span)
                     return
-                no_call = no_marker_keys(attrs) or (no_usage_keys(attrs) and not may_be_llm_call(attrs))
+                # A key that marks an LLM call, looked for key by key: most spans have a few
+                # keys (none a marker), an LLM span has a marker among its first.
+                no_call = True
+                for key in attrs:
+                    if key in marker_keys:
+                        no_call = no_usage_keys(attrs) and not may_be_llm_call(attrs)
+                        break
                 if no_call and (not marks or span._context[1] not in marks):  # type: ignore[index]  # noqa: SLF001
                     return
                 # Its local parent is marked (``recorder.mark``, inlined: once per LLM span),
