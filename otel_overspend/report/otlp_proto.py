@@ -423,11 +423,9 @@ def _trace_id(data: bytes, pos: int, end: int) -> int:
     found = -1
     while pos < end:
         tag, pos = _tag(data, pos, end)
-        if tag & 7 != _LEN:
-            pos = _skip(data, pos, end, tag & 7)
-        elif tag == (1 << 3) | _LEN:
+        if tag == (1 << 3) | _LEN:
             start, pos = _length(data, pos, end)
             found = int.from_bytes(data[start:pos], "big") if pos - start == 16 else -1
         else:
-            pos = _length(data, pos, end)[1]
+            pos = _skip(data, pos, end, tag & 7)
     return found
