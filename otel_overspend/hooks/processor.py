@@ -37,7 +37,7 @@ from otel_overspend.config.components import Components
 from otel_overspend.config.settings import Settings
 from otel_overspend.hooks.baggage import baggage_value as _baggage_value
 from otel_overspend.hooks.queue import SpanQueue
-from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, step_outside
+from otel_overspend.hooks.sdk import NOT_HELD, Ended, FastHooks, SdkSpans, ending, step_outside
 from otel_overspend.hooks.sdk_probe import probe
 from otel_overspend.steps import BAGGAGE_KEY, CURRENT_STEP, is_step_name
 
@@ -163,6 +163,9 @@ class CountingProcessor(SpanProcessor):
                 "a little more, and every count is the same",
                 found,
             )
+        # The SDK calls ``_on_ending`` on every processor as each span ends: the base
+        # class's is a Python method that does nothing; this one does nothing for less.
+        self._on_ending = ending  # type: ignore[method-assign]
         reset_in_forked_child(self, CountingProcessor._after_fork_in_child)
 
     @property
@@ -187,7 +190,7 @@ class CountingProcessor(SpanProcessor):
         """``on_start`` through the public API: the step is held in the table of open spans
         (and, with ``stamp_spans``, written as the span's ``overspend.step`` attribute)."""
         frame = _current_frame()
-        step = frame.name if frame is not None else self._step_outside(span, parent_context)
+        step = frame.name if frame is not None else self._step_outside(span, parent_context, span.attributes)
         if step is None:
             return
         steps = self._steps

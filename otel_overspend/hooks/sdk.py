@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from otel_overspend.calls.step_rules import StepRules
     from otel_overspend.hooks.queue import SpanQueue
 
-__all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "step_outside")
+__all__ = ("STEP_FIELD", "Ended", "FastHooks", "SdkSpans", "ending", "step_outside")
 
 #: The Python attribute of a span's ``BoundedAttributes`` that holds the step it started in.
 STEP_FIELD: Final = "_overspend_step"
@@ -96,24 +96,27 @@ def step_outside(
     carried: Callable[[Context], str | None],
     other_parent: Callable[[object], str | None],
     rules: StepRules,
-) -> Callable[[Span, Context | None], str | None]:
+) -> Callable[[Span, Context | None, Mapping[str, Any] | None], str | None]:
     """The step of a span started outside any ``step()``: ``carried`` by the context's
-    baggage, else its parent's, else a rule's on its name and start attributes, else none.
+    baggage, else its parent's, else a rule's on its name and start attributes (``attrs``),
+    else none.
 
     Most spans of most apps take this path, so the SDK's own spans are read by their fields
     here, in one call: a parent of the SDK's class gives the step held on it; any other
     parent (a proxy, another provider's span, one the processor did not see start) goes to
-    ``other_parent``.
+    ``other_parent``. The span's name is read only if a rule may match.
     """
     live = spans.live if spans is not None else None
     baggage_key = BAGGAGE_CONTEXT_KEY
     span_key = SPAN_CONTEXT_KEY
     on_names = rules.on_names
-    no_rule_keys = rules.keys.isdisjoint
+    # Looked up in the span's attributes one by one: the rules read a few keys, and a span
+    # carries more than that (an HTTP server span, a dozen).
+    rule_keys = tuple(rules.keys)
 
-    def step(span: Span, parent_context: Context | None) -> str | None:
+    def step(span: Span, parent_context: Context | None, attrs: Mapping[str, Any] | None) -> str | None:
         context = parent_context if parent_context is not None else current_context()
-        if baggage_key is None or context.get(baggage_key) is not None:  # any baggage
+        if baggage_key is None or baggage_key in context:  # any baggage
             found = carried(context)
             if found is not None:
                 return found
@@ -128,15 +131,24 @@ def step_outside(
                 found = other_parent(parent)
             if found is not None:
                 return found
-        if type(span) is live:
-            name, attrs = span._name, span._attributes._dict  # type: ignore[union-attr]  # noqa: SLF001
-        else:
-            name, attrs = span.name, span.attributes
-        if not on_names and (not attrs or no_rule_keys(attrs)):  # it cannot match a rule
-            return None
-        return rules.match(name, attrs)
+        if not on_names:
+            if not attrs:
+                return None
+            for key in rule_keys:
+                if key in attrs:
+                    break
+            else:  # it cannot match a rule
+                return None
+        return rules.match(span._name if type(span) is live else span.name, attrs)  # noqa: SLF001
 
     return step
+
+
+def ending(span: object) -> None:
+    """``SpanProcessor._on_ending``, which the SDK calls on every processor as each span
+    ends (SDK 1.40 and later): nothing to do there. A processor sets this as its own
+    ``_on_ending``, so that the call costs a compiled function's, not a Python method's."""
+    del span
 
 
 class FastHooks:
@@ -154,7 +166,7 @@ class FastHooks:
         spans: SdkSpans,
         *,
         current_frame: Callable[[], Any],
-        outside: Callable[[Span, Context | None], str | None],
+        outside: Callable[[Span, Context | None, Mapping[str, Any] | None], str | None],
         start_other: Callable[[Span, Context | None], None],
         end_other: Callable[[ReadableSpan], None],
         marker_keys: frozenset[str],
@@ -176,9 +188,10 @@ class FastHooks:
             # nothing is kept here for an open span.
             try:
                 if type(span) is live:
+                    held = span._attributes  # noqa: SLF001
                     frame = current_frame()
-                    step = frame.name if frame is not None else outside(span, parent_context)
-                    span._attributes._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
+                    step = frame.name if frame is not None else outside(span, parent_context, held._dict)  # type: ignore[union-attr]  # noqa: SLF001
+                    held._overspend_step = step  # type: ignore[union-attr]  # noqa: SLF001
                     if stamp is not None and step is not None:
                         stamp(span, step)
                 else:
