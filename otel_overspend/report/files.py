@@ -559,15 +559,15 @@ def line_ranges(path: Path, parts: int) -> LineRanges | None:
 def _record_ranges(raw: IO[bytes], size: int, parts: int) -> LineRanges:
     """A file of length-prefixed records cut into about ``parts`` ranges at record starts,
     found by stepping from length to length: short records in blocks of the file read at
-    once, long ones by a seek each. A length that runs past the end (or is implausible)
+    once, long ones by a read of 4 bytes each. A length that runs past the end (or is implausible)
     ends the cutting: the rest is one range, whose reading reports it."""
     cuts, firsts = [0], [1]
     at, number, length = 0, 1, 0
     target = size // parts  # the next cut goes at the first record start from here
+    fd = raw.fileno()  # read with no buffer: a buffered read after a seek reads 8 KB
     while len(cuts) < parts:
-        raw.seek(at)
         # After a long record, only its successor's length: the next is likely long too.
-        block = raw.read(_CUT_BLOCK_BYTES if length < _CUT_BLOCK_BYTES // 16 else 4)
+        block = os.pread(fd, _CUT_BLOCK_BYTES if length < _CUT_BLOCK_BYTES // 16 else 4, at)
         last, limit, offset = len(block) - 4, min(target, size) - at, 0
         while offset <= last:  # the records whose length is in the block
             (length,) = _LENGTH_PREFIX(block, offset)
