@@ -1,5 +1,8 @@
 """Hot path: added cost of OverspendProcessor over the same SDK pipeline without it.
 
+    python benchmarks/bench_hot_path.py             # every row beside its budget
+    python benchmarks/bench_hot_path.py --floors    # plain spans against the floors
+
 Pipeline: TracerProvider + BatchSpanProcessor to a no-op exporter; LLM spans carry six
 GenAI attributes; a step context is active; each request is a root span with children.
 Non-LLM spans are measured also with no step context (most of an app's spans: HTTP, DB).
@@ -378,7 +381,54 @@ def slowest_end(ours: Tracer, sdk: Tracer, n_threads: int = 4, repeats: int = 5)
     )
 
 
+def floors(rounds: int = 30) -> list[Row]:
+    """Plain spans only: what a second processor costs before it does anything (the SDK's
+    floor), what the least a processor of this design can do costs (``floor_processors``'
+    ``AttributesFloor``: hold the step at the start, look at the keys at the end, in
+    Python), and ``OverspendProcessor``, each taking turns with the SDK alone as above."""
+    import floor_processors
+
+    first = pipeline(with_processor=False)
+    for in_step in (True, False):
+        emit(first[1], PLAIN_ATTRS, 400, in_step=in_step)
+    pipelines = {
+        "sdk": pipeline(with_processor=False),
+        "sdk again": pipeline(with_processor=False),
+        "empty": pipeline(with_processor=False, second=_Empty()),
+        "design floor": pipeline(with_processor=False, second=floor_processors.AttributesFloor()),
+        "ours": pipeline(with_processor=True),
+    }
+    for _, tracer, _ in pipelines.values():
+        emit(tracer, LLM_ATTRS, 400)
+    rows = []
+    for label, budget, in_step in (("in a step()", 0.03, True), ("outside any step()", 0.05, False)):
+        every: dict[str, list[float]] = {name: [] for name in pipelines}
+        names = list(pipelines)
+        for i in range(rounds):
+            gc.collect()
+            for j in range(CHUNKS_PER_ROUND):
+                order = names[j % len(names) :] + names[: j % len(names)]
+                for name in order if (i + j) % 2 else order[::-1]:
+                    provider, tracer, _ = pipelines[name]
+                    every[name].append(_cpu_chunk(provider, tracer, PLAIN_ATTRS, in_step=in_step)[1])
+        for name in names[1:]:
+            added = _added(every[name], every["sdk"])
+            rows.append(
+                Row(
+                    f"non-LLM span {label}, {name}, all threads",
+                    f"{added:+.1%}",
+                    f"<= +{budget:.0%}" if name == "ours" else "",
+                    added <= budget if name == "ours" else True,
+                )
+            )
+    for provider, _, _ in (first, *pipelines.values()):
+        provider.shutdown()
+    return rows
+
+
 if __name__ == "__main__":
+    import sys
+
     from harness import print_table
 
-    print_table(measure())
+    print_table(floors() if "--floors" in sys.argv[1:] else measure())
