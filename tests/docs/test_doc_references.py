@@ -49,6 +49,7 @@ FOREIGN_OPTIONS = {
     "--workers": "uvicorn",
     "--preload": "gunicorn",
     "--data-urlencode": "curl",
+    "--floors": "bench_hot_path.py",
 }
 
 
