@@ -112,9 +112,12 @@ class _Empty(SpanProcessor):
         return True
 
 
+Pipeline = tuple[TracerProvider, "Tracer", "OverspendProcessor | None"]
+
+
 def pipeline(
     *, with_processor: bool, second: SpanProcessor | None = None, export_at_once: bool = False
-) -> tuple[TracerProvider, Tracer, OverspendProcessor | None]:
+) -> Pipeline:
     """The SDK pipeline, with ``OverspendProcessor`` or ``second`` (or neither) before the
     exporting processor: a BatchSpanProcessor, or with ``export_at_once`` a
     SimpleSpanProcessor, which exports in the span's thread (no other thread's timing)."""
@@ -207,14 +210,37 @@ def _per_span_us(chunks: list[float]) -> float:
     return statistics.median(chunks) / CHUNK_SPANS * 1e6
 
 
-def measure(rounds: int = 30) -> list[Row]:
-    # A pipeline that runs first and is not measured: on SDK 1.40 the first pipeline to
-    # emit spans stayed 8-11 % cheaper than the others through a whole run (two copies of
-    # the SDK pipeline measured +8 to +11 % apart, whatever the order they were built in or
-    # took turns in), which favoured whichever was first. With this one first, the copies
-    # agree within 3 % on each SDK of the matrix.
+def _take_turns(
+    pipelines: dict[str, Pipeline], attrs: Attrs, *, in_step: bool, rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Each pipeline's chunks, (request thread, all threads) CPU seconds: in each row every
+    pipeline takes a turn, in an order that rotates."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for i in range(rounds):
+        gc.collect()
+        for j in range(CHUNKS_PER_ROUND):
+            order = names[j % len(names) :] + names[: j % len(names)]
+            for name in order if (i + j) % 2 else order[::-1]:
+                provider, tracer, _ = pipelines[name]
+                samples[name].append(_cpu_chunk(provider, tracer, attrs, in_step=in_step))
+    return samples
+
+
+def _pipelines(
+    shapes: tuple[Attrs, ...], others: dict[str, SpanProcessor] | None = None
+) -> tuple[Pipeline, dict[str, Pipeline]]:
+    """A first pipeline, warmed up with ``shapes`` and not measured, and the pipelines that
+    take turns: the SDK alone, again, with an empty second processor, with each of
+    ``others``, and with ``OverspendProcessor``.
+
+    The first: on SDK 1.40 the first pipeline to emit spans stayed 8-11 % cheaper than the
+    others through a whole run (two copies of the SDK pipeline measured +8 to +11 % apart,
+    whatever the order they were built in or took turns in), which favoured whichever was
+    first. With this one first, the copies agree within 3 % on each SDK of the matrix.
+    """
     first = pipeline(with_processor=False)
-    for attrs in (LLM_ATTRS, INSTRUMENTED_START, ONE_OUTSIDE, PLAIN_ATTRS):
+    for attrs in shapes:
         for in_step in (True, False):
             emit(first[1], attrs, 400, in_step=in_step)
     pipelines = {
@@ -222,10 +248,16 @@ def measure(rounds: int = 30) -> list[Row]:
         # The same SDK pipeline again: its figure against the first is the noise of the run.
         "sdk again": pipeline(with_processor=False),
         "empty": pipeline(with_processor=False, second=_Empty()),
+        **{name: pipeline(with_processor=False, second=other) for name, other in (others or {}).items()},
         "ours": pipeline(with_processor=True),
     }
     for _, tracer, _ in pipelines.values():  # warm caches (price resolution, series)
         emit(tracer, LLM_ATTRS, 400)
+    return first, pipelines
+
+
+def measure(rounds: int = 30) -> list[Row]:
+    first, pipelines = _pipelines((LLM_ATTRS, INSTRUMENTED_START, ONE_OUTSIDE, PLAIN_ATTRS))
     rows = []
     # Budgets are on the CPU of every thread (the background counting included: the process
     # pays for it under the GIL); the app thread's figure is printed beside it.
@@ -237,15 +269,7 @@ def measure(rounds: int = 30) -> list[Row]:
         ("non-LLM span", PLAIN_ATTRS, 0.03, True),
         ("non-LLM span, no step()", PLAIN_ATTRS, 0.05, False),
     ):
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pipelines}
-        names = list(pipelines)
-        for i in range(rounds):
-            gc.collect()
-            for j in range(CHUNKS_PER_ROUND):  # one row: each pipeline in turn, order rotating
-                order = names[j % len(names) :] + names[: j % len(names)]
-                for name in order if (i + j) % 2 else order[::-1]:
-                    provider, tracer, _ = pipelines[name]
-                    samples[name].append(_cpu_chunk(provider, tracer, attrs, in_step=in_step))
+        samples = _take_turns(pipelines, attrs, in_step=in_step, rounds=rounds)
         thread = {name: [s[0] for s in values] for name, values in samples.items()}
         every = {name: [s[1] for s in values] for name, values in samples.items()}
         added = _added(every["ours"], every["sdk"])
@@ -388,30 +412,12 @@ def floors(rounds: int = 30) -> list[Row]:
     Python), and ``OverspendProcessor``, each taking turns with the SDK alone as above."""
     import floor_processors
 
-    first = pipeline(with_processor=False)
-    for in_step in (True, False):
-        emit(first[1], PLAIN_ATTRS, 400, in_step=in_step)
-    pipelines = {
-        "sdk": pipeline(with_processor=False),
-        "sdk again": pipeline(with_processor=False),
-        "empty": pipeline(with_processor=False, second=_Empty()),
-        "design floor": pipeline(with_processor=False, second=floor_processors.AttributesFloor()),
-        "ours": pipeline(with_processor=True),
-    }
-    for _, tracer, _ in pipelines.values():
-        emit(tracer, LLM_ATTRS, 400)
+    first, pipelines = _pipelines((PLAIN_ATTRS,), {"design floor": floor_processors.AttributesFloor()})
     rows = []
     for label, budget, in_step in (("in a step()", 0.03, True), ("outside any step()", 0.05, False)):
-        every: dict[str, list[float]] = {name: [] for name in pipelines}
-        names = list(pipelines)
-        for i in range(rounds):
-            gc.collect()
-            for j in range(CHUNKS_PER_ROUND):
-                order = names[j % len(names) :] + names[: j % len(names)]
-                for name in order if (i + j) % 2 else order[::-1]:
-                    provider, tracer, _ = pipelines[name]
-                    every[name].append(_cpu_chunk(provider, tracer, PLAIN_ATTRS, in_step=in_step)[1])
-        for name in names[1:]:
+        samples = _take_turns(pipelines, PLAIN_ATTRS, in_step=in_step, rounds=rounds)
+        every = {name: [s[1] for s in values] for name, values in samples.items()}
+        for name in list(pipelines)[1:]:
             added = _added(every[name], every["sdk"])
             rows.append(
                 Row(
