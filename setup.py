@@ -26,7 +26,7 @@ from setuptools.command.build_ext import build_ext
 #: What every span and every LLM call runs through: the span hooks on the SDK's own spans;
 #: then, live and offline, reading usage, the step rules, pricing, attribution, the
 #: recorder, its open requests and the bounded tables; live, the ledger; offline, the
-#: replay of trace files and its per-period sums.
+#: replay of trace files, the step time of its requests and its per-period sums.
 COMPILED = (
     "otel_overspend/hooks/sdk.py",
     "otel_overspend/calls/conventions.py",
@@ -38,6 +38,7 @@ COMPILED = (
     "otel_overspend/accounting/requests.py",
     "otel_overspend/accounting/recorder.py",
     "otel_overspend/accounting/ledger.py",
+    "otel_overspend/accounting/step_time.py",
     "otel_overspend/report/otlp_proto.py",
     "otel_overspend/report/replay.py",
     "otel_overspend/report/sums.py",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
 
 # Evaluated at import by the compiled build (mypyc), which reads the dataclasses' annotations.
 from collections.abc import Mapping  # noqa: TC003
@@ -33,9 +32,8 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
 
-from otel_overspend.base.labels import OTHER
+from otel_overspend.accounting.step_time import ADDED, COUNT, MAX_OPEN_REQUESTS, MAX_STEPS, REQUEST, StepTime
 from otel_overspend.steps import set_step_timer, validate_step_name
-from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,9 +41,12 @@ if TYPE_CHECKING:
     from otel_overspend.accounting.requests import CascadeCases
 
 __all__ = (
+    "ADDED",
+    "COUNT",
     "MAX_OPEN_REQUESTS",
     "MAX_STEPS",
     "ORACLE_AGREED_KEY",
+    "REQUEST",
     "SETTLE_SECONDS",
     "ObservationSnapshot",
     "ObservationView",
@@ -59,15 +60,8 @@ __all__ = (
 
 #: The span attribute of a shadow call to a step's teacher: whether it agreed with the student.
 ORACLE_AGREED_KEY: Final = "overspend.oracle.agreed"
-#: Distinct step labels kept; further steps are folded into ``other``.
-MAX_STEPS: Final = 100
-#: Requests whose step time is being merged at once; beyond it the oldest is observed early.
-MAX_OPEN_REQUESTS: Final = 10_000
 #: Quiet time after which a request's step time is observed.
 SETTLE_SECONDS: Final = 2.0
-#: A step-time vector: observations, added seconds, request seconds, then per-bucket counts.
-COUNT, ADDED, REQUEST = 0, 1, 2
-_N_TIME: Final = 3 + len(STEP_TIME_BUCKETS) + 1
 #: An oracle vector: checks, agreeing checks.
 CHECKS, AGREED = 0, 1
 
@@ -96,16 +90,6 @@ class ObservationSnapshot:
     windows: tuple[ObservationView, ...]
     #: step -> (cases, escalated cases, cost, every case at the expensive stage's cost)
     cascades: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
-
-
-class _Request:
-    __slots__ = ("first", "last", "steps")
-
-    def __init__(self, started: float, ended: float) -> None:
-        self.first = started
-        self.last = ended
-        #: step -> [stretch start, stretch end, seconds of the stretches before it]
-        self.steps: dict[str, list[float]] = {}
 
 
 class _Ring:
@@ -164,20 +148,6 @@ class _Ring:
         )
 
 
-def _add_time(
-    target: dict[str, list[float]], step: str, added_s: float, request_s: float, bucket: int
-) -> None:
-    """Add one request's time of ``step`` (its histogram ``bucket``): the four numbers it
-    changes, not the whole vector (once per step of every request)."""
-    acc = target.get(step)
-    if acc is None:
-        acc = target[step] = [0.0] * _N_TIME
-    acc[COUNT] += 1.0
-    acc[ADDED] += added_s
-    acc[REQUEST] += request_s
-    acc[bucket] += 1.0
-
-
 def _add(target: dict[str, list[float]], step: str, vector: list[float]) -> None:
     acc = target.get(step)
     if acc is None:
@@ -213,62 +183,34 @@ class Observations:
     def reset(self) -> None:
         """Forget everything (a forked child's parent keeps its own)."""
         self._lock = threading.Lock()
-        self._open: dict[int, _Request] = {}
-        self._times: dict[str, list[float]] = {}
         self._oracle: dict[str, list[float]] = {}
         self._last_checks: dict[str, float] = {}
         self._cascades: dict[str, list[float]] = {}
         for ring in self._rings:
             ring.__init__(ring.width, ring.n)  # type: ignore[misc]
-        #: Steps folded into ``other`` (one per observation).
-        self.overflowed = 0
+        self._core = StepTime(
+            self._rings, clock=self._clock, perf_clock=self._perf, settle_seconds=self._settle
+        )
+        #: :meth:`step_done` for the one thread that uses this store (the offline report's
+        #: replay, once per span with a step): a ``with`` on the lock costs more than the step.
+        self.step_done_unlocked: Callable[[str, int, float, float], None] = self._core.done
+
+    @property
+    def overflowed(self) -> int:
+        """Steps folded into ``other`` (one per observation)."""
+        return self._core.overflowed
 
     # -- recording -----------------------------------------------------------------------
     def step_done(self, step: str, trace_id: int, started: float, ended: float) -> None:
         """A ``step()`` block of ``trace_id`` (0: outside a span) ran from ``started`` to
         ``ended`` (seconds since the epoch)."""
         with self._lock:
-            self.step_done_unlocked(step, trace_id, started, ended)
-
-    def step_done_unlocked(self, step: str, trace_id: int, started: float, ended: float) -> None:
-        """:meth:`step_done` for the one thread that uses this store (the offline report's
-        replay, once per span with a step): a ``with`` on the lock costs more than the step."""
-        # Comparisons rather than min() and max() calls, which cost several times more
-        # (same results).
-        if trace_id == 0:  # a request of its own, observed at once
-            self._observe({step: [started, ended, 0.0]}, ended - started)
-            return
-        open_requests = self._open
-        request = open_requests.get(trace_id)
-        if request is None:
-            if len(open_requests) >= MAX_OPEN_REQUESTS:
-                self._finish(next(iter(open_requests)))
-            request = open_requests[trace_id] = _Request(started, ended)
-            request.steps[step] = [started, ended, 0.0]
-        else:
-            if started < request.first:  # noqa: PLR1730 - see above
-                request.first = started
-            if ended > request.last:  # noqa: PLR1730 - see above
-                request.last = ended
-            stretch = request.steps.get(step)
-            if stretch is None:
-                request.steps[step] = [started, ended, 0.0]
-            elif started <= stretch[1]:  # overlaps the latest stretch: counted once
-                if started < stretch[0]:  # noqa: PLR1730 - see above
-                    stretch[0] = started
-                if ended > stretch[1]:  # noqa: PLR1730 - see above
-                    stretch[1] = ended
-            else:
-                stretch[2] += stretch[1] - stretch[0]
-                stretch[0], stretch[1] = started, ended
-        oldest = next(iter(open_requests))
-        if open_requests[oldest].last < ended - self._settle:
-            self._finish(oldest)
+            self._core.done(step, trace_id, started, ended)
 
     def oracle_check(self, step: str, *, agreed: bool) -> None:
         now = self._clock()
         with self._lock:
-            label = self._label(step, self._oracle)
+            label = self._core.label(step, self._oracle)
             vector = [1.0, 1.0 if agreed else 0.0]
             _add(self._oracle, label, vector)
             for ring in self._rings:
@@ -282,60 +224,25 @@ class Observations:
         now = self._clock()
         vector = [float(cases.cases), float(cases.escalated), cases.cost_usd, cases.expensive_cost_usd]
         with self._lock:
-            label = self._label(cases.step, self._cascades)
+            label = self._core.label(cases.step, self._cascades)
             _add(self._cascades, label, vector)
             for ring in self._rings:
                 slot = ring.slot(now)
                 if slot is not None:
                     _add(ring.cascade[slot], label, vector)
 
-    def _label(self, step: str, seen: dict[str, list[float]]) -> str:
-        if step in seen or len(seen) < MAX_STEPS:
-            return step
-        self.overflowed += 1
-        return OTHER
-
-    def _finish(self, trace_id: int) -> None:
-        request = self._open.pop(trace_id)
-        self._observe(request.steps, request.last - request.first)
-
-    def _observe(self, steps: dict[str, list[float]], request_s: float) -> None:
-        """One request's time of each of its ``steps`` (step -> its latest stretch's start and
-        end, seconds of the stretches before it), in the windows by the end of the step's last
-        block in it (on the clock of the blocks' times), as the ledger's are by the end of the
-        step's spans: a request is observed once it has settled, seconds after, not timed then."""
-        # Once per step of every request: max(0.0, x) as a comparison (the same result).
-        if not request_s > 0.0:
-            request_s = 0.0
-        times = self._times
-        for step, (start, end, before) in steps.items():
-            added_s = before + end - start
-            if not added_s > 0.0:
-                added_s = 0.0
-            label = step if step in times or len(times) < MAX_STEPS else self._label(step, times)
-            bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
-            _add_time(times, label, added_s, request_s, bucket)
-            if self._rings:  # the clocks are read for the windows alone
-                at_s = self._clock() - max(0.0, self._perf() - end)
-                for ring in self._rings:
-                    slot = ring.slot(at_s)
-                    if slot is not None:
-                        _add_time(ring.times[slot], label, added_s, request_s, bucket)
-
     # -- reading -------------------------------------------------------------------------
     def settle(self, *, everything: bool = False) -> None:
         """Observe the requests quiet for the settle time (``everything``: all of them)."""
         with self._lock:
-            before = self._perf() - self._settle
-            for trace_id in [t for t, r in self._open.items() if everything or r.last < before]:
-                self._finish(trace_id)
+            self._core.settle(self._perf() - self._settle, everything=everything)
 
     def snapshot(self) -> ObservationSnapshot:
         self.settle()
         now = self._clock()
         with self._lock:
             return ObservationSnapshot(
-                step_times={step: tuple(v) for step, v in sorted(self._times.items())},
+                step_times={step: tuple(v) for step, v in sorted(self._core.times.items())},
                 agreements={step: (v[CHECKS], v[AGREED]) for step, v in sorted(self._oracle.items())},
                 last_checks=dict(sorted(self._last_checks.items())),
                 windows=tuple(r.view(w, now) for r, w in zip(self._rings, self._window_seconds, strict=True)),
