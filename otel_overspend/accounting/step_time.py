@@ -150,7 +150,7 @@ class StepTime:
             added_s = before + end - start
             if not added_s > 0.0:
                 added_s = 0.0
-            label = step if step in times or len(times) < MAX_STEPS else self.label(step, times)
+            label = self.label(step, times)
             bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
             _add_time(times, label, added_s, request_s, bucket)
             if self._windows:  # the clocks are read for the windows alone

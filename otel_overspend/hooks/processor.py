@@ -190,7 +190,7 @@ class CountingProcessor(SpanProcessor):
         """``on_start`` through the public API: the step is held in the table of open spans
         (and, with ``stamp_spans``, written as the span's ``overspend.step`` attribute)."""
         frame = _current_frame()
-        step = frame.name if frame is not None else self._step_outside(span, parent_context, span.attributes)
+        step = frame.name if frame is not None else self._step_outside(span, parent_context, None)
         if step is None:
             return
         steps = self._steps

@@ -98,8 +98,8 @@ def step_outside(
     rules: StepRules,
 ) -> Callable[[Span, Context | None, Mapping[str, Any] | None], str | None]:
     """The step of a span started outside any ``step()``: ``carried`` by the context's
-    baggage, else its parent's, else a rule's on its name and start attributes (``attrs``),
-    else none.
+    baggage, else its parent's, else a rule's on its name and start attributes (``attrs``;
+    ``None``: read from the span, when a rule needs them), else none.
 
     Most spans of most apps take this path, so the SDK's own spans are read by their fields
     here, in one call: a parent of the SDK's class gives the step held on it; any other
@@ -131,6 +131,8 @@ def step_outside(
                 found = other_parent(parent)
             if found is not None:
                 return found
+        if attrs is None:
+            attrs = span.attributes
         if not on_names:
             if not attrs:
                 return None
