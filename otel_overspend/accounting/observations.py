@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
 
-from otel_overspend.accounting.step_time import ADDED, COUNT, MAX_OPEN_REQUESTS, MAX_STEPS, REQUEST, StepTime
+from otel_overspend.accounting.step_time import (
+    ADDED,
+    BUCKETS,
+    COUNT,
+    MAX_OPEN_REQUESTS,
+    MAX_STEPS,
+    REQUEST,
+    StepTime,
+)
 from otel_overspend.steps import set_step_timer, validate_step_name
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ADDED",
+    "BUCKETS",
     "COUNT",
     "MAX_OPEN_REQUESTS",
     "MAX_STEPS",
@@ -142,7 +151,9 @@ class _Ring:
                             acc[i] += value
         return ObservationView(
             seconds=seconds,
-            step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in sorted(times.items())},
+            step_times={
+                step: (tuple(v[BUCKETS:]), v[ADDED], v[REQUEST]) for step, v in sorted(times.items())
+            },
             agreements={step: (v[CHECKS], v[AGREED]) for step, v in sorted(oracle.items())},
             cascades={step: (v[0], v[1], v[2], v[3]) for step, v in sorted(cascade.items())},
         )

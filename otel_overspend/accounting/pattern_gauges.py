@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from otel_overspend.accounting.observations import ADDED, REQUEST
+from otel_overspend.accounting.observations import ADDED, BUCKETS, REQUEST
 from otel_overspend.accounting.patterns import classify, figures
 from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
@@ -75,7 +75,7 @@ def _counters(observed: ObservationSnapshot) -> list[Metric]:
     for step, vector in observed.step_times.items():
         buckets: list[tuple[str, float]] = []
         running = 0.0
-        for bound, count in zip((*STEP_TIME_BUCKETS, float("inf")), vector[3:], strict=True):
+        for bound, count in zip((*STEP_TIME_BUCKETS, float("inf")), vector[BUCKETS:], strict=True):
             running += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
         hist.add_metric([step], buckets, sum_value=vector[ADDED])

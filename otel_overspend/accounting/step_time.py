@@ -17,17 +17,29 @@ from otel_overspend.thresholds import STEP_TIME_BUCKETS
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("ADDED", "COUNT", "MAX_OPEN_REQUESTS", "MAX_STEPS", "N_TIME", "REQUEST", "StepTime", "Window")
+__all__ = (
+    "ADDED",
+    "BUCKETS",
+    "COUNT",
+    "MAX_OPEN_REQUESTS",
+    "MAX_STEPS",
+    "N_TIME",
+    "REQUEST",
+    "StepTime",
+    "Window",
+)
 
 #: Distinct step labels kept; further steps are folded into ``other``.
 MAX_STEPS: Final = 100
 #: Requests whose step time is being merged at once; beyond it the oldest is observed early.
 MAX_OPEN_REQUESTS: Final = 10_000
-#: A step-time vector: observations, added seconds, request seconds, then per-bucket counts.
+#: A step-time vector: observations, added seconds, request seconds, then per-bucket counts
+#: (from :data:`BUCKETS`: one per bound of ``STEP_TIME_BUCKETS``, then one above them all).
 COUNT: Final = 0
 ADDED: Final = 1
 REQUEST: Final = 2
-N_TIME: Final = 3 + len(STEP_TIME_BUCKETS) + 1
+BUCKETS: Final = 3
+N_TIME: Final = BUCKETS + len(STEP_TIME_BUCKETS) + 1
 
 
 class Window(Protocol):
@@ -151,7 +163,7 @@ class StepTime:
             if not added_s > 0.0:
                 added_s = 0.0
             label = self.label(step, times)
-            bucket = 3 + bisect_left(STEP_TIME_BUCKETS, added_s)
+            bucket = BUCKETS + bisect_left(STEP_TIME_BUCKETS, added_s)
             _add_time(times, label, added_s, request_s, bucket)
             if self._windows:  # the clocks are read for the windows alone
                 at_s = self._clock() - max(0.0, self._perf() - end)

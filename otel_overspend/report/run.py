@@ -13,7 +13,7 @@ import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from otel_overspend.accounting.observations import ADDED, REQUEST, Observations
+from otel_overspend.accounting.observations import ADDED, BUCKETS, REQUEST, Observations
 from otel_overspend.accounting.patterns import classify, figures
 from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder
@@ -416,7 +416,7 @@ def report_from_aggregate(
         current,
         cascades=agg.cascades.last_day() if recent is not None else cascades,
         baseline_cascades=cascades,
-        step_times={step: (tuple(v[3:]), v[ADDED], v[REQUEST]) for step, v in agg.step_times.items()},
+        step_times={step: (tuple(v[BUCKETS:]), v[ADDED], v[REQUEST]) for step, v in agg.step_times.items()},
         step_time_bounds=STEP_TIME_BUCKETS,
         agreements={step: (v[0], v[1]) for step, v in agg.oracle_checks.items()},
         last_checks=agg.last_oracle_checks,
