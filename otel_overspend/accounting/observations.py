@@ -16,8 +16,8 @@ span is a request of its own.
 of the last check.
 
 Both go to every :class:`Observations` installed (one per processor); the label maps are
-bounded (steps beyond :data:`MAX_STEPS` become ``other``; requests beyond
-:data:`MAX_OPEN_REQUESTS` are observed early).
+bounded (steps beyond :data:`~otel_overspend.accounting.step_time.MAX_STEPS` become ``other``;
+requests beyond :data:`~otel_overspend.accounting.step_time.MAX_OPEN_REQUESTS` are observed early).
 """
 
 from __future__ import annotations
@@ -32,15 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace as trace_api
 
-from otel_overspend.accounting.step_time import (
-    ADDED,
-    BUCKETS,
-    COUNT,
-    MAX_OPEN_REQUESTS,
-    MAX_STEPS,
-    REQUEST,
-    StepTime,
-)
+from otel_overspend.accounting.step_time import ADDED, BUCKETS, REQUEST, StepTime
 from otel_overspend.steps import set_step_timer, validate_step_name
 
 if TYPE_CHECKING:
@@ -49,13 +41,7 @@ if TYPE_CHECKING:
     from otel_overspend.accounting.requests import CascadeCases
 
 __all__ = (
-    "ADDED",
-    "BUCKETS",
-    "COUNT",
-    "MAX_OPEN_REQUESTS",
-    "MAX_STEPS",
     "ORACLE_AGREED_KEY",
-    "REQUEST",
     "SETTLE_SECONDS",
     "ObservationSnapshot",
     "ObservationView",

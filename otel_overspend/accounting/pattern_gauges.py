@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from otel_overspend.accounting.observations import ADDED, BUCKETS, REQUEST
 from otel_overspend.accounting.patterns import classify, figures
+from otel_overspend.accounting.step_time import ADDED, BUCKETS, REQUEST
 from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
 if TYPE_CHECKING:

@@ -13,12 +13,13 @@ import gc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from otel_overspend.accounting.observations import ADDED, BUCKETS, REQUEST, Observations
+from otel_overspend.accounting.observations import Observations
 from otel_overspend.accounting.patterns import classify, figures
 from otel_overspend.accounting.purposes import PURPOSE_KEY, resource_purpose, root_purpose
 from otel_overspend.accounting.recorder import Recorder
 from otel_overspend.accounting.requests import CascadeCases, OpenRequests
 from otel_overspend.accounting.signals import diagnose
+from otel_overspend.accounting.step_time import ADDED, BUCKETS, REQUEST
 from otel_overspend.config.components import Components
 from otel_overspend.report.aggregate import Aggregate, settings_digest
 from otel_overspend.report.files import Problems, TraceFileError, read_records

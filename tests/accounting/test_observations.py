@@ -7,7 +7,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_overspend import record_oracle_check, step
 from otel_overspend.accounting import observations as obs
-from otel_overspend.accounting.observations import ADDED, COUNT, REQUEST, Observations
+from otel_overspend.accounting.observations import Observations
+from otel_overspend.accounting.step_time import ADDED, COUNT, MAX_OPEN_REQUESTS, MAX_STEPS, REQUEST
 from otel_overspend.thresholds import STEP_TIME_BUCKETS
 
 from conftest import FakeClock
@@ -139,17 +140,17 @@ def test_a_short_window_or_one_not_a_whole_minute_covers_its_own_length() -> Non
 
 def test_step_labels_are_bounded() -> None:
     o = Observations(clock=FakeClock(T0))
-    for i in range(obs.MAX_STEPS + 5):
+    for i in range(MAX_STEPS + 5):
         o.oracle_check(f"s{i}", agreed=True)
     snap = o.snapshot()
-    assert len(snap.agreements) == obs.MAX_STEPS + 1
+    assert len(snap.agreements) == MAX_STEPS + 1
     assert snap.agreements["other"] == (5.0, 5.0)
     assert o.overflowed == 5
 
 
 def test_open_requests_are_bounded() -> None:
     o = Observations(clock=FakeClock(T0), perf_clock=PerfClock())
-    for trace_id in range(1, obs.MAX_OPEN_REQUESTS + 11):
+    for trace_id in range(1, MAX_OPEN_REQUESTS + 11):
         o.step_done("rerank", trace_id, 100.0, 100.1)
     # The ten oldest were observed early to make room.
     assert o.snapshot().step_times["rerank"][COUNT] == 10
